@@ -1,0 +1,365 @@
+//! Finds every client credential in a request and decides which single method it uses.
+//!
+//! Pure functions over headers, query and decoded form parameters. Rules (DESIGN.md §2):
+//! exactly one method per request (RFC 6749 §2.3: "MUST NOT use more than one
+//! authentication method in each request"); no repeated parameter (RFC 6749 §3.2); no
+//! credentials in the query string (RFC 6749 §2.3.1: "MUST NOT be included in the request
+//! URI"); a parameter sent without a value counts as omitted (RFC 6749 §3.1).
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+use crate::auth::basic::{self, BasicCredentials};
+use crate::auth::form::Params;
+use crate::auth::jwt::ASSERTION_TYPE;
+use crate::error::{AuthFailure, GatewayError, RequestError};
+use crate::secret::Secret;
+
+pub const CLIENT_ID: &str = "client_id";
+pub const CLIENT_SECRET: &str = "client_secret";
+pub const CLIENT_ASSERTION: &str = "client_assertion";
+pub const CLIENT_ASSERTION_TYPE: &str = "client_assertion_type";
+
+/// Parameters that carry credentials; never accepted in the query string.
+const CREDENTIAL_PARAMS: [&str; 4] = [
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CLIENT_ASSERTION,
+    CLIENT_ASSERTION_TYPE,
+];
+
+/// The credential a request presents.
+#[derive(Debug)]
+pub enum Presented {
+    Basic(BasicCredentials),
+    Post { client_id: String, secret: Secret },
+    Jwt { assertion: String },
+}
+
+#[derive(Debug)]
+pub struct Extracted {
+    pub presented: Presented,
+    /// Non-empty `client_id` from the body, if any.
+    pub body_client_id: Option<String>,
+}
+
+/// The request body as far as credentials are concerned.
+#[derive(Debug)]
+pub enum BodyForm<'a> {
+    /// urlencoded or multipart, decoded.
+    Form(&'a Params),
+    /// Any other content type; it cannot carry credentials.
+    Opaque { empty: bool },
+}
+
+/// Extracts the one credential in a request, or says why there is none.
+pub fn extract(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &BodyForm<'_>,
+) -> Result<Extracted, GatewayError> {
+    if let Some(q) = query {
+        if form_urlencoded::parse(q.as_bytes())
+            .any(|(name, _)| CREDENTIAL_PARAMS.contains(&name.as_ref()))
+        {
+            return Err(RequestError::CredentialsInQuery.into());
+        }
+    }
+
+    let mut auth_headers = headers.get_all(AUTHORIZATION).iter();
+    let basic = match (auth_headers.next(), auth_headers.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(basic::parse(v.as_bytes())?),
+        (Some(_), Some(_)) => return Err(RequestError::MultipleAuthorizationHeaders.into()),
+    };
+
+    let (client_id, secret, assertion, assertion_type) = match body {
+        BodyForm::Form(params) => {
+            reject_repeats(params)?;
+            (
+                value(params, CLIENT_ID),
+                value(params, CLIENT_SECRET),
+                value(params, CLIENT_ASSERTION),
+                value(params, CLIENT_ASSERTION_TYPE),
+            )
+        }
+        BodyForm::Opaque { empty } => {
+            // Only Basic can authenticate a body that is not a form.
+            if basic.is_none() {
+                return Err(if *empty {
+                    GatewayError::auth(AuthFailure::NoCredentials, false)
+                } else {
+                    RequestError::UnsupportedContentType.into()
+                });
+            }
+            (None, None, None, None)
+        }
+    };
+    let body_client_id = client_id.map(str::to_owned);
+    let uses_assertion = assertion.is_some() || assertion_type.is_some();
+
+    // RFC 6749 §2.3: one method per request.
+    if (basic.is_some() && (secret.is_some() || uses_assertion))
+        || (secret.is_some() && uses_assertion)
+    {
+        return Err(RequestError::MultipleAuthMethods.into());
+    }
+
+    if let Some(basic) = basic {
+        if body_client_id
+            .as_ref()
+            .is_some_and(|id| *id != basic.client_id)
+        {
+            return Err(RequestError::ClientIdMismatch.into());
+        }
+        return Ok(Extracted {
+            presented: Presented::Basic(basic),
+            body_client_id,
+        });
+    }
+
+    if uses_assertion {
+        // RFC 7521 §4.2: client_assertion_type is exactly the jwt-bearer URN.
+        if assertion_type != Some(ASSERTION_TYPE) {
+            return Err(RequestError::InvalidAssertionType.into());
+        }
+        let assertion = assertion.ok_or(RequestError::MissingAssertion)?;
+        return Ok(Extracted {
+            presented: Presented::Jwt {
+                assertion: assertion.to_owned(),
+            },
+            body_client_id,
+        });
+    }
+
+    match (body_client_id, secret) {
+        (Some(client_id), Some(secret)) => Ok(Extracted {
+            presented: Presented::Post {
+                client_id: client_id.clone(),
+                secret: Secret::new(secret.as_bytes().to_vec()),
+            },
+            body_client_id: Some(client_id),
+        }),
+        (None, None) => Err(GatewayError::auth(AuthFailure::NoCredentials, false)),
+        _ => Err(GatewayError::auth(
+            AuthFailure::IncompleteCredentials,
+            false,
+        )),
+    }
+}
+
+/// RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."
+fn reject_repeats(params: &Params) -> Result<(), RequestError> {
+    let mut seen = std::collections::HashSet::with_capacity(params.len());
+    if params.iter().all(|(name, _)| seen.insert(name.as_str())) {
+        Ok(())
+    } else {
+        Err(RequestError::RepeatedParameter)
+    }
+}
+
+/// The value of `name`, treating an empty value as absent (RFC 6749 §3.1).
+fn value<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a parameter must not be forwarded: secret material (DESIGN.md §4).
+pub fn is_secret_param(name: &str) -> bool {
+    matches!(
+        name,
+        CLIENT_SECRET | CLIENT_ASSERTION | CLIENT_ASSERTION_TYPE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn params(list: &[(&str, &str)]) -> Params {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn headers(auth: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for a in auth {
+            h.append(AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    const BASIC: &str = "Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3";
+
+    fn request_error(r: Result<Extracted, GatewayError>) -> RequestError {
+        match r {
+            Err(GatewayError::Request(e)) => e,
+            other => panic!("expected a request error, got {other:?}"),
+        }
+    }
+
+    fn auth_failure(r: Result<Extracted, GatewayError>) -> AuthFailure {
+        match r {
+            Err(GatewayError::Authentication { reason, .. }) => reason,
+            other => panic!("expected an authentication failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn basic_with_body_secret_is_two_methods_b14() {
+        let p = params(&[("grant_type", "x"), ("client_secret", "s")]);
+        assert_eq!(
+            request_error(extract(&headers(&[BASIC]), None, &BodyForm::Form(&p))),
+            RequestError::MultipleAuthMethods
+        );
+    }
+
+    #[test]
+    fn basic_with_matching_or_other_client_id_b15_b16() {
+        let same = params(&[("client_id", "s6BhdRkqt3")]);
+        assert!(extract(&headers(&[BASIC]), None, &BodyForm::Form(&same)).is_ok());
+        let other = params(&[("client_id", "someone-else")]);
+        assert_eq!(
+            request_error(extract(&headers(&[BASIC]), None, &BodyForm::Form(&other))),
+            RequestError::ClientIdMismatch
+        );
+    }
+
+    #[test]
+    fn repeats_and_query_credentials_p3() {
+        let p = params(&[
+            ("client_id", "a"),
+            ("client_secret", "s"),
+            ("client_id", "a"),
+        ]);
+        assert_eq!(
+            request_error(extract(&headers(&[]), None, &BodyForm::Form(&p))),
+            RequestError::RepeatedParameter
+        );
+        let p = params(&[("grant_type", "x")]);
+        assert_eq!(
+            request_error(extract(
+                &headers(&[]),
+                Some("client_secret=s"),
+                &BodyForm::Form(&p)
+            )),
+            RequestError::CredentialsInQuery
+        );
+        assert_eq!(
+            request_error(extract(
+                &headers(&[]),
+                Some("client%5Fid=a"),
+                &BodyForm::Form(&p)
+            )),
+            RequestError::CredentialsInQuery
+        );
+    }
+
+    #[test]
+    fn post_needs_both_values_p4_p5() {
+        let p = params(&[("client_id", "a"), ("client_secret", "")]);
+        assert_eq!(
+            auth_failure(extract(&headers(&[]), None, &BodyForm::Form(&p))),
+            AuthFailure::IncompleteCredentials
+        );
+        let p = params(&[("client_id", "a")]);
+        assert_eq!(
+            auth_failure(extract(&headers(&[]), None, &BodyForm::Form(&p))),
+            AuthFailure::IncompleteCredentials
+        );
+        let p = params(&[("grant_type", "client_credentials")]);
+        assert_eq!(
+            auth_failure(extract(&headers(&[]), None, &BodyForm::Form(&p))),
+            AuthFailure::NoCredentials
+        );
+        let p = params(&[("client_id", "a"), ("client_secret", "s")]);
+        assert!(matches!(
+            extract(&headers(&[]), None, &BodyForm::Form(&p))
+                .unwrap()
+                .presented,
+            Presented::Post { .. }
+        ));
+    }
+
+    #[test]
+    fn assertion_rules_j27_j28() {
+        let h = headers(&[]);
+        let missing_type = params(&[("client_assertion", "a.b.c")]);
+        let wrong_type = params(&[
+            ("client_assertion", "a.b.c"),
+            ("client_assertion_type", "jwt"),
+        ]);
+        let empty = params(&[
+            ("client_assertion", ""),
+            ("client_assertion_type", ASSERTION_TYPE),
+        ]);
+        let with_secret = params(&[
+            ("client_assertion", "a.b.c"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_id", "a"),
+            ("client_secret", "s"),
+        ]);
+        assert_eq!(
+            request_error(extract(&h, None, &BodyForm::Form(&missing_type))),
+            RequestError::InvalidAssertionType
+        );
+        assert_eq!(
+            request_error(extract(&h, None, &BodyForm::Form(&wrong_type))),
+            RequestError::InvalidAssertionType
+        );
+        assert_eq!(
+            request_error(extract(&h, None, &BodyForm::Form(&empty))),
+            RequestError::MissingAssertion
+        );
+        assert_eq!(
+            request_error(extract(&h, None, &BodyForm::Form(&with_secret))),
+            RequestError::MultipleAuthMethods
+        );
+        let ok = params(&[
+            ("client_assertion", "a.b.c"),
+            ("client_assertion_type", ASSERTION_TYPE),
+        ]);
+        assert_eq!(
+            request_error(extract(&headers(&[BASIC]), None, &BodyForm::Form(&ok))),
+            RequestError::MultipleAuthMethods
+        );
+        assert!(matches!(
+            extract(&h, None, &BodyForm::Form(&ok)).unwrap().presented,
+            Presented::Jwt { .. }
+        ));
+    }
+
+    #[test]
+    fn opaque_bodies_need_basic_t3() {
+        assert!(extract(&headers(&[BASIC]), None, &BodyForm::Opaque { empty: false }).is_ok());
+        assert_eq!(
+            request_error(extract(
+                &headers(&[]),
+                None,
+                &BodyForm::Opaque { empty: false }
+            )),
+            RequestError::UnsupportedContentType
+        );
+        assert_eq!(
+            auth_failure(extract(
+                &headers(&[]),
+                None,
+                &BodyForm::Opaque { empty: true }
+            )),
+            AuthFailure::NoCredentials
+        );
+        assert_eq!(
+            request_error(extract(
+                &headers(&[BASIC, BASIC]),
+                None,
+                &BodyForm::Opaque { empty: true }
+            )),
+            RequestError::MultipleAuthorizationHeaders
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! `client_secret_jwt`: HMAC-signed client assertions (RFC 7523 §3, RFC 7521 §4.2,
+//! OpenID Connect Core §9), verified per RFC 8725.
+//!
+//! Steps, in order: structural decode of the compact JWS (failure → 400); `alg` from the
+//! fixed HMAC set (RFC 8725 §3.1: never `none`, never an algorithm the key was not meant
+//! for); no `crit` (RFC 7515 §4.1.11: we understand no extensions); `sub` names the client;
+//! MAC verified in constant time with every current secret; then the claims.
+//! Invariant: nothing in a payload is trusted before the MAC has been verified, except
+//! `sub`/`iss`, used only to pick the key.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::AudienceMode;
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest assertion accepted; real ones are a few hundred bytes.
+pub const MAX_ASSERTION_LEN: usize = 8 * 1024;
+/// Longest `jti` stored in the replay cache.
+pub const MAX_JTI_LEN: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl Algorithm {
+    /// Exact, case-sensitive names (RFC 7518 §3.1): `hs256` is not `HS256`.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "HS256" => Some(Algorithm::Hs256),
+            "HS384" => Some(Algorithm::Hs384),
+            "HS512" => Some(Algorithm::Hs512),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
+        }
+    }
+}
+
+/// Why a well-formed assertion was refused (→ `401 invalid_client`). Fixed text only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("alg is not HS256, HS384 or HS512")]
+    UnsupportedAlgorithm,
+    #[error("alg is not allowed for this client")]
+    AlgorithmNotAllowed,
+    #[error("crit header present")]
+    CriticalHeader,
+    #[error("sub missing or not a string")]
+    MissingSubject,
+    #[error("iss differs from sub")]
+    IssuerMismatch,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("aud missing")]
+    MissingAudience,
+    #[error("aud does not name this server")]
+    AudienceMismatch,
+    #[error("exp missing or not a number")]
+    MissingExpiry,
+    #[error("expired")]
+    Expired,
+    #[error("nbf in the future")]
+    NotYetValid,
+    #[error("iat in the future")]
+    IssuedInFuture,
+    #[error("iat older than max_age")]
+    TooOld,
+    #[error("no iat and exp further ahead than max_age")]
+    LifetimeTooLong,
+    #[error("nbf or iat is not a number")]
+    BadTimeClaim,
+    #[error("jti missing, empty, too long or not a string")]
+    MissingJti,
+}
+
+/// The decoded parts of a compact JWS, before any verification.
+#[derive(Debug)]
+pub struct Compact<'a> {
+    /// `BASE64URL(header) "." BASE64URL(payload)`: the bytes the MAC covers.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+    pub alg: Result<Algorithm, Rejection>,
+    pub crit: bool,
+    pub claims: Claims,
+}
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// Registered claims we look at; unknown claims are ignored (RFC 7519 §4). A repeated
+/// member is a decoding error (RFC 7515 §4: parsers must reject or take the last; we reject).
+#[derive(Debug, Default, Deserialize)]
+pub struct Claims {
+    #[serde(default)]
+    pub iss: Option<Value>,
+    #[serde(default)]
+    pub sub: Option<Value>,
+    #[serde(default)]
+    pub aud: Option<Value>,
+    #[serde(default)]
+    pub exp: Option<Value>,
+    #[serde(default)]
+    pub nbf: Option<Value>,
+    #[serde(default)]
+    pub iat: Option<Value>,
+    #[serde(default)]
+    pub jti: Option<Value>,
+}
+
+/// Structural decode: three base64url segments without padding or whitespace
+/// (RFC 7515 §7.1, §2), JSON objects in header and payload. `None` → `400`.
+pub fn decode(assertion: &str) -> Option<Compact<'_>> {
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return None;
+    }
+    let mut parts = assertion.split('.');
+    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+    // An empty signature is structurally fine (it is what `alg: none` sends) and is
+    // rejected later by the algorithm check, as `401 invalid_client`.
+    if parts.next().is_some() || h.is_empty() || p.is_empty() {
+        return None;
+    }
+    // URL_SAFE_NO_PAD rejects `=`, whitespace and the standard alphabet's `+` and `/`.
+    let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()?;
+    let signature = URL_SAFE_NO_PAD.decode(s).ok()?;
+    Some(Compact {
+        signing_input: &assertion[..h.len() + 1 + p.len()],
+        signature,
+        alg: Algorithm::from_name(&header.alg).ok_or(Rejection::UnsupportedAlgorithm),
+        crit: header.crit.is_some(),
+        claims,
+    })
+}
+
+/// What the claims must satisfy for this request.
+#[derive(Debug)]
+pub struct Expectations<'a> {
+    pub issuer: &'a str,
+    /// `public_url` + path of the endpoint being called.
+    pub endpoint_url: &'a str,
+    pub audience_mode: AudienceMode,
+    pub leeway: Duration,
+    pub max_age: Duration,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The result of claim checks: the jti and how long it must stay in the replay store.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub jti: String,
+    /// Seconds from now until the assertion can no longer be accepted.
+    pub replay_ttl: Duration,
+}
+
+/// The subject, when it is a string.
+pub fn subject(claims: &Claims) -> Result<&str, Rejection> {
+    match &claims.sub {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(Rejection::MissingSubject),
+    }
+}
+
+/// RFC 7523 §3 items 1–2: `iss` and `sub` both name the client.
+pub fn check_issuer(claims: &Claims, sub: &str) -> Result<(), Rejection> {
+    match &claims.iss {
+        Some(Value::String(iss)) if iss == sub => Ok(()),
+        _ => Err(Rejection::IssuerMismatch),
+    }
+}
+
+fn numeric(value: &Value) -> Option<i64> {
+    // RFC 7519 §2 NumericDate: a JSON number, possibly non-integer.
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().map(|f| f.floor() as i64))
+}
+
+/// Checks the time claims, `aud` and `jti`, after the MAC has verified.
+pub fn check_claims(claims: &Claims, want: &Expectations<'_>) -> Result<Accepted, Rejection> {
+    check_audience(claims.aud.as_ref(), want)?;
+
+    let leeway = want.leeway.as_secs() as i64;
+    let max_age = want.max_age.as_secs() as i64;
+    let now = want.now;
+    // RFC 7523 §3 item 4: exp is required.
+    let exp = claims
+        .exp
+        .as_ref()
+        .and_then(numeric)
+        .ok_or(Rejection::MissingExpiry)?;
+    if now > exp.saturating_add(leeway) {
+        return Err(Rejection::Expired);
+    }
+    // RFC 7523 §3 item 5: nbf, when present, is honoured.
+    if let Some(nbf) = &claims.nbf {
+        let nbf = numeric(nbf).ok_or(Rejection::BadTimeClaim)?;
+        if nbf > now.saturating_add(leeway) {
+            return Err(Rejection::NotYetValid);
+        }
+    }
+    // RFC 7523 §3 item 6: a server may reject assertions issued too long ago. Without iat,
+    // exp bounds the lifetime instead, so the replay store never holds a jti for long.
+    let mut valid_until = exp.saturating_add(leeway);
+    match &claims.iat {
+        Some(iat) => {
+            let iat = numeric(iat).ok_or(Rejection::BadTimeClaim)?;
+            if iat > now.saturating_add(leeway) {
+                return Err(Rejection::IssuedInFuture);
+            }
+            if now.saturating_sub(iat) > max_age.saturating_add(leeway) {
+                return Err(Rejection::TooOld);
+            }
+            valid_until = valid_until.min(iat.saturating_add(max_age).saturating_add(leeway));
+        }
+        None => {
+            if exp.saturating_sub(now) > max_age.saturating_add(leeway) {
+                return Err(Rejection::LifetimeTooLong);
+            }
+        }
+    }
+    // RFC 7523 §3 item 7 and OIDC Core §9: jti is required and single-use.
+    let jti = match &claims.jti {
+        Some(Value::String(j)) if !j.is_empty() && j.len() <= MAX_JTI_LEN => j.clone(),
+        _ => return Err(Rejection::MissingJti),
+    };
+    let ttl = valid_until.saturating_sub(now).max(1) as u64;
+    Ok(Accepted {
+        jti,
+        replay_ttl: Duration::from_secs(ttl),
+    })
+}
+
+/// RFC 7523 §3 item 3. `compat`: the issuer or the exact endpoint URL, as a string or in an
+/// array (what Authlib and openid-client send). `strict` (draft-ietf-oauth-rfc7523bis): the
+/// issuer as the sole string value, closing audience-injection attacks.
+fn check_audience(aud: Option<&Value>, want: &Expectations<'_>) -> Result<(), Rejection> {
+    let names = |s: &str| match want.audience_mode {
+        AudienceMode::Compat => s == want.issuer || s == want.endpoint_url,
+        AudienceMode::Strict => s == want.issuer,
+    };
+    match (aud, want.audience_mode) {
+        (None, _) => Err(Rejection::MissingAudience),
+        (Some(Value::String(s)), _) if names(s) => Ok(()),
+        (Some(Value::Array(items)), AudienceMode::Compat)
+            if items.iter().any(|v| v.as_str().is_some_and(names)) =>
+        {
+            Ok(())
+        }
+        (Some(_), _) => Err(Rejection::AudienceMismatch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// RFC 7515 Appendix A.1.
+    const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const A1_KEY: &str =
+        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+
+    #[test]
+    fn rfc7515_a1_hmac_vector_j14() {
+        let c = decode(A1_JWS).unwrap();
+        assert_eq!(c.alg, Ok(Algorithm::Hs256));
+        let key = URL_SAFE_NO_PAD.decode(A1_KEY).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(c.signing_input.as_bytes());
+        mac.verify_slice(&c.signature)
+            .expect("RFC 7515 A.1 signature verifies");
+        // As a client assertion it has no sub, no aud, no jti and expired in 2011.
+        assert_eq!(subject(&c.claims), Err(Rejection::MissingSubject));
+        let want = expectations(1_700_000_000);
+        assert_eq!(
+            check_claims(&c.claims, &want),
+            Err(Rejection::MissingAudience)
+        );
+    }
+
+    fn expectations(now: i64) -> Expectations<'static> {
+        Expectations {
+            issuer: "https://as.example/acme",
+            endpoint_url: "https://as.example/oauth2/token",
+            audience_mode: AudienceMode::Compat,
+            leeway: Duration::from_secs(30),
+            max_age: Duration::from_secs(300),
+            now,
+        }
+    }
+
+    fn claims(json: serde_json::Value) -> Claims {
+        serde_json::from_value(json).unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn structural_errors() {
+        for bad in [
+            "this.notatall.valid",
+            "a.b",
+            "a.b.c.d",
+            "eyJhbGciOiJIUzI1NiJ9.e30=.c2ln",
+            "eyJhbGciOiJIUzI1NiJ9. e30.c2ln",
+            "",
+        ] {
+            assert!(decode(bad).is_none(), "{bad}");
+        }
+        // {"alg":"HS256","alg":"none"} — duplicate members are rejected.
+        let dup = format!(
+            "{}.e30.c2ln",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","alg":"none"}"#)
+        );
+        assert!(decode(&dup).is_none());
+    }
+
+    #[test]
+    fn algorithms_are_case_sensitive() {
+        for (alg, want) in [
+            ("HS256", Ok(Algorithm::Hs256)),
+            ("hs256", Err(Rejection::UnsupportedAlgorithm)),
+            ("none", Err(Rejection::UnsupportedAlgorithm)),
+            ("RS256", Err(Rejection::UnsupportedAlgorithm)),
+        ] {
+            let jws = format!(
+                "{}.e30.c2ln",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#))
+            );
+            assert_eq!(decode(&jws).unwrap().alg, want, "{alg}");
+        }
+    }
+
+    #[test]
+    fn audience_modes_j1_j2_j3() {
+        let base = |aud: Value| {
+            claims(serde_json::json!({"aud": aud, "exp": NOW + 60, "iat": NOW, "jti": "j"}))
+        };
+        let compat = expectations(NOW);
+        let strict = Expectations {
+            audience_mode: AudienceMode::Strict,
+            ..expectations(NOW)
+        };
+        let endpoint = base("https://as.example/oauth2/token".into());
+        let issuer = base("https://as.example/acme".into());
+        let both = base(serde_json::json!([
+            "https://as.example/acme",
+            "https://as.example/oauth2/token"
+        ]));
+        let other = base("https://evil.example/".into());
+        assert!(check_claims(&endpoint, &compat).is_ok());
+        assert!(check_claims(&issuer, &compat).is_ok());
+        assert!(check_claims(&both, &compat).is_ok());
+        assert_eq!(
+            check_claims(&other, &compat),
+            Err(Rejection::AudienceMismatch)
+        );
+        assert!(check_claims(&issuer, &strict).is_ok());
+        assert_eq!(
+            check_claims(&endpoint, &strict),
+            Err(Rejection::AudienceMismatch)
+        );
+        assert_eq!(
+            check_claims(&both, &strict),
+            Err(Rejection::AudienceMismatch)
+        );
+    }
+
+    #[test]
+    fn time_claims_j15_to_j20() {
+        let want = expectations(NOW);
+        let aud = "https://as.example/acme";
+        let check = |v: Value| check_claims(&claims(v), &want);
+        // Authlib: exp = iat + 3600, iat now.
+        let ok = check(serde_json::json!({"aud": aud, "iat": NOW, "exp": NOW + 3600, "jti": "a"}))
+            .unwrap();
+        // The replay entry lives until iat + max_age + leeway.
+        assert_eq!(ok.replay_ttl, Duration::from_secs(330));
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW - 31, "jti": "a"})),
+            Err(Rejection::Expired)
+        );
+        assert!(check(serde_json::json!({"aud": aud, "exp": NOW - 29, "jti": "a"})).is_ok());
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "jti": "a"})),
+            Err(Rejection::MissingExpiry)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": "soon", "jti": "a"})),
+            Err(Rejection::MissingExpiry)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 60, "iat": NOW - 400, "jti": "a"})),
+            Err(Rejection::TooOld)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 60, "iat": NOW + 60, "jti": "a"})),
+            Err(Rejection::IssuedInFuture)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 3600, "jti": "a"})),
+            Err(Rejection::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 60, "nbf": NOW + 60, "jti": "a"})),
+            Err(Rejection::NotYetValid)
+        );
+        assert!(check(
+            serde_json::json!({"aud": aud, "exp": NOW + 60, "nbf": NOW + 20, "jti": "a"})
+        )
+        .is_ok());
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 60})),
+            Err(Rejection::MissingJti)
+        );
+        assert_eq!(
+            check(serde_json::json!({"aud": aud, "exp": NOW + 60, "jti": 7})),
+            Err(Rejection::MissingJti)
+        );
+        assert!(
+            check(serde_json::json!({"aud": aud, "exp": (NOW + 60) as f64 + 0.5, "jti": "a"}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn issuer_must_equal_subject_j24() {
+        let c = claims(serde_json::json!({"iss": "a", "sub": "b"}));
+        assert_eq!(subject(&c), Ok("b"));
+        assert_eq!(check_issuer(&c, "b"), Err(Rejection::IssuerMismatch));
+        let c = claims(serde_json::json!({"iss": "b", "sub": "b"}));
+        assert_eq!(check_issuer(&c, "b"), Ok(()));
+    }
+}

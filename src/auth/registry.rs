@@ -1,0 +1,289 @@
+//! The client registry: who may authenticate, with which method, and the prepared key
+//! state for each secret.
+//!
+//! Built once per config load (never per request): every secret is turned into a keyed
+//! digest for `client_secret_basic`/`client_secret_post` and into HMAC states for the
+//! assertion algorithms the client may use, so a request only clones a prepared state.
+//! Invariants: comparisons are constant time over fixed-length values (RFC 6749 §2.3.1
+//! does not say so, but OIDC Core §16.19 and common sense do); an unknown client costs the
+//! same work as a known one; several secrets per client form a rotation window and all of
+//! them are always tried, so timing does not reveal which one matched.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Sha256, Sha384, Sha512};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::auth::jwt::Algorithm;
+use crate::auth::AuthMethod;
+use crate::config::Client as ClientConfig;
+use crate::error::AuthFailure;
+use crate::secret::Secret;
+
+type Digest = [u8; 32];
+
+/// Prepared key state for one secret of one client.
+#[derive(Clone)]
+struct PreparedSecret {
+    /// HMAC-SHA256(process key, secret): compared against the same digest of what the
+    /// client presents, so lengths never leak and no raw secret is kept for comparison.
+    digest: Digest,
+    hs256: Option<Hmac<Sha256>>,
+    hs384: Option<Hmac<Sha384>>,
+    hs512: Option<Hmac<Sha512>>,
+}
+
+/// A registered client.
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub method: AuthMethod,
+    pub algorithms: Vec<Algorithm>,
+    secrets: Vec<PreparedSecret>,
+}
+
+impl std::fmt::Debug for RegisteredClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredClient")
+            .field("client_id", &self.client_id)
+            .field("method", &self.method)
+            .field("algorithms", &self.algorithms)
+            .field("secrets", &format_args!("[***; {}]", self.secrets.len()))
+            .finish()
+    }
+}
+
+pub struct Registry {
+    clients: HashMap<String, RegisteredClient>,
+    /// Keys the digest of presented secrets; random per registry, never leaves memory.
+    digest_key: Hmac<Sha256>,
+    /// Stands in for an unknown client so that the failure path does the same work.
+    decoy: PreparedSecret,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("clients", &self.clients.len())
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn new(clients: &[ClientConfig]) -> Registry {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let digest_key = keyed(&key);
+        let mut decoy_secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut decoy_secret);
+        let all = [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512];
+        let decoy = prepare(&digest_key, &Secret::new(decoy_secret.to_vec()), &all);
+        let clients = clients
+            .iter()
+            .map(|c| {
+                let algs: &[Algorithm] = if c.auth_method == AuthMethod::ClientSecretJwt {
+                    &c.algorithms
+                } else {
+                    &[]
+                };
+                let secrets = c
+                    .secrets
+                    .iter()
+                    .map(|s| prepare(&digest_key, s, algs))
+                    .collect();
+                (
+                    c.client_id.clone(),
+                    RegisteredClient {
+                        client_id: c.client_id.clone(),
+                        method: c.auth_method,
+                        algorithms: c.algorithms.clone(),
+                        secrets,
+                    },
+                )
+            })
+            .collect();
+        Registry {
+            clients,
+            digest_key,
+            decoy,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&RegisteredClient> {
+        self.clients.get(client_id)
+    }
+
+    /// `client_secret_basic` / `client_secret_post`: checks a presented secret.
+    pub fn verify_secret(
+        &self,
+        client_id: &str,
+        presented: &Secret,
+        method: AuthMethod,
+    ) -> Result<&RegisteredClient, AuthFailure> {
+        let mut mac = self.digest_key.clone();
+        mac.update(presented.expose());
+        let digest: Digest = mac.finalize().into_bytes().into();
+        match self.clients.get(client_id) {
+            None => {
+                // Same work as a known client with one secret, result discarded.
+                let _ = bool::from(digest.ct_eq(&self.decoy.digest));
+                Err(AuthFailure::UnknownClient)
+            }
+            Some(client) => {
+                // Constant time across all secrets: no early exit on the first match.
+                let matched = client
+                    .secrets
+                    .iter()
+                    .fold(Choice::from(0), |acc, s| acc | digest.ct_eq(&s.digest));
+                if !bool::from(matched) {
+                    Err(AuthFailure::WrongSecret)
+                } else if client.method != method {
+                    // RFC 7591 §2 token_endpoint_auth_method: one method per client.
+                    Err(AuthFailure::WrongMethod)
+                } else {
+                    Ok(client)
+                }
+            }
+        }
+    }
+
+    /// Verifies an assertion MAC for `client` (or for the decoy when `client` is `None`).
+    /// Returns true when any of the client's secrets produced `signature`.
+    pub fn verify_mac(
+        &self,
+        client: Option<&RegisteredClient>,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        let secrets = match client {
+            Some(c) => c.secrets.as_slice(),
+            None => std::slice::from_ref(&self.decoy),
+        };
+        secrets.iter().fold(false, |ok, s| {
+            // `verify_slice` compares in constant time (RFC 7515 §10.7 timing note).
+            let this = match alg {
+                Algorithm::Hs256 => s.hs256.clone().map(|mut m| {
+                    m.update(signing_input);
+                    m.verify_slice(signature).is_ok()
+                }),
+                Algorithm::Hs384 => s.hs384.clone().map(|mut m| {
+                    m.update(signing_input);
+                    m.verify_slice(signature).is_ok()
+                }),
+                Algorithm::Hs512 => s.hs512.clone().map(|mut m| {
+                    m.update(signing_input);
+                    m.verify_slice(signature).is_ok()
+                }),
+            };
+            ok | this.unwrap_or(false)
+        })
+    }
+}
+
+fn keyed<M: Mac + hmac::digest::KeyInit>(key: &[u8]) -> M {
+    // HMAC accepts keys of any length; this cannot fail.
+    <M as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
+fn prepare(digest_key: &Hmac<Sha256>, secret: &Secret, algs: &[Algorithm]) -> PreparedSecret {
+    let mut mac = digest_key.clone();
+    mac.update(secret.expose());
+    // RFC 7523 §3 / OIDC Core §9: the MAC key is the client secret's own octets (UTF-8),
+    // not a base64-decoding of it.
+    let key = secret.expose();
+    PreparedSecret {
+        digest: mac.finalize().into_bytes().into(),
+        hs256: algs.contains(&Algorithm::Hs256).then(|| keyed(key)),
+        hs384: algs.contains(&Algorithm::Hs384).then(|| keyed(key)),
+        hs512: algs.contains(&Algorithm::Hs512).then(|| keyed(key)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::new(&[
+            ClientConfig {
+                client_id: "billing".into(),
+                auth_method: AuthMethod::ClientSecretBasic,
+                algorithms: vec![Algorithm::Hs256],
+                secrets: vec![Secret::new("old-secret"), Secret::new("new-secret")],
+            },
+            ClientConfig {
+                client_id: "jwt".into(),
+                auth_method: AuthMethod::ClientSecretJwt,
+                algorithms: vec![Algorithm::Hs256],
+                secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
+            },
+        ])
+    }
+
+    #[test]
+    fn rotation_window_accepts_every_secret() {
+        let r = registry();
+        let basic = AuthMethod::ClientSecretBasic;
+        assert!(r
+            .verify_secret("billing", &Secret::new("old-secret"), basic)
+            .is_ok());
+        assert!(r
+            .verify_secret("billing", &Secret::new("new-secret"), basic)
+            .is_ok());
+        assert_eq!(
+            r.verify_secret("billing", &Secret::new("new-secreT"), basic)
+                .unwrap_err(),
+            AuthFailure::WrongSecret
+        );
+        assert_eq!(
+            r.verify_secret("nobody", &Secret::new("new-secret"), basic)
+                .unwrap_err(),
+            AuthFailure::UnknownClient
+        );
+        assert_eq!(
+            r.verify_secret(
+                "billing",
+                &Secret::new("new-secret"),
+                AuthMethod::ClientSecretPost
+            )
+            .unwrap_err(),
+            AuthFailure::WrongMethod
+        );
+    }
+
+    #[test]
+    fn mac_uses_only_allowed_algorithms() {
+        let r = registry();
+        let client = r.get("jwt");
+        let key = b"0123456789abcdef0123456789abcdef";
+        let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        m.update(b"x.y");
+        let sig = m.finalize().into_bytes();
+        assert!(r.verify_mac(client, Algorithm::Hs256, b"x.y", &sig));
+        assert!(!r.verify_mac(client, Algorithm::Hs256, b"x.z", &sig));
+        // Not prepared for HS512: never verifies.
+        let mut m = Hmac::<Sha512>::new_from_slice(key).unwrap();
+        m.update(b"x.y");
+        assert!(!r.verify_mac(client, Algorithm::Hs512, b"x.y", &m.finalize().into_bytes()));
+        assert!(!r.verify_mac(None, Algorithm::Hs256, b"x.y", &sig));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let r = registry();
+        let text = format!("{:?}", r.get("billing").unwrap());
+        assert!(text.contains("[***; 2]"), "{text}");
+        assert!(!text.contains("old-secret") && !text.contains("new-secret"));
+    }
+}

@@ -1,0 +1,300 @@
+//! Errors that end a request, and the one table that turns them into responses.
+//!
+//! Every response the gateway writes itself comes from [`response`]: JSON
+//! `{"error", "error_description"}` with `Cache-Control: no-store` and `Pragma: no-cache`
+//! (RFC 6749 §5.1–5.2). Descriptions are fixed text per variant: they never echo input and
+//! never say whether a client exists (unknown client and wrong secret share one row).
+//! Error `Display` strings are fixed too, so logging an error cannot leak a secret.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::{Body, BoxError};
+
+/// Malformed requests: `400 invalid_request` (RFC 6749 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("protected endpoint called with a method other than POST")]
+    MethodNotPost,
+    #[error("body content type cannot carry client credentials")]
+    UnsupportedContentType,
+    #[error("malformed application/x-www-form-urlencoded body")]
+    MalformedForm,
+    #[error("malformed multipart/form-data body")]
+    MalformedMultipart,
+    #[error("a request parameter is repeated")]
+    RepeatedParameter,
+    #[error("more than one client authentication method in one request")]
+    MultipleAuthMethods,
+    #[error("client credentials in the query string")]
+    CredentialsInQuery,
+    #[error("more than one Authorization header")]
+    MultipleAuthorizationHeaders,
+    #[error("Authorization scheme other than Basic")]
+    UnsupportedAuthorizationScheme,
+    #[error("malformed HTTP Basic credentials")]
+    MalformedBasic,
+    #[error("body client_id differs from the authenticated client")]
+    ClientIdMismatch,
+    #[error("client_assertion_type missing or not jwt-bearer")]
+    InvalidAssertionType,
+    #[error("client_assertion missing or empty")]
+    MissingAssertion,
+    #[error("client_assertion is not a well-formed compact JWS")]
+    MalformedAssertion,
+    #[error("request path is not in canonical form")]
+    AmbiguousPath,
+}
+
+/// Why authentication failed. Logged (fixed text), never sent: the client always sees the
+/// same `401 invalid_client` whatever the reason (RFC 6749 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no client credentials")]
+    NoCredentials,
+    #[error("client_id without a secret, or a secret without client_id")]
+    IncompleteCredentials,
+    #[error("unknown client")]
+    UnknownClient,
+    #[error("wrong secret")]
+    WrongSecret,
+    #[error("client is registered for another authentication method")]
+    WrongMethod,
+    #[error("assertion rejected: {0}")]
+    Assertion(#[from] crate::auth::jwt::Rejection),
+    #[error("assertion jti already used")]
+    ReplayedAssertion,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid request: {0}")]
+    Request(#[from] RequestError),
+    #[error("client authentication failed: {reason}")]
+    Authentication {
+        reason: AuthFailure,
+        /// The client tried HTTP Basic: answer with `WWW-Authenticate` (RFC 6749 §5.2).
+        basic: bool,
+    },
+    #[error("request body exceeds limits.max_body")]
+    BodyTooLarge,
+    #[error("request body not received within limits.body_read_timeout")]
+    BodyReadTimeout,
+    #[error("reading the request body failed")]
+    BodyRead(#[source] BoxError),
+    #[error("path is not protected and `unprotected: deny` is set")]
+    UnprotectedDenied,
+    #[error("replay store is full")]
+    ReplayStoreFull,
+    #[error("protected request reached signing without an authenticated client")]
+    NotAuthenticated,
+    #[error("signing the internal header failed")]
+    Sign(#[source] serde_json::Error),
+    #[error("upstream unreachable or failed")]
+    UpstreamUnavailable(#[source] BoxError),
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+}
+
+impl GatewayError {
+    pub fn auth(reason: AuthFailure, basic: bool) -> Self {
+        GatewayError::Authentication { reason, basic }
+    }
+}
+
+/// One row of the error table.
+struct Row {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+}
+
+const fn row(status: StatusCode, error: &'static str, description: &'static str) -> Row {
+    Row {
+        status,
+        error,
+        description,
+    }
+}
+
+const INVALID_REQUEST: &str = "invalid_request";
+const INVALID_CLIENT: &str = "invalid_client";
+const UNAVAILABLE: &str = "temporarily_unavailable";
+
+fn request_row(e: RequestError) -> Row {
+    use RequestError::*;
+    let d = match e {
+        MethodNotPost => "The endpoint accepts only POST.",
+        UnsupportedContentType => {
+            "Send the body as application/x-www-form-urlencoded or authenticate with HTTP Basic."
+        }
+        MalformedForm => "The form body is malformed.",
+        MalformedMultipart => "The multipart body is malformed.",
+        RepeatedParameter => "A request parameter is repeated.",
+        MultipleAuthMethods => "Use exactly one client authentication method.",
+        CredentialsInQuery => "Client credentials are not accepted in the query string.",
+        MultipleAuthorizationHeaders => "Send at most one Authorization header.",
+        UnsupportedAuthorizationScheme => "Only the Basic authorization scheme is accepted here.",
+        MalformedBasic => "The HTTP Basic credentials are malformed.",
+        ClientIdMismatch => "client_id does not match the authenticated client.",
+        InvalidAssertionType => {
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer."
+        }
+        MissingAssertion => "client_assertion is missing.",
+        MalformedAssertion => "client_assertion is not a compact JWS.",
+        AmbiguousPath => "The request path is not in canonical form.",
+    };
+    row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
+}
+
+/// The error table (DESIGN.md §3). No catch-all arm: a new variant must be placed here.
+fn table(e: &GatewayError) -> Row {
+    match e {
+        GatewayError::Request(r) => request_row(*r),
+        GatewayError::Authentication { .. } => row(
+            StatusCode::UNAUTHORIZED,
+            INVALID_CLIENT,
+            "Client authentication failed.",
+        ),
+        GatewayError::BodyTooLarge => row(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            "The request body is too large.",
+        ),
+        GatewayError::BodyReadTimeout => row(
+            StatusCode::REQUEST_TIMEOUT,
+            INVALID_REQUEST,
+            "The request body was not received in time.",
+        ),
+        GatewayError::BodyRead(_) => row(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "The request body could not be read.",
+        ),
+        GatewayError::UnprotectedDenied => row(
+            StatusCode::NOT_FOUND,
+            INVALID_REQUEST,
+            "This gateway does not serve that path.",
+        ),
+        GatewayError::ReplayStoreFull => row(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "The service is overloaded; retry later.",
+        ),
+        GatewayError::NotAuthenticated | GatewayError::Sign(_) => row(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The gateway failed to process the request.",
+        ),
+        GatewayError::UpstreamUnavailable(_) => row(
+            StatusCode::BAD_GATEWAY,
+            UNAVAILABLE,
+            "The token service is unavailable.",
+        ),
+        GatewayError::UpstreamTimeout(_) => row(
+            StatusCode::GATEWAY_TIMEOUT,
+            UNAVAILABLE,
+            "The token service did not answer in time.",
+        ),
+    }
+}
+
+/// Builds the response for `e`. `realm` is the configured Basic realm.
+pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
+    let row = table(e);
+    let body = format!(
+        "{{\"error\":\"{}\",\"error_description\":\"{}\"}}",
+        row.error, row.description
+    );
+    let mut res = json_response(row.status, body);
+    match e {
+        // RFC 6749 §5.2: a 401 after an Authorization header attempt carries
+        // WWW-Authenticate with the scheme the client used.
+        GatewayError::Authentication { basic: true, .. } => {
+            res.headers_mut().insert(WWW_AUTHENTICATE, realm.clone());
+        }
+        GatewayError::ReplayStoreFull => {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    res
+}
+
+/// `WWW-Authenticate` value for a realm validated at config load.
+pub fn basic_challenge(realm: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"secretgate\""))
+}
+
+/// A JSON response with the no-store headers every gateway-written response carries.
+pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut res = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_client_and_wrong_secret_look_the_same() {
+        let realm = basic_challenge("r");
+        let a = response(
+            &GatewayError::auth(AuthFailure::UnknownClient, true),
+            &realm,
+        );
+        let b = response(&GatewayError::auth(AuthFailure::WrongSecret, true), &realm);
+        assert_eq!(a.status(), b.status());
+        assert_eq!(a.headers(), b.headers());
+        assert_eq!(a.headers()[WWW_AUTHENTICATE], "Basic realm=\"r\"");
+        let c = response(
+            &GatewayError::auth(AuthFailure::UnknownClient, false),
+            &realm,
+        );
+        assert!(c.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn descriptions_are_json_safe() {
+        // Descriptions are spliced into JSON without escaping: keep them free of `"` and `\`.
+        use RequestError::*;
+        for e in [
+            MethodNotPost,
+            UnsupportedContentType,
+            MalformedForm,
+            MalformedMultipart,
+            RepeatedParameter,
+            MultipleAuthMethods,
+            CredentialsInQuery,
+            MultipleAuthorizationHeaders,
+            UnsupportedAuthorizationScheme,
+            MalformedBasic,
+            ClientIdMismatch,
+            InvalidAssertionType,
+            MissingAssertion,
+            MalformedAssertion,
+            AmbiguousPath,
+        ] {
+            let r = request_row(e);
+            assert!(!r.description.contains(['"', '\\']));
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        }
+    }
+}

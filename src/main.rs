@@ -1,0 +1,192 @@
+//! The `secretgate` command: parses arguments and calls the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use secretgate::config::{Config, SigningKey};
+use secretgate::secret::Secret;
+use secretgate::sign::{verify_internal_header, Expected, VerifyKeys};
+
+#[derive(Parser)]
+#[command(
+    name = "secretgate",
+    version,
+    about = "OAuth client-authentication gateway for legacy token services"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and list every problem.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
+    VerifyHeader {
+        /// File holding one HS256 key (trailing newline ignored).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Key id of that key.
+        #[arg(long, default_value = "k1")]
+        kid: String,
+        #[arg(long, default_value = "secretgate")]
+        issuer: String,
+        #[arg(long, default_value = "legacy-token-service")]
+        audience: String,
+        /// Seconds of clock skew tolerated.
+        #[arg(long, default_value_t = 0)]
+        leeway: i64,
+        value: Option<String>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECRETGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!("{}: invalid configuration", path.display());
+            for p in e.problems() {
+                eprintln!("  {p}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load_config(&config) {
+            Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("{}: ok ({} clients)", config.display(), c.clients.len());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            init_logging(cli.log_format);
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::VerifyHeader {
+            key_file,
+            kid,
+            issuer,
+            audience,
+            leeway,
+            value,
+        } => match verify(key_file, kid, &issuer, &audience, leeway, value) {
+            Ok(claims) => {
+                println!("{claims}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("invalid: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot bind {}", config.listen))?;
+        secretgate::serve(config, listener, secretgate::shutdown::signal())
+            .await
+            .context("gateway failed")
+    })
+}
+
+fn verify(
+    key_file: PathBuf,
+    kid: String,
+    issuer: &str,
+    audience: &str,
+    leeway: i64,
+    value: Option<String>,
+) -> anyhow::Result<String> {
+    let mut key =
+        std::fs::read(&key_file).with_context(|| format!("cannot read {}", key_file.display()))?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    let value = match value {
+        Some(v) => v,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read stdin")?;
+            s
+        }
+    };
+    let keys = VerifyKeys::new(&[SigningKey {
+        id: kid,
+        secret: Secret::new(key),
+    }]);
+    let claims = verify_internal_header(
+        value.trim(),
+        &keys,
+        &Expected {
+            issuer,
+            audience,
+            leeway,
+            ..Default::default()
+        },
+    )?;
+    Ok(serde_json::to_string_pretty(&claims)?)
+}

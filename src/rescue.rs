@@ -1,0 +1,104 @@
+//! Turns every [`GatewayError`] into its response, through the one table in
+//! [`crate::error`], so that a failure anywhere below is an OAuth error response and never
+//! a dropped connection. Also the one place errors are logged, as fixed text.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::config::error_chain;
+use crate::error::{self, GatewayError};
+use crate::Body;
+
+#[derive(Debug, Clone)]
+pub struct RescueLayer {
+    challenge: Arc<HeaderValue>,
+}
+
+impl RescueLayer {
+    /// `realm` goes into `WWW-Authenticate: Basic realm="..."`.
+    pub fn new(realm: &str) -> Self {
+        Self {
+            challenge: Arc::new(error::basic_challenge(realm)),
+        }
+    }
+}
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue {
+            inner,
+            challenge: self.challenge.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+    challenge: Arc<HeaderValue>,
+}
+
+impl<S> Service<Request<Body>> for Rescue<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Inner services are always ready; an error here would be a bug, surfaced per call.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        ResponseFuture {
+            inner: self.inner.call(req),
+            challenge: self.challenge.clone(),
+        }
+    }
+}
+
+pin_project! {
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        challenge: Arc<HeaderValue>,
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(res) => Poll::Ready(Ok(res)),
+            Err(e) => {
+                let res = error::response(&e, this.challenge);
+                // Error texts are fixed and carry no request data (see error.rs).
+                if res.status().is_server_error() {
+                    tracing::warn!(error = %error_chain(&e), status = res.status().as_u16(), "request failed");
+                } else {
+                    tracing::info!(error = %error_chain(&e), status = res.status().as_u16(), "request rejected");
+                }
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Routing: decides whether a request targets a protected endpoint.
+//!
+//! Protected paths are patterns such as `/{tid}/{aid}/oauth2/token`, where `{name}` matches
+//! exactly one non-empty segment. Matching works on the percent-decoded path, and paths that
+//! could be read differently by the gateway and the upstream (bad escapes, encoded `/`,
+//! dot segments, empty segments) are refused outright: otherwise `/oauth2/%74oken` would
+//! pass as unprotected here and be served as the token endpoint upstream.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{self, Either, Ready};
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::config::Unprotected;
+use crate::error::{GatewayError, RequestError};
+use crate::Body;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Any,
+}
+
+/// One protected path pattern from `protected_paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl PathPattern {
+    /// Token, introspection (RFC 7662), revocation (RFC 7009) and PAR (RFC 9126) endpoints
+    /// at their usual paths.
+    pub fn defaults() -> Vec<PathPattern> {
+        [
+            "/oauth2/token",
+            "/oauth2/introspect",
+            "/oauth2/revoke",
+            "/oauth2/par",
+        ]
+        .into_iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect()
+    }
+
+    pub fn parse(text: &str) -> Result<PathPattern, String> {
+        if !text.starts_with('/') {
+            return Err(format!("`{text}` must start with `/`"));
+        }
+        if text.contains(['?', '#', '%']) {
+            return Err(format!(
+                "`{text}` must be a plain path, without query, fragment or escapes"
+            ));
+        }
+        let mut segments = Vec::new();
+        for seg in text[1..].split('/') {
+            if seg.is_empty() || seg == "." || seg == ".." {
+                return Err(format!("`{text}` has an empty or dot segment"));
+            }
+            if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
+                if seg[1..seg.len() - 1].contains(['{', '}']) {
+                    return Err(format!("`{text}` has a malformed placeholder `{seg}`"));
+                }
+                segments.push(Segment::Any);
+            } else if seg.contains(['{', '}']) {
+                return Err(format!(
+                    "`{text}`: a placeholder must be a whole segment, like /{{tenant}}/oauth2/token"
+                ));
+            } else {
+                segments.push(Segment::Literal(seg.to_owned()));
+            }
+        }
+        Ok(PathPattern {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn matches(&self, decoded_segments: &[&str]) -> bool {
+        self.segments.len() == decoded_segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(decoded_segments)
+                .all(|(pat, seg)| match pat {
+                    Segment::Any => true,
+                    Segment::Literal(lit) => lit == seg,
+                })
+    }
+}
+
+/// Marks a request as aimed at a protected endpoint. Inserted only by [`Route`].
+#[derive(Debug, Clone, Copy)]
+pub struct Protected;
+
+/// Classifies `path`: `Ok(true)` for protected, `Ok(false)` for unprotected, `Err` for a
+/// path that is ambiguous between us and the upstream.
+pub fn classify(patterns: &[PathPattern], path: &str) -> Result<bool, RequestError> {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| RequestError::AmbiguousPath)?;
+    // A `%` left over, `%2F`, `%2E` and friends change meaning once decoded; refuse them so
+    // the upstream's reading of the path is the same as ours.
+    if has_bad_escape(path) || path.contains("%2F") || path.contains("%2f") {
+        return Err(RequestError::AmbiguousPath);
+    }
+    let trimmed = decoded
+        .strip_prefix('/')
+        .ok_or(RequestError::AmbiguousPath)?;
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Ok(false);
+    }
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(RequestError::AmbiguousPath);
+    }
+    Ok(patterns.iter().any(|p| p.matches(&segments)))
+}
+
+fn has_bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+#[derive(Debug)]
+struct RouteConfig {
+    patterns: Vec<PathPattern>,
+    unprotected: Unprotected,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteLayer {
+    config: Arc<RouteConfig>,
+}
+
+impl RouteLayer {
+    pub fn new(patterns: Vec<PathPattern>, unprotected: Unprotected) -> Self {
+        Self {
+            config: Arc::new(RouteConfig {
+                patterns,
+                unprotected,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route<S> {
+    inner: S,
+    config: Arc<RouteConfig>,
+}
+
+impl<S> Service<Request<Body>> for Route<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = Either<Ready<Result<Response<Body>, GatewayError>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // Whatever a client sends, only this layer decides what is protected: the marker is
+        // an extension, never something read from the request.
+        req.extensions_mut().remove::<Protected>();
+        match classify(&self.config.patterns, req.uri().path()) {
+            Err(e) => Either::Left(future::ready(Err(e.into()))),
+            Ok(true) => {
+                req.extensions_mut().insert(Protected);
+                Either::Right(self.inner.call(req))
+            }
+            Ok(false) => match self.config.unprotected {
+                Unprotected::Forward => Either::Right(self.inner.call(req)),
+                Unprotected::Deny => {
+                    Either::Left(future::ready(Err(GatewayError::UnprotectedDenied)))
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pats(list: &[&str]) -> Vec<PathPattern> {
+        list.iter()
+            .map(|p| PathPattern::parse(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn placeholders_match_one_segment() {
+        let p = pats(&["/oauth2/token", "/{tid}/{aid}/oauth2/token"]);
+        assert_eq!(classify(&p, "/oauth2/token"), Ok(true));
+        assert_eq!(classify(&p, "/oauth2/token/"), Ok(true));
+        assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(true));
+        assert_eq!(classify(&p, "/acme/oauth2/token"), Ok(false));
+        assert_eq!(classify(&p, "/a/b/c/oauth2/token"), Ok(false));
+        assert_eq!(classify(&p, "/.well-known/openid-configuration"), Ok(false));
+        assert_eq!(classify(&p, "/"), Ok(false));
+    }
+
+    #[test]
+    fn encoded_paths_cannot_dodge_protection() {
+        let p = pats(&["/oauth2/token"]);
+        assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(true));
+        assert_eq!(
+            classify(&p, "/oauth2%2Ftoken"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/x/../oauth2/token"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/oauth2//token"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/oauth2/./token"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/oauth2/%2e%2e/oauth2/token"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/oauth2/tok%zzen"),
+            Err(RequestError::AmbiguousPath)
+        );
+        assert_eq!(
+            classify(&p, "/oauth2/tok%e"),
+            Err(RequestError::AmbiguousPath)
+        );
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        for bad in [
+            "oauth2/token",
+            "/a//b",
+            "/a/{x",
+            "/a/b{x}",
+            "/a/?q",
+            "/a/../b",
+            "/{}",
+        ] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

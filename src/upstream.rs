@@ -1,0 +1,197 @@
+//! The upstream: a pooled hyper-util client to the legacy token service.
+//!
+//! Rewrites the request URI to the upstream origin, removes hop-by-hop headers (RFC 9110
+//! §7.6.1) both ways, sets `X-Forwarded-For/Proto/Host` from what the gateway itself saw
+//! (client-sent copies are replaced, never trusted), and bounds the wait for response
+//! headers by `upstream.timeout`. Refused or broken upstream → 502; timeout → 504. Bodies
+//! stream in both directions; nothing here buffers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{self, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::config;
+use crate::error::GatewayError;
+use crate::Body;
+
+/// The peer address of the connection a request came on. Inserted by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus the obsolete ones proxies still see.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    authority: Authority,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(cfg: &config::Upstream) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            client,
+            authority: cfg.authority.clone(),
+            timeout: cfg.timeout,
+        }
+    }
+
+    fn prepare(&self, mut req: Request<Body>) -> Request<Body> {
+        let original_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        // The upstream speaks HTTP/1.1 whatever the client negotiated.
+        *req.version_mut() = Version::HTTP_11;
+        let peer = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers);
+        // hyper-util sets Host from the upstream URI.
+        headers.remove(header::HOST);
+        // Only what this gateway saw is forwarded; client-supplied values could be forged.
+        headers.remove(&X_FORWARDED_FOR);
+        if let Some(ip) = peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+            headers.insert(X_FORWARDED_FOR, ip);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        match original_host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        req
+    }
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let req = self.prepare(req);
+        ResponseFuture {
+            inner: tokio::time::timeout(self.timeout, self.client.request(req)),
+            timeout: self.timeout,
+        }
+    }
+}
+
+pin_project! {
+    pub struct ResponseFuture {
+        #[pin]
+        inner: tokio::time::Timeout<legacy::ResponseFuture>,
+        timeout: Duration,
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match ready!(this.inner.poll(cx)) {
+            Err(_elapsed) => Err(GatewayError::UpstreamTimeout(*this.timeout)),
+            Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(Box::new(e))),
+            Ok(Ok(res)) => {
+                let (mut parts, body) = res.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(
+                    parts,
+                    body.map_err(crate::BodyError::new).boxed_unsync(),
+                ))
+            }
+        };
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+}

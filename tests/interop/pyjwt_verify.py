@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Independently verify secretgate's internal upstream header with PyJWT.
+
+The gateway forwards requests upstream with a compact HS256 JWS. This script
+checks such a token with PyJWT (a separate implementation from the gateway's)
+and prints exactly one line of JSON on stdout:
+
+  valid:   {"ok": true, "claims": {...}, "header": {...}}, exit 0
+  invalid: {"ok": false, "reason": "<ExceptionClass>: <message>"}, exit 1
+
+Argument errors are reported by argparse on stderr with exit status 2.
+
+Checks: signature (HS256 only), exp / iat / nbf (with --leeway), iss == --issuer,
+--audience in aud, presence of exp, iat, iss, aud, sub, jti; and, when given,
+header kid == --kid, claim htm == --htm, claim htu == --htu, and claim
+body_sha256 == base64url (no padding) of SHA-256 of the --body-file bytes.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+
+REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
+
+
+class ClaimMismatch(Exception):
+    """A check done by this script (not by PyJWT) failed."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--token", default=None,
+                   help="compact JWS; read from stdin when omitted or '-'")
+    p.add_argument("--key-file", required=True,
+                   help="HMAC key: the file's bytes minus trailing CR/LF")
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--audience", required=True)
+    p.add_argument("--body-file", default=None,
+                   help="exact body bytes received upstream (checks body_sha256)")
+    p.add_argument("--htm", default=None, help="expected htm claim")
+    p.add_argument("--htu", default=None, help="expected htu claim")
+    p.add_argument("--kid", default=None, help="expected kid header parameter")
+    p.add_argument("--leeway", type=float, default=0,
+                   help="clock skew allowance in seconds (default: 0)")
+    return p.parse_args(argv)
+
+
+def b64url_sha256(data):
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+
+
+def expect_claim(claims, name, expected):
+    if name not in claims:
+        raise ClaimMismatch(f'missing claim "{name}"')
+    if claims[name] != expected:
+        raise ClaimMismatch(f'claim "{name}" is {claims[name]!r}, expected {expected!r}')
+
+
+def verify(args):
+    import jwt  # PyJWT
+
+    if args.token is None or args.token == "-":
+        token = sys.stdin.read()
+    else:
+        token = args.token
+    token = token.strip()
+
+    with open(args.key_file, "rb") as f:
+        key = f.read().rstrip(b"\r\n")
+
+    decoded = jwt.decode_complete(
+        token,
+        key,
+        algorithms=["HS256"],
+        audience=args.audience,
+        issuer=args.issuer,
+        leeway=args.leeway,
+        options={"require": REQUIRED},
+    )
+    header, claims = decoded["header"], decoded["payload"]
+
+    if args.kid is not None:
+        if "kid" not in header:
+            raise ClaimMismatch('missing header parameter "kid"')
+        if header["kid"] != args.kid:
+            raise ClaimMismatch(f'header "kid" is {header["kid"]!r}, expected {args.kid!r}')
+    if args.htm is not None:
+        expect_claim(claims, "htm", args.htm)
+    if args.htu is not None:
+        expect_claim(claims, "htu", args.htu)
+    if args.body_file is not None:
+        with open(args.body_file, "rb") as f:
+            body = f.read()
+        expect_claim(claims, "body_sha256", b64url_sha256(body))
+
+    return header, claims
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        header, claims = verify(args)
+    except Exception as e:
+        out = {"ok": False, "reason": f"{type(e).__name__}: {e}"}
+        code = 1
+    else:
+        out = {"ok": True, "claims": claims, "header": header}
+        code = 0
+    sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,551 @@
+//! Test support: run-time PKI (rcgen), a recording upstream, a TLS client, and a gateway
+//! started on 127.0.0.1:0. Readiness is signalled by channels and bound listeners, never
+//! by sleeping.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub const BASIC_ID: &str = "billing";
+pub const BASIC_SECRET: &str = "basic-secret-0123456789";
+pub const POST_ID: &str = "reports";
+pub const POST_SECRET: &str = "post-secret-0123456789";
+pub const JWT_ID: &str = "mobile";
+pub const JWT_SECRET: &str = "jwt-secret-0123456789abcdefghijklmnop";
+pub const SIGNING_KEY: &str = "internal-signing-key-0123456789abcdef";
+pub const PUBLIC_URL: &str = "https://auth.example.com";
+pub const ISSUER: &str = "https://auth.example.com/acme/default";
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A CA and a server certificate for localhost / 127.0.0.1, written to a temp dir.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_der: CertificateDer<'static>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
+impl Pki {
+    pub fn generate() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "secretgate test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let cert_file = dir.path().join("tls.crt");
+        let key_file = dir.path().join("tls.key");
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&cert_file, leaf.pem()).unwrap();
+        std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        Pki {
+            ca_der: ca_cert.der().clone(),
+            dir,
+            cert_file,
+            key_file,
+            ca_file,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// What the recording upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// Everything the upstream saw, as one lossy string, for "no secret anywhere" checks.
+    pub fn everything(&self) -> String {
+        let mut s = format!("{} {}\n", self.method, self.uri);
+        for (k, v) in &self.headers {
+            s.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        s.push_str(&String::from_utf8_lossy(&self.body));
+        s
+    }
+}
+
+/// How the upstream answers.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// 200 with a token response naming what it saw.
+    Token,
+    /// Wait this long before answering (a slow upstream).
+    Delay(Duration),
+    /// Wait until the notify fires before answering.
+    Gate(Arc<Notify>),
+    /// Tell the test when the first body chunk arrived, then read the rest and answer.
+    StreamProbe(Arc<Mutex<Option<oneshot::Sender<()>>>>),
+}
+
+pub struct RecordingUpstream {
+    pub addr: SocketAddr,
+    pub records: Arc<Mutex<Vec<Recorded>>>,
+    /// Receives one message per request as soon as its head arrives.
+    pub arrivals: mpsc::UnboundedReceiver<()>,
+}
+
+impl RecordingUpstream {
+    pub async fn start(behaviour: Behaviour) -> RecordingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let (tx, arrivals) = mpsc::unbounded_channel();
+        let recs = records.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let recs = recs.clone();
+                let tx = tx.clone();
+                let behaviour = behaviour.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let recs = recs.clone();
+                        let tx = tx.clone();
+                        let behaviour = behaviour.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                answer(req, recs, tx, behaviour).await,
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        RecordingUpstream {
+            addr,
+            records,
+            arrivals,
+        }
+    }
+
+    pub fn records(&self) -> Vec<Recorded> {
+        self.records.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.records()
+            .pop()
+            .expect("the upstream received a request")
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    recs: Arc<Mutex<Vec<Recorded>>>,
+    tx: mpsc::UnboundedSender<()>,
+    behaviour: Behaviour,
+) -> Response<Full<Bytes>> {
+    let _ = tx.send(());
+    let (parts, mut body) = req.into_parts();
+    let mut collected = Vec::new();
+    if let Behaviour::StreamProbe(probe) = &behaviour {
+        if let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                collected.extend_from_slice(&data);
+            }
+        }
+        if let Some(tx) = probe.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+    let rest = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    collected.extend_from_slice(&rest);
+    let rec = Recorded {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: Bytes::from(collected),
+    };
+    recs.lock().unwrap().push(rec);
+    match &behaviour {
+        Behaviour::Delay(d) => tokio::time::sleep(*d).await,
+        Behaviour::Gate(n) => n.notified().await,
+        _ => {}
+    }
+    let body = serde_json::json!({
+        "access_token": "upstream-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "path": parts.uri.path(),
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("x-upstream", "yes")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+pub async fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// A YAML config for the gateway with one client per method.
+pub fn config_yaml(pki: &Pki, upstream: SocketAddr, extra: &str) -> String {
+    let basic_secret_file = pki.path().join("billing.secret");
+    std::fs::write(&basic_secret_file, format!("{BASIC_SECRET}\n")).unwrap();
+    let key_file = pki.path().join("signing.key");
+    std::fs::write(&key_file, SIGNING_KEY).unwrap();
+    format!(
+        r#"
+listen: "127.0.0.1:0"
+tls:
+  cert_file: "{cert}"
+  key_file: "{key}"
+upstream:
+  url: "http://{upstream}"
+  connect_timeout: 1s
+  timeout: 2s
+public_url: "{PUBLIC_URL}"
+issuer: "{ISSUER}"
+protected_paths: ["/oauth2/token", "/{{tid}}/{{aid}}/oauth2/token", "/oauth2/introspect"]
+internal_header:
+  issuer: secretgate
+  audience: legacy-token-service
+  keys:
+    - id: k1
+      file: "{keyfile}"
+shutdown_grace: 10s
+clients:
+  - client_id: {BASIC_ID}
+    auth_method: client_secret_basic
+    secrets: [{{ file: "{basic_file}" }}]
+  - client_id: {POST_ID}
+    auth_method: client_secret_post
+    secrets: [{{ value: "{POST_SECRET}" }}]
+  - client_id: {JWT_ID}
+    auth_method: client_secret_jwt
+    secrets: [{{ value: "{JWT_SECRET}" }}]
+{extra}"#,
+        cert = pki.cert_file.display(),
+        key = pki.key_file.display(),
+        keyfile = key_file.display(),
+        basic_file = basic_secret_file.display(),
+    )
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub pki: Pki,
+    pub config: secretgate::Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<Result<(), secretgate::ServeError>>,
+    pub lifecycle: Arc<secretgate::shutdown::Lifecycle>,
+    pub admin: Option<SocketAddr>,
+}
+
+impl Gateway {
+    pub async fn start(upstream: SocketAddr) -> Gateway {
+        Self::start_with(upstream, "").await
+    }
+
+    pub async fn start_with(upstream: SocketAddr, extra: &str) -> Gateway {
+        let pki = Pki::generate();
+        let yaml = config_yaml(&pki, upstream, extra);
+        Self::start_yaml(pki, &yaml).await
+    }
+
+    pub async fn start_yaml(pki: Pki, yaml: &str) -> Gateway {
+        let config = secretgate::Config::from_yaml(yaml, pki.path()).expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
+        let gateway = secretgate::Gateway::new(config.clone()).expect("gateway starts");
+        let lifecycle = gateway.lifecycle();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.serve(listener, Some(admin_listener), async move {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            pki,
+            config,
+            shutdown: Some(tx),
+            task,
+            lifecycle,
+            admin: Some(admin),
+        }
+    }
+
+    /// Starts the drain (like SIGTERM).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn client(&self, h2: bool) -> Client {
+        Client::connect(self.addr, &self.pki.ca_der, h2).await
+    }
+
+    /// One request over a fresh HTTP/1.1 connection.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        self.client(false).await.send(req).await
+    }
+}
+
+/// A response with its body collected.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub version: Version,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("JSON body, got {:?}", self.body))
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn has_basic_challenge(&self) -> bool {
+        self.headers.contains_key(http::header::WWW_AUTHENTICATE)
+    }
+}
+
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+pub fn tls_connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, ca: &CertificateDer<'static>, h2: bool) -> Client {
+        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tls_connector(ca, alpn)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake");
+        let negotiated = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let io = TokioIo::new(tls);
+        if h2 {
+            assert_eq!(
+                negotiated.as_deref(),
+                Some(&b"h2"[..]),
+                "ALPN negotiated h2"
+            );
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Client::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Client::H1(send)
+        }
+    }
+
+    pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Reply {
+        let res = match self {
+            Client::H1(s) => {
+                if !req.headers().contains_key(http::header::HOST) {
+                    req.headers_mut()
+                        .insert(http::header::HOST, "auth.example.com".parse().unwrap());
+                }
+                s.send_request(req).await.expect("response")
+            }
+            Client::H2(s) => {
+                *req.version_mut() = Version::HTTP_2;
+                if req.uri().authority().is_none() {
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/")
+                        .to_owned();
+                    *req.uri_mut() = format!("https://auth.example.com{path}").parse().unwrap();
+                }
+                s.send_request(req).await.expect("response")
+            }
+        };
+        let version = res.version();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            version,
+        }
+    }
+}
+
+pub fn post(
+    path: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::post(path);
+    if let Some(ct) = content_type {
+        b = b.header("content-type", ct);
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(body.into())).unwrap()
+}
+
+pub fn form(path: &str, body: &str) -> Request<Full<Bytes>> {
+    post(
+        path,
+        Some("application/x-www-form-urlencoded"),
+        &[],
+        body.to_owned(),
+    )
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    secretgate::auth::basic::encode(id, secret)
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Mints an HMAC client assertion with arbitrary header and claims.
+pub fn mint(header: serde_json::Value, claims: serde_json::Value, key: &[u8]) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::Mac;
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{h}.{p}");
+    let alg = header["alg"].as_str().unwrap_or("HS256");
+    let sig = match alg {
+        "HS384" => {
+            let mut m = hmac::Hmac::<sha2::Sha384>::new_from_slice(key).unwrap();
+            m.update(input.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        "HS512" => {
+            let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
+            m.update(input.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        _ => {
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            m.update(input.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Fresh, valid claims for the jwt client, `aud` = the token endpoint URL.
+pub fn jwt_claims() -> serde_json::Value {
+    let n = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({
+        "iss": JWT_ID,
+        "sub": JWT_ID,
+        "aud": format!("{PUBLIC_URL}{TOKEN_PATH}"),
+        "iat": now(),
+        "exp": now() + 60,
+        "jti": format!("jti-{}-{n}", std::process::id()),
+    })
+}
+
+pub fn hs256() -> serde_json::Value {
+    serde_json::json!({"alg": "HS256", "typ": "JWT"})
+}
+
+/// A valid assertion for the jwt client.
+pub fn assertion() -> String {
+    mint(hs256(), jwt_claims(), JWT_SECRET.as_bytes())
+}
+
+/// A form body carrying an assertion.
+pub fn assertion_body(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        secretgate::auth::form::form_encode_component(ASSERTION_TYPE)
+    )
+}
+
+/// Asserts that nothing the upstream received contains any of the test secrets.
+pub fn assert_no_secret(rec: &Recorded) {
+    let all = rec.everything();
+    for secret in [BASIC_SECRET, POST_SECRET, JWT_SECRET, SIGNING_KEY] {
+        assert!(!all.contains(secret), "upstream saw a secret in:\n{all}");
+    }
+    for field in ["client_secret", "client_assertion", "authorization"] {
+        assert!(
+            !all.to_ascii_lowercase().contains(field),
+            "upstream saw `{field}` in:\n{all}"
+        );
+    }
+}
