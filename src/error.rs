@@ -90,6 +90,8 @@ pub enum GatewayError {
     BodyRead(#[source] BoxError),
     #[error("path is not protected and `unprotected: deny` is set")]
     UnprotectedDenied,
+    #[error("too many failed authentications from this address")]
+    Throttled(#[source] crate::auth::throttle::Throttled),
     #[error("replay store is full")]
     ReplayStoreFull,
     #[error("protected request reached signing without an authenticated client")]
@@ -182,6 +184,11 @@ fn table(e: &GatewayError) -> Row {
             INVALID_REQUEST,
             "This gateway does not serve that path.",
         ),
+        GatewayError::Throttled(_) => row(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "Too many failed authentication attempts; retry later.",
+        ),
         GatewayError::ReplayStoreFull => row(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -222,6 +229,12 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
         GatewayError::ReplayStoreFull => {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        GatewayError::Throttled(t) => {
+            res.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(t.retry_after.as_secs().max(1)),
+            );
         }
         _ => {}
     }

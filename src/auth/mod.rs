@@ -14,8 +14,10 @@ pub mod form;
 pub mod jwt;
 pub mod registry;
 pub mod replay;
+pub mod throttle;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -35,6 +37,9 @@ use crate::Body;
 use extract::{BodyForm, Extracted, Presented};
 use registry::Registry;
 use replay::{ReplayError, ReplayStore};
+use throttle::Throttle;
+
+use crate::upstream::ClientAddr;
 
 /// The three client-secret methods (RFC 7591 §2 `token_endpoint_auth_method` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +80,7 @@ pub struct Authenticated {
 pub struct Authenticator {
     registry: Registry,
     replay: Arc<dyn ReplayStore>,
+    throttle: Throttle,
     issuer: String,
     public_url: String,
     assertion: crate::config::Assertion,
@@ -101,6 +107,7 @@ impl Authenticator {
         Self {
             registry: Registry::new(&config.clients),
             replay,
+            throttle: Throttle::new(&config.throttle),
             issuer: config.issuer.clone(),
             public_url: config.public_url.clone(),
             assertion: config.assertion.clone(),
@@ -145,27 +152,10 @@ impl Authenticator {
             body_client_id,
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
 
-        let (client_id, method) = match presented {
-            Presented::Basic(c) => {
-                let client = self
-                    .registry
-                    .verify_secret(&c.client_id, &c.secret, AuthMethod::ClientSecretBasic)
-                    .map_err(|f| GatewayError::auth(f, true))?;
-                (client.client_id.clone(), AuthMethod::ClientSecretBasic)
-            }
-            Presented::Post { client_id, secret } => {
-                let client = self
-                    .registry
-                    .verify_secret(&client_id, &secret, AuthMethod::ClientSecretPost)
-                    .map_err(|f| GatewayError::auth(f, false))?;
-                (client.client_id.clone(), AuthMethod::ClientSecretPost)
-            }
-            Presented::Jwt { assertion } => {
-                let endpoint = format!("{}{}", self.public_url, parts.uri.path());
-                let id = self.verify_assertion(&assertion, body_client_id.as_deref(), &endpoint)?;
-                (id, AuthMethod::ClientSecretJwt)
-            }
-        };
+        let endpoint = format!("{}{}", self.public_url, parts.uri.path());
+        let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+        let (client_id, method) =
+            self.verify(presented, body_client_id.as_deref(), &endpoint, peer)?;
 
         // Rebuild the body without secret material (DESIGN.md §4).
         let forwarded = match &params {
@@ -214,15 +204,65 @@ impl Authenticator {
         Ok(Request::from_parts(parts, body))
     }
 
+    /// Verifies the presented credential, under brute-force throttling, and returns the
+    /// authenticated client and method.
+    fn verify(
+        &self,
+        presented: Presented,
+        body_client_id: Option<&str>,
+        endpoint_url: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<(String, AuthMethod), GatewayError> {
+        let compact = match &presented {
+            Presented::Jwt { assertion } => {
+                Some(jwt::decode(assertion).ok_or(RequestError::MalformedAssertion)?)
+            }
+            Presented::Basic(_) | Presented::Post { .. } => None,
+        };
+        let claimed: &str = match (&presented, &compact) {
+            (Presented::Basic(c), _) => &c.client_id,
+            (Presented::Post { client_id, .. }, _) => client_id,
+            (Presented::Jwt { .. }, Some(c)) => jwt::subject(&c.claims).unwrap_or(""),
+            (Presented::Jwt { .. }, None) => "",
+        };
+        // RFC 6749 §2.3.1: brute-force protection, checked before any secret is tried.
+        if let Some(ip) = peer {
+            self.throttle
+                .check(claimed, ip)
+                .map_err(GatewayError::Throttled)?;
+        }
+        let result = match &presented {
+            Presented::Basic(c) => self
+                .registry
+                .verify_secret(&c.client_id, &c.secret, AuthMethod::ClientSecretBasic)
+                .map(|client| (client.client_id.clone(), AuthMethod::ClientSecretBasic))
+                .map_err(|f| GatewayError::auth(f, true)),
+            Presented::Post { client_id, secret } => self
+                .registry
+                .verify_secret(client_id, secret, AuthMethod::ClientSecretPost)
+                .map(|client| (client.client_id.clone(), AuthMethod::ClientSecretPost))
+                .map_err(|f| GatewayError::auth(f, false)),
+            Presented::Jwt { .. } => match &compact {
+                Some(c) => self
+                    .verify_assertion(c, body_client_id, endpoint_url)
+                    .map(|id| (id, AuthMethod::ClientSecretJwt)),
+                None => Err(RequestError::MalformedAssertion.into()),
+            },
+        };
+        if let (Err(GatewayError::Authentication { .. }), Some(ip)) = (&result, peer) {
+            self.throttle.record_failure(claimed, ip);
+        }
+        result
+    }
+
     /// `client_secret_jwt`: returns the authenticated client id.
     fn verify_assertion(
         &self,
-        assertion: &str,
+        compact: &jwt::Compact<'_>,
         body_client_id: Option<&str>,
         endpoint_url: &str,
     ) -> Result<String, GatewayError> {
         let reject = |r: jwt::Rejection| GatewayError::auth(AuthFailure::Assertion(r), false);
-        let compact = jwt::decode(assertion).ok_or(RequestError::MalformedAssertion)?;
         // RFC 8725 §3.1: only the HMAC algorithms, named exactly; never `none`.
         let alg = compact.alg.map_err(reject)?;
         // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.

@@ -44,6 +44,7 @@ pub struct Config {
     pub assertion: Assertion,
     pub internal_header: InternalHeader,
     pub limits: Limits,
+    pub throttle: Throttle,
     pub shutdown_grace: Duration,
     /// Realm sent in `WWW-Authenticate: Basic realm="..."`.
     pub realm: String,
@@ -118,6 +119,16 @@ pub struct Limits {
     pub max_body: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+}
+
+/// Failed-authentication throttling (RFC 6749 §2.3.1 brute-force protection).
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// Failures allowed per (client_id, source address) within `window`.
+    pub max_failures: u32,
+    /// Failures allowed per source address, whatever the client, within `window`.
+    pub max_failures_per_address: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +215,7 @@ struct RawConfig {
     assertion: Option<RawAssertion>,
     internal_header: Option<RawInternalHeader>,
     limits: Option<RawLimits>,
+    throttle: Option<RawThrottle>,
     shutdown_grace: Option<String>,
     realm: Option<String>,
     clients: Option<Vec<RawClient>>,
@@ -274,6 +286,14 @@ struct RawLimits {
     max_body: Option<String>,
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawThrottle {
+    max_failures: Option<u32>,
+    max_failures_per_address: Option<u32>,
+    window: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -580,6 +600,21 @@ impl Validator<'_> {
                 secs(10),
             ),
         };
+        let raw_throttle = raw.throttle.unwrap_or_default();
+        let throttle = Throttle {
+            max_failures: raw_throttle.max_failures.unwrap_or(10),
+            max_failures_per_address: raw_throttle.max_failures_per_address.unwrap_or(100),
+            window: self.duration(raw_throttle.window, "throttle.window", secs(60)),
+        };
+        if throttle.max_failures == 0 {
+            self.problem("throttle.max_failures", "must be at least 1");
+        }
+        if throttle.max_failures_per_address == 0 {
+            self.problem("throttle.max_failures_per_address", "must be at least 1");
+        }
+        if throttle.window.is_zero() {
+            self.problem("throttle.window", "must be greater than zero");
+        }
         let shutdown_grace = self.duration(raw.shutdown_grace, "shutdown_grace", secs(30));
         let realm = raw.realm.unwrap_or_else(|| "secretgate".to_owned());
         if !realm
@@ -634,6 +669,7 @@ impl Validator<'_> {
                     assertion,
                     internal_header,
                     limits,
+                    throttle,
                     shutdown_grace,
                     realm,
                     clients,

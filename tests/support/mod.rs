@@ -276,7 +276,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub pki: Pki,
     pub config: secretgate::Config,
-    shutdown: Option<oneshot::Sender<()>>,
+    pub shutdown: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<Result<(), secretgate::ServeError>>,
     pub lifecycle: Arc<secretgate::shutdown::Lifecycle>,
     pub admin: Option<SocketAddr>,
