@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod limit;
 pub mod rescue;

@@ -42,6 +42,28 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the gateway with zero setup: demo token service, self-signed certificate, one
+    /// client per method, and ready-to-paste curl commands.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+    },
+    /// Print a fresh client_secret_jwt assertion (new jti each call).
+    Assertion {
+        #[arg(long)]
+        client_id: String,
+        /// File holding the client secret (trailing newline ignored).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Audience: the token endpoint URL or the issuer.
+        #[arg(long)]
+        aud: String,
+        #[arg(long, default_value = "HS256")]
+        alg: String,
+        /// Lifetime, e.g. 60s or 5m.
+        #[arg(long, default_value = "60s")]
+        lifetime: String,
+    },
     /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
     VerifyHeader {
         /// File holding one HS256 key (trailing newline ignored).
@@ -113,6 +135,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo { listen } => {
+            init_logging(cli.log_format);
+            match demo(listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Assertion {
+            client_id,
+            secret_file,
+            aud,
+            alg,
+            lifetime,
+        } => match assertion(&client_id, &secret_file, &aud, &alg, &lifetime) {
+            Ok(a) => {
+                println!("{a}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::VerifyHeader {
             key_file,
             kid,
@@ -149,6 +197,56 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("gateway failed")
     })
+}
+
+fn demo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot locate this binary")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(secretgate::demo::run(
+        secretgate::demo::DemoOptions { listen, exe },
+        |text| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        },
+        secretgate::shutdown::signal(),
+    ))?;
+    Ok(())
+}
+
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut key = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    Ok(key)
+}
+
+fn assertion(
+    client_id: &str,
+    secret_file: &std::path::Path,
+    aud: &str,
+    alg: &str,
+    lifetime: &str,
+) -> anyhow::Result<String> {
+    let secret = Secret::new(read_key_file(secret_file)?);
+    let alg = secretgate::auth::jwt::Algorithm::from_name(alg)
+        .with_context(|| format!("--alg {alg}: use HS256, HS384 or HS512"))?;
+    let lifetime = secretgate::config::units::parse_duration(lifetime)
+        .map_err(anyhow::Error::msg)
+        .context("--lifetime")?;
+    Ok(secretgate::assertion::mint(
+        client_id,
+        &secret,
+        aud,
+        alg,
+        lifetime,
+        secretgate::sign::unix_now(),
+    ))
 }
 
 fn verify(

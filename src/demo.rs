@@ -1,0 +1,258 @@
+//! `secretgate demo`: the whole product with zero setup.
+//!
+//! Makes, in a temporary directory that disappears on exit: a CA and a localhost
+//! certificate (rcgen), random secrets for one demo client per method, and a random
+//! internal-header key. Starts an embedded token service on loopback that *verifies the
+//! internal header* (as a real upstream must) and answers with a token naming the client
+//! and method it saw, then runs the gateway in front of it through the ordinary config
+//! path, and prints curl commands that work as printed.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError, SigningKey};
+use crate::secret::Secret;
+use crate::server::ServeError;
+use crate::sign::{verify_internal_header, Expected, VerifyKeys};
+
+pub const BASIC_CLIENT: &str = "demo-basic";
+pub const POST_CLIENT: &str = "demo-post";
+pub const JWT_CLIENT: &str = "demo-jwt";
+const HEADER: &str = "x-authenticated-client";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot write demo files")]
+    Io(#[from] std::io::Error),
+    #[error("cannot make the demo certificate")]
+    Certificate(#[from] rcgen::Error),
+    #[error("demo configuration rejected")]
+    Config(#[from] ConfigError),
+    #[error("gateway failed")]
+    Serve(#[from] ServeError),
+}
+
+/// Where the demo listens and how it names its own binary in the printed commands.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub exe: PathBuf,
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+}
+
+fn write_pki(dir: &Path) -> Result<PathBuf, DemoError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "secretgate demo CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+        .signed_by(&key, &issuer)?;
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, ca_cert.pem())?;
+    std::fs::write(dir.join("tls.crt"), cert.pem())?;
+    std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+    Ok(ca)
+}
+
+fn random_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 40)
+}
+
+/// The demo token service: verifies the internal header, then issues a token.
+async fn token_service(listener: TcpListener, keys: VerifyKeys, public_url: String) {
+    let state = Arc::new((keys, public_url));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(issue(req, &state.0, &state.1).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn issue(
+    req: Request<Incoming>,
+    keys: &VerifyKeys,
+    public_url: &str,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let url = format!("{public_url}{}", parts.uri.path());
+    let header = parts.headers.get(HEADER).and_then(|v| v.to_str().ok());
+    let verified = header.map(|h| {
+        verify_internal_header(
+            h,
+            keys,
+            &Expected {
+                issuer: "secretgate",
+                audience: "demo-token-service",
+                leeway: 5,
+                method: Some(parts.method.as_str()),
+                url: Some(&url),
+                body: Some(&body),
+                now: None,
+            },
+        )
+    });
+    let (status, json) = match verified {
+        Some(Ok(claims)) => {
+            let scope = form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned());
+            (
+                StatusCode::OK,
+                serde_json::json!({
+                    "access_token": format!("demo-{}", random_secret()),
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "scope": scope,
+                    "client_id": claims.client_id,
+                    "auth_method": claims.auth_method,
+                }),
+            )
+        }
+        Some(Err(e)) => (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "invalid_client", "error_description": format!("internal header rejected: {e}")}),
+        ),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "invalid_client", "error_description": "no internal header: call the gateway, not the token service"}),
+        ),
+    };
+    let mut res = Response::new(Full::new(Bytes::from(json.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// Runs the demo until `shutdown` resolves. `on_ready` receives the text to print (the
+/// banner and the curl commands) once the gateway accepts connections.
+pub async fn run(
+    options: DemoOptions,
+    on_ready: impl FnOnce(String),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let dir = tempfile::Builder::new()
+        .prefix("secretgate-demo-")
+        .tempdir()?;
+    let files = Files {
+        ca: write_pki(dir.path())?,
+        dir,
+    };
+    let path = |name: &str| files.dir.path().join(name);
+    let basic = random_secret();
+    let post = random_secret();
+    let jwt = random_secret();
+    let key = random_secret();
+    std::fs::write(path("demo-basic.secret"), &basic)?;
+    std::fs::write(path("demo-post.secret"), &post)?;
+    std::fs::write(path("demo-jwt.secret"), &jwt)?;
+    std::fs::write(path("signing.key"), &key)?;
+
+    let listener = TcpListener::bind(options.listen).await?;
+    let port = listener.local_addr()?.port();
+    let public_url = format!("https://localhost:{port}");
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = upstream.local_addr()?;
+
+    let yaml = format!(
+        r#"
+listen: "{listen}"
+tls: {{ cert_file: tls.crt, key_file: tls.key }}
+upstream: {{ url: "http://{upstream_addr}" }}
+public_url: "{public_url}"
+issuer: "{public_url}"
+internal_header:
+  audience: demo-token-service
+  keys: [{{ id: demo, file: signing.key }}]
+shutdown_grace: 5s
+clients:
+  - {{ client_id: {BASIC_CLIENT}, auth_method: client_secret_basic, secrets: [{{ file: demo-basic.secret }}] }}
+  - {{ client_id: {POST_CLIENT}, auth_method: client_secret_post, secrets: [{{ file: demo-post.secret }}] }}
+  - {{ client_id: {JWT_CLIENT}, auth_method: client_secret_jwt, secrets: [{{ file: demo-jwt.secret }}] }}
+"#,
+        listen = options.listen,
+    );
+    let config = Config::from_yaml(&yaml, files.dir.path())?;
+    let keys = VerifyKeys::new(&[SigningKey {
+        id: "demo".into(),
+        secret: Secret::new(key.into_bytes()),
+    }]);
+    let service = tokio::spawn(token_service(upstream, keys, public_url.clone()));
+
+    let ca = quote(&files.ca);
+    let exe = quote(&options.exe);
+    let token_url = format!("{public_url}/oauth2/token");
+    let mut text = String::new();
+    let _ = writeln!(text, "secretgate demo: gateway on {public_url} in front of a demo token service on http://{upstream_addr}");
+    let _ = writeln!(text, "The token service verifies the internal header and answers with the client and method it saw.");
+    let _ = writeln!(
+        text,
+        "Certificates, keys and secrets are in {} (deleted on exit).\n",
+        files.dir.path().display()
+    );
+    let _ = writeln!(text, "# client_secret_basic ({BASIC_CLIENT})");
+    let _ = writeln!(text, "curl -sS --cacert {ca} -u {BASIC_CLIENT}:{basic} -d grant_type=client_credentials {token_url}\n");
+    let _ = writeln!(text, "# client_secret_post ({POST_CLIENT}), form body");
+    let _ = writeln!(text, "curl -sS --cacert {ca} -d grant_type=client_credentials -d client_id={POST_CLIENT} -d client_secret={post} {token_url}\n");
+    let _ = writeln!(
+        text,
+        "# client_secret_post ({POST_CLIENT}), multipart as in vendor docs (curl -F)"
+    );
+    let _ = writeln!(text, "curl -sS --cacert {ca} -F grant_type=client_credentials -F client_id={POST_CLIENT} -F client_secret={post} {token_url}\n");
+    let _ = writeln!(text, "# client_secret_jwt ({JWT_CLIENT}), assertion minted by this binary (each one is single-use)");
+    let _ = writeln!(
+        text,
+        "curl -sS --cacert {ca} -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=\"$({exe} assertion --client-id {JWT_CLIENT} --secret-file {} --aud {token_url})\" {token_url}\n",
+        quote(&path("demo-jwt.secret"))
+    );
+    let _ = writeln!(text, "Ready. Press Ctrl-C to stop.");
+    on_ready(text);
+
+    let result = crate::serve(config, listener, shutdown).await;
+    service.abort();
+    drop(files);
+    result.map_err(DemoError::from)
+}

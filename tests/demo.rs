@@ -1,0 +1,87 @@
+//! `secretgate demo` as a newcomer runs it: start the binary, run every printed curl
+//! command exactly as printed, expect a token from each, then SIGTERM and a clean exit.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[test]
+fn every_printed_command_returns_a_token() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_secretgate"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line.starts_with("Ready.");
+            if tx.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let mut commands = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints its commands and `Ready.`");
+        if line.starts_with("Ready.") {
+            break;
+        }
+        if line.starts_with("curl ") {
+            commands.push(line);
+        }
+    }
+    assert_eq!(commands.len(), 4, "basic, post, multipart and jwt commands");
+
+    let mut methods = Vec::new();
+    for command in &commands {
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .output()
+            .expect("sh and curl are installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{command}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{command}\n{stdout}"));
+        assert!(
+            token["access_token"].as_str().unwrap().starts_with("demo-"),
+            "{token}"
+        );
+        methods.push(token["auth_method"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        methods,
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_post",
+            "client_secret_jwt"
+        ]
+    );
+
+    // SIGTERM: drain and exit 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(demo.wait());
+    });
+    let exit = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("demo exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
