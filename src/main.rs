@@ -79,6 +79,16 @@ enum Command {
         /// Seconds of clock skew tolerated.
         #[arg(long, default_value_t = 0)]
         leeway: i64,
+        /// Also require this HTTP method in `htm`.
+        #[arg(long)]
+        method: Option<String>,
+        /// Also require this URL in `htu`.
+        #[arg(long)]
+        url: Option<String>,
+        /// Also require `body_sha256` to match this file's bytes.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// The header value; read from stdin when absent.
         value: Option<String>,
     },
 }
@@ -167,8 +177,21 @@ fn main() -> ExitCode {
             issuer,
             audience,
             leeway,
+            method,
+            url,
+            body_file,
             value,
-        } => match verify(key_file, kid, &issuer, &audience, leeway, value) {
+        } => match verify(VerifyArgs {
+            key_file,
+            kid,
+            issuer,
+            audience,
+            leeway,
+            method,
+            url,
+            body_file,
+            value,
+        }) {
             Ok(claims) => {
                 println!("{claims}");
                 ExitCode::SUCCESS
@@ -249,20 +272,21 @@ fn assertion(
     ))
 }
 
-fn verify(
+struct VerifyArgs {
     key_file: PathBuf,
     kid: String,
-    issuer: &str,
-    audience: &str,
+    issuer: String,
+    audience: String,
     leeway: i64,
+    method: Option<String>,
+    url: Option<String>,
+    body_file: Option<PathBuf>,
     value: Option<String>,
-) -> anyhow::Result<String> {
-    let mut key =
-        std::fs::read(&key_file).with_context(|| format!("cannot read {}", key_file.display()))?;
-    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        key.pop();
-    }
-    let value = match value {
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<String> {
+    let key = read_key_file(&args.key_file)?;
+    let value = match args.value {
         Some(v) => v,
         None => {
             let mut s = String::new();
@@ -272,18 +296,27 @@ fn verify(
             s
         }
     };
+    let body = match &args.body_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
     let keys = VerifyKeys::new(&[SigningKey {
-        id: kid,
+        id: args.kid,
         secret: Secret::new(key),
     }]);
     let claims = verify_internal_header(
         value.trim(),
         &keys,
         &Expected {
-            issuer,
-            audience,
-            leeway,
-            ..Default::default()
+            issuer: &args.issuer,
+            audience: &args.audience,
+            leeway: args.leeway,
+            method: args.method.as_deref(),
+            url: args.url.as_deref(),
+            body: body.as_deref(),
+            now: None,
         },
     )?;
     Ok(serde_json::to_string_pretty(&claims)?)

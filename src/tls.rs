@@ -36,6 +36,12 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    #[error("the first certificate in {path} cannot be parsed")]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("private key in {key} does not match the certificate in {cert}")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("TLS configuration rejected")]
@@ -86,9 +92,15 @@ pub fn certified_key(
         // The key could not be compared (unknown SPKI encoding): rustls will still refuse
         // a mismatched pair at handshake; do not block start-up on it.
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(ck),
-        Err(_) => Err(TlsError::KeyMismatch {
-            cert: cert_path.to_path_buf(),
-            key: key_path.to_path_buf(),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                cert: cert_path.to_path_buf(),
+                key: key_path.to_path_buf(),
+            })
+        }
+        Err(source) => Err(TlsError::BadCertificate {
+            path: cert_path.to_path_buf(),
+            source,
         }),
     }
 }
