@@ -932,3 +932,113 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example uses every key: it must parse (no unknown or misspelt key), and
+    /// the only problems must be the files and variables it points to on a real host.
+    #[test]
+    fn example_config_has_only_missing_file_problems() {
+        let text = include_str!("../../config/secretgate.yaml");
+        let err = Config::from_yaml(text, Path::new("/nonexistent")).unwrap_err();
+        let ConfigError::Invalid(problems) = err else {
+            panic!("example config does not parse: {err}");
+        };
+        for p in &problems {
+            assert!(
+                p.message.starts_with("no such file")
+                    || p.message.starts_with("cannot read")
+                    || p.message.contains("is not set"),
+                "unexpected problem in the example: {p}"
+            );
+        }
+        assert!(problems.iter().any(|p| p.path == "tls.cert_file"));
+        assert!(problems
+            .iter()
+            .any(|p| p.path == "clients[1].secrets[0].env"));
+    }
+
+    #[test]
+    fn unknown_and_duplicate_keys_are_rejected() {
+        let err = Config::from_yaml("listen: a\nlisten: b\n", Path::new(".")).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
+        let err = Config::from_yaml("lisen: a\n", Path::new(".")).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
+        assert!(err.problems()[0].contains("lisen"), "{:?}", err.problems());
+        let err = Config::from_yaml("limits: { max_bdy: 1KiB }\n", Path::new(".")).unwrap_err();
+        assert!(
+            err.problems()[0].contains("max_bdy"),
+            "{:?}",
+            err.problems()
+        );
+    }
+
+    #[test]
+    fn missing_required_keys_are_all_listed() {
+        let err = Config::from_yaml("{}", Path::new(".")).unwrap_err();
+        let problems = err.problems();
+        for key in [
+            "listen",
+            "tls",
+            "upstream",
+            "public_url",
+            "issuer",
+            "internal_header",
+            "clients",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(&format!("{key}"))),
+                "{key} not reported in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_from_file_env_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
+        let mut v = Validator {
+            base_dir: dir.path(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let file = v.secret(
+            RawSecretSource {
+                file: Some("s".into()),
+                ..Default::default()
+            },
+            "x",
+        );
+        assert_eq!(file.unwrap().expose(), b"from-file");
+        std::env::set_var("SECRETGATE_UNIT_TEST_SECRET", "from-env");
+        let env = v.secret(
+            RawSecretSource {
+                env: Some("SECRETGATE_UNIT_TEST_SECRET".into()),
+                ..Default::default()
+            },
+            "y",
+        );
+        assert_eq!(env.unwrap().expose(), b"from-env");
+        let both = v.secret(
+            RawSecretSource {
+                env: Some("A".into()),
+                value: Some("b".into()),
+                ..Default::default()
+            },
+            "z",
+        );
+        assert!(both.is_none());
+        assert_eq!(v.problems.len(), 1);
+        assert_eq!(v.problems[0].path, "z");
+        let _ = v.secret(
+            RawSecretSource {
+                value: Some("inline".into()),
+                ..Default::default()
+            },
+            "w",
+        );
+        assert!(v.warnings[0].contains("inline secret"));
+    }
+}
