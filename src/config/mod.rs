@@ -989,7 +989,7 @@ mod tests {
             "clients",
         ] {
             assert!(
-                problems.iter().any(|p| p.starts_with(&format!("{key}"))),
+                problems.iter().any(|p| p.starts_with(key)),
                 "{key} not reported in {problems:?}"
             );
         }
