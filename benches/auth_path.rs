@@ -1,0 +1,359 @@
+//! Micro-benchmarks of the per-request authentication path (DESIGN.md §8: "the auth + sign
+//! path must cost a few µs, not tens").
+//!
+//! For each client-authentication method, one iteration is exactly what the gateway does
+//! for a token request once hyper has parsed it: build the `Request` (head + in-memory
+//! body, as hyper hands it over), `Authenticator::authenticate` (body read, form decode,
+//! credential extraction, throttle check, verification, secret stripping, re-encoding) and
+//! `Signer::sign` (the internal header). TLS, HTTP parsing and the upstream hop are not
+//! included; `bench/run.sh` measures those end to end.
+//!
+//! Baselines: `hmac_floor/*` is one HMAC-SHA256 (prepared key, clone + update + finalize,
+//! as the code does it) over an input as long as the request's credential-bearing bytes
+//! (body + Authorization header value), the least work any authenticating proxy must do;
+//! `crypto_floor/*` is the cryptography this design cannot avoid for the method (verify
+//! the credential, SHA-256 of the forwarded body, HMAC of the internal header).
+//!
+//! `authenticate` is async only because the body could be streamed; here it is a `Full`
+//! body, so the future completes on its first poll and is driven by `now_or_never` inside
+//! a current-thread runtime context (the body-read timeout needs a tokio timer handle to
+//! exist, never to fire). The setup asserts this.
+//!
+//! Run: `cargo bench --bench auth_path` (results in target/criterion/).
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures_util::FutureExt;
+use hmac::{Hmac, Mac};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
+
+use secretgate::auth::jwt::Algorithm;
+use secretgate::auth::replay::{MokaReplayStore, ReplayStore};
+use secretgate::auth::{Authenticated, Authenticator};
+use secretgate::config::Config;
+use secretgate::secret::Secret;
+use secretgate::sign::Signer;
+use secretgate::upstream::ClientAddr;
+use secretgate::Body;
+
+const BASIC_ID: &str = "billing";
+const BASIC_SECRET: &str = "basic-secret-0123456789abcdef";
+const POST_ID: &str = "reports";
+const POST_SECRET: &str = "post-secret-0123456789abcdef";
+const JWT_ID: &str = "mobile";
+const JWT_SECRET: &str = "jwt-secret-0123456789abcdefghijklmnop";
+const SIGNING_KEY: &str = "internal-signing-key-0123456789abcdef";
+const PUBLIC_URL: &str = "https://auth.example.com";
+const ISSUER: &str = "https://auth.example.com/acme/default";
+const TOKEN_PATH: &str = "/oauth2/token";
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// What a typical client_credentials request carries besides the credential.
+const GRANT: &str = "grant_type=client_credentials&scope=invoices.read%20invoices.write";
+
+/// Live (client_id, jti) entries the replay store may hold: far more than criterion runs
+/// iterations, so the jwt benchmark never hits `Full`.
+const REPLAY_CAPACITY: u64 = 50_000_000;
+
+/// Writes a CA-signed localhost certificate (Config validation loads it) and the secret
+/// files, returns the validated config. The temp dir must outlive the config load only.
+fn config(dir: &Path) -> Config {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "secretgate bench CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("tls.crt"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), leaf_key.serialize_pem()).unwrap();
+    for (name, value) in [
+        ("billing.secret", BASIC_SECRET),
+        ("reports.secret", POST_SECRET),
+        ("mobile.secret", JWT_SECRET),
+        ("signing.key", SIGNING_KEY),
+    ] {
+        std::fs::write(dir.join(name), value).unwrap();
+    }
+    let yaml = format!(
+        r#"
+listen: "127.0.0.1:0"
+tls:
+  cert_file: tls.crt
+  key_file: tls.key
+upstream:
+  url: "http://127.0.0.1:9"
+public_url: "{PUBLIC_URL}"
+issuer: "{ISSUER}"
+protected_paths: ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"]
+assertion:
+  replay_capacity: {REPLAY_CAPACITY}
+internal_header:
+  issuer: secretgate
+  audience: legacy-token-service
+  keys:
+    - id: k1
+      file: signing.key
+clients:
+  - client_id: {BASIC_ID}
+    auth_method: client_secret_basic
+    secrets: [{{ file: billing.secret }}]
+  - client_id: {POST_ID}
+    auth_method: client_secret_post
+    secrets: [{{ file: reports.secret }}]
+  - client_id: {JWT_ID}
+    auth_method: client_secret_jwt
+    secrets: [{{ file: mobile.secret }}]
+"#
+    );
+    Config::from_yaml(&yaml, dir).expect("bench config is valid")
+}
+
+/// The parts of a realistic token request that do not change between iterations.
+#[derive(Clone)]
+struct Template {
+    authorization: Option<String>,
+    body: Bytes,
+}
+
+impl Template {
+    fn basic() -> Template {
+        Template {
+            authorization: Some(secretgate::auth::basic::encode(BASIC_ID, BASIC_SECRET)),
+            body: Bytes::from_static(GRANT.as_bytes()),
+        }
+    }
+
+    fn post() -> Template {
+        Template {
+            authorization: None,
+            body: Bytes::from(format!(
+                "{GRANT}&client_id={POST_ID}&client_secret={POST_SECRET}"
+            )),
+        }
+    }
+
+    fn jwt(assertion: &str) -> Template {
+        Template {
+            authorization: None,
+            body: Bytes::from(format!(
+                "{GRANT}&client_assertion_type={}&client_assertion={assertion}",
+                secretgate::auth::form::form_encode_component(ASSERTION_TYPE)
+            )),
+        }
+    }
+
+    /// Bytes an authenticating proxy must look at: body + credential header value.
+    fn credential_bytes(&self) -> usize {
+        self.body.len() + self.authorization.as_ref().map_or(0, String::len)
+    }
+}
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
+/// A request as the server hands it to the stack: hyper-parsed head, the peer address
+/// extension, a boxed in-memory body.
+fn request(t: &Template) -> Request<Body> {
+    let mut b = Request::post(TOKEN_PATH)
+        .header("host", "auth.example.com")
+        .header("user-agent", "okhttp/4.12.0")
+        .header("accept", "application/json")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", t.body.len());
+    if let Some(a) = &t.authorization {
+        b = b.header("authorization", a);
+    }
+    let body = Full::new(t.body.clone())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut req = b.body(body).unwrap();
+    req.extensions_mut().insert(ClientAddr(peer()));
+    req
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The full path for one request; returns the header value so nothing is optimised away.
+fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>, now: i64) -> String {
+    let out = auth
+        .authenticate(req)
+        .now_or_never()
+        .expect("authenticate completes on its first poll with an in-memory body")
+        .expect("request authenticates");
+    let who = out
+        .extensions()
+        .get::<Authenticated>()
+        .expect("Authenticated extension");
+    let header = signer
+        .sign(who, out.method().as_str(), out.uri().path(), now)
+        .expect("sign");
+    black_box(out);
+    header
+}
+
+fn mint_jwt(now: i64) -> String {
+    secretgate::assertion::mint(
+        JWT_ID,
+        &Secret::new(JWT_SECRET),
+        &format!("{PUBLIC_URL}{TOKEN_PATH}"),
+        Algorithm::Hs256,
+        Duration::from_secs(60),
+        now,
+    )
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let replay: Arc<dyn ReplayStore> = Arc::new(MokaReplayStore::new(REPLAY_CAPACITY));
+    let auth = Authenticator::new(&config, replay);
+    let signer = Signer::new(&config.internal_header, &config.public_url).expect("a key");
+
+    // A timer handle for the body-read timeout; nothing is ever awaited on it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+
+    let sample_jwt = Template::jwt(&mint_jwt(unix_now()));
+    let methods = [
+        ("client_secret_basic", Template::basic()),
+        ("client_secret_post", Template::post()),
+        ("client_secret_jwt", sample_jwt.clone()),
+    ];
+
+    // Sanity: each template authenticates as the intended client and leaves no secret.
+    for (name, t) in &methods {
+        let req = request(t);
+        let out = auth
+            .authenticate(req)
+            .now_or_never()
+            .unwrap_or_else(|| panic!("{name}: authenticate returned Pending"))
+            .unwrap_or_else(|e| panic!("{name}: rejected: {e:?}"));
+        let who = out.extensions().get::<Authenticated>().unwrap().clone();
+        assert_eq!(who.method.as_str(), *name);
+        let fwd = String::from_utf8_lossy(&who.body);
+        assert!(
+            !fwd.contains("secret") && !fwd.contains("assertion"),
+            "{fwd}"
+        );
+        assert!(out.headers().get("authorization").is_none());
+    }
+
+    let mut g = c.benchmark_group("auth_path");
+    g.throughput(Throughput::Elements(1));
+    for (name, t) in &methods[..2] {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let now = unix_now();
+                black_box(auth_and_sign(&auth, &signer, request(black_box(t)), now))
+            })
+        });
+    }
+    // Every jwt iteration needs an unused jti: mint outside the timed section.
+    g.bench_function("client_secret_jwt", |b| {
+        b.iter_batched(
+            || Template::jwt(&mint_jwt(unix_now())),
+            |t| {
+                let now = unix_now();
+                black_box(auth_and_sign(&auth, &signer, request(&t), now))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    // Only the signing step, for the breakdown.
+    let who = Authenticated {
+        client_id: BASIC_ID.into(),
+        method: secretgate::auth::AuthMethod::ClientSecretBasic,
+        body: Bytes::from(format!("{GRANT}&client_id={BASIC_ID}")),
+    };
+    c.bench_function("sign_only", |b| {
+        b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, 1_800_000_000)))
+    });
+
+    // The floor: one HMAC-SHA256 over as many bytes as the request's credential-bearing part.
+    let key = <Hmac<Sha256> as Mac>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();
+    let mut g = c.benchmark_group("hmac_floor");
+    for (name, t) in &methods {
+        let input = vec![b'a'; t.credential_bytes()];
+        g.bench_function(format!("{name}/{}B", input.len()), |b| {
+            b.iter(|| {
+                let mut m = key.clone();
+                m.update(black_box(&input));
+                black_box(m.finalize().into_bytes())
+            })
+        });
+    }
+    g.finish();
+
+    // The cryptography the design cannot avoid: verify the credential (HMAC of the
+    // presented secret, or the assertion MAC), SHA-256 of the forwarded body, HMAC of the
+    // internal header's signing input (~ the size `sign_only` produces).
+    let sign_input = {
+        let v = signer
+            .sign(&who, "POST", TOKEN_PATH, 1_800_000_000)
+            .unwrap();
+        v.rsplit_once('.').unwrap().0.len()
+    };
+    let mut g = c.benchmark_group("crypto_floor");
+    for (name, t) in &methods {
+        let verify_len = match *name {
+            "client_secret_jwt" => {
+                let body = String::from_utf8_lossy(&t.body).into_owned();
+                let a = body.rsplit_once("client_assertion=").unwrap().1;
+                a.rsplit_once('.').unwrap().0.len()
+            }
+            "client_secret_basic" => BASIC_SECRET.len(),
+            _ => POST_SECRET.len(),
+        };
+        let verify_input = vec![b'v'; verify_len];
+        let forwarded = vec![b'f'; GRANT.len() + 20];
+        let header_input = vec![b'h'; sign_input];
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let mut m = key.clone();
+                m.update(black_box(&verify_input));
+                black_box(m.finalize().into_bytes());
+                black_box(Sha256::digest(black_box(&forwarded)));
+                let mut m = key.clone();
+                m.update(black_box(&header_input));
+                black_box(m.finalize().into_bytes())
+            })
+        });
+    }
+    g.finish();
+    drop(dir);
+}
+
+criterion_group! {
+    name = auth_path;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5))
+        .noise_threshold(0.05);
+    targets = benches
+}
+criterion_main!(auth_path);
