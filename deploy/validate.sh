@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Validates the Kubernetes manifests in deploy/kubernetes, offline (no cluster needed):
+#
+#   1. every complete object file in base/ (all *.yaml but kustomization.yaml, including
+#      secrets.example.yaml, which no kustomization includes), then, if `kustomize` or
+#      `kubectl kustomize` is available, the rendered output of base/ and of every
+#      overlay, against the Kubernetes JSON schemas bundled with kubernetes-validate,
+#      in strict mode (unknown fields are errors), for each version in K8S_VERSIONS;
+#   2. deploy/check-consistency.py: config keys vs config/secretgate.yaml, config paths vs
+#      mounts vs Secret keys, ports, grace period; and no PEM private key under deploy/.
+#
+# Exits non-zero on any problem. Usage (from anywhere):  bash deploy/validate.sh
+# Env: K8S_VERSIONS (default "1.29 1.37"): 1.29 is the oldest release with native sidecars
+#      on by default (so no newer field slips in), 1.37 the newest schema bundled.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."          # the repository root
+
+K8S_VERSIONS=${K8S_VERSIONS:-"1.29 1.37"}
+VENV=target/deploy-venv
+REQUIREMENTS=deploy/requirements.txt
+RENDERED=target/deploy-rendered
+MANIFESTS=deploy/kubernetes
+
+# --- tools: a venv with the pinned requirements; reinstalled when requirements change ---
+if [[ ! -x $VENV/bin/kubernetes-validate ]] || ! cmp -s "$REQUIREMENTS" "$VENV/requirements.txt"; then
+  echo "== creating $VENV from $REQUIREMENTS"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/requirements.txt"
+fi
+
+render=()
+if command -v kustomize >/dev/null 2>&1; then
+  render=(kustomize build)
+elif command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+  render=(kubectl kustomize)
+fi
+
+# --- what to validate ---------------------------------------------------------------------
+files=()
+while IFS= read -r f; do
+  files+=("$f")
+done < <(find "$MANIFESTS" -path "$MANIFESTS/overlays" -prune -o \
+           -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' \
+           ! -name 'kustomization.yml' -print | sort)
+
+if ((${#render[@]})); then
+  rm -rf "$RENDERED"
+  mkdir -p "$RENDERED"
+  while IFS= read -r k; do
+    dir=$(dirname "$k")
+    out="$RENDERED/$(echo "${dir#"$MANIFESTS"/}" | tr / -).yaml"
+    echo "== rendering $dir with ${render[*]}"
+    "${render[@]}" "$dir" >"$out"
+    files+=("$out")
+  done < <(find "$MANIFESTS" -type f \( -name kustomization.yaml -o -name kustomization.yml \) | sort)
+else
+  echo "== no kustomize or kubectl: validating the raw files only; overlays are NOT checked"
+fi
+
+# --- schema validation --------------------------------------------------------------------
+versions=()
+for v in $K8S_VERSIONS; do versions+=(-k "$v"); done
+echo "== kubernetes-validate $("$VENV/bin/kubernetes-validate" --version) --strict, Kubernetes $K8S_VERSIONS"
+status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+"$VENV/bin/kubernetes-validate" --strict "${versions[@]}" "${files[@]}" >"$log" 2>&1 || status=1
+cat "$log"
+# A kind/apiVersion without a schema (a typo, or an API removed in that version) is only a
+# WARN with exit code 0 in kubernetes-validate: treat it as a failure here.
+if grep -qE '^(WARN|ERROR|FATAL)' "$log"; then status=1; fi
+
+# --- consistency checks -------------------------------------------------------------------
+echo "== consistency (deploy/check-consistency.py)"
+"$VENV/bin/python" deploy/check-consistency.py || status=1
+
+if ((status)); then
+  echo "FAILED: deploy manifests are invalid (see above)" >&2
+else
+  echo "OK: all deploy manifests are valid"
+fi
+exit "$status"
