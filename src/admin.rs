@@ -1,6 +1,6 @@
 //! The admin listener (plain HTTP, its own port, meant for loopback or the pod network):
-//! `/healthz` (the process runs) and `/readyz` (accepting traffic; false while draining).
-//! It never sees client traffic or secrets.
+//! `/healthz` (the process runs), `/readyz` (accepting traffic; false while draining) and
+//! `/metrics` (Prometheus text). It never sees client traffic or secrets.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,10 +13,20 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::auth::replay::ReplayStore;
+use crate::metrics::Metrics;
 use crate::shutdown::Lifecycle;
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// What the admin endpoints report on.
+#[derive(Clone)]
+pub struct State {
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+    pub replay: Arc<dyn ReplayStore>,
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body.into()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -25,8 +35,20 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     res
 }
 
-fn route(req: &Request<Incoming>, lifecycle: &Lifecycle) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    let lifecycle = &state.lifecycle;
     match req.uri().path() {
+        "/metrics" => {
+            let mut res = text(
+                StatusCode::OK,
+                state.metrics.encode(state.replay.len()),
+            );
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if lifecycle.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" if lifecycle.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
@@ -36,7 +58,7 @@ fn route(req: &Request<Incoming>, lifecycle: &Lifecycle) -> Response<Full<Bytes>
 }
 
 /// Serves admin requests until the returned task is aborted.
-pub fn spawn(listener: TcpListener, lifecycle: Arc<Lifecycle>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(listener: TcpListener, state: State) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -46,10 +68,10 @@ pub fn spawn(listener: TcpListener, lifecycle: Arc<Lifecycle>) -> tokio::task::J
                     continue;
                 }
             };
-            let lifecycle = lifecycle.clone();
+            let state = state.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let res = route(&req, &lifecycle);
+                    let res = route(&req, &state);
                     async move { Ok::<_, Infallible>(res) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

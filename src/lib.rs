@@ -14,6 +14,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod limit;
+pub mod metrics;
+pub mod reload;
 pub mod rescue;
 pub mod route;
 pub mod secret;

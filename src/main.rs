@@ -131,13 +131,13 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
+        Command::Run { config: path } => {
             init_logging(cli.log_format);
-            let config = match load_config(&config) {
+            let config = match load_config(&path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match run(config) {
+            match run(config, &path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -204,7 +204,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -216,9 +216,24 @@ fn run(config: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot bind {}", config.listen))?;
-        secretgate::serve(config, listener, secretgate::shutdown::signal())
+        let admin = match &config.admin {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("cannot bind admin.listen {}", a.listen))?,
+            ),
+            None => None,
+        };
+        let gateway = secretgate::Gateway::new(config)
+            .context("cannot start the gateway")?
+            .reload_from(path);
+        let sighup = tokio::spawn(secretgate::reload::on_sighup(gateway.reloader()));
+        let result = gateway
+            .serve(listener, admin, secretgate::shutdown::signal())
             .await
-            .context("gateway failed")
+            .context("gateway failed");
+        sighup.abort();
+        result
     })
 }
 

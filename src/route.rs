@@ -15,6 +15,8 @@ use tower::{Layer, Service};
 
 use crate::config::Unprotected;
 use crate::error::{GatewayError, RequestError};
+use crate::metrics::RouteClass;
+use crate::trace::note;
 use crate::Body;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,14 +202,22 @@ where
         // an extension, never something read from the request.
         req.extensions_mut().remove::<Protected>();
         match classify(&self.config.patterns, req.uri().path()) {
-            Err(e) => Either::Left(future::ready(Err(e.into()))),
+            Err(e) => {
+                note(&req, |n| n.route(RouteClass::invalid));
+                Either::Left(future::ready(Err(e.into())))
+            }
             Ok(true) => {
+                note(&req, |n| n.route(RouteClass::protected));
                 req.extensions_mut().insert(Protected);
                 Either::Right(self.inner.call(req))
             }
             Ok(false) => match self.config.unprotected {
-                Unprotected::Forward => Either::Right(self.inner.call(req)),
+                Unprotected::Forward => {
+                    note(&req, |n| n.route(RouteClass::unprotected));
+                    Either::Right(self.inner.call(req))
+                }
                 Unprotected::Deny => {
+                    note(&req, |n| n.route(RouteClass::denied));
                     Either::Left(future::ready(Err(GatewayError::UnprotectedDenied)))
                 }
             },

@@ -9,27 +9,26 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::auth::replay::{MokaReplayStore, ReplayStore};
-use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::metrics::{HandshakeFailure, Metrics};
+use crate::reload::{self, Generation, ReloadError, Reloader, Shared};
 use crate::shutdown::Lifecycle;
-use crate::sign::Signer;
-use crate::stack;
-use crate::tls::{self, CertResolver, TlsError};
-use crate::upstream::{ClientAddr, Upstream};
+use crate::tls::{self, TlsError};
+use crate::upstream::ClientAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -37,6 +36,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("internal_header.keys is empty")]
     NoSigningKey,
+    #[error("cannot build the request stack")]
+    Generation(#[source] ReloadError),
     #[error("cannot bind {addr}")]
     Bind {
         addr: SocketAddr,
@@ -47,65 +48,72 @@ pub enum ServeError {
 
 /// A gateway ready to serve: certificates loaded, registry and keys prepared.
 pub struct Gateway {
-    config: Config,
     tls: TlsAcceptor,
-    authenticator: Arc<Authenticator>,
-    signer: Arc<Signer>,
+    current: Arc<ArcSwap<Generation>>,
+    shared: Arc<Shared>,
+    source: Option<PathBuf>,
     lifecycle: Arc<Lifecycle>,
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Gateway, ServeError> {
-        let key = tls::load_certified_key(&config.tls.cert_file, &config.tls.key_file)?;
-        let resolver = Arc::new(CertResolver::new(key));
-        let tls = TlsAcceptor::from(tls::server_config(resolver)?);
-        let replay: Arc<dyn ReplayStore> =
-            Arc::new(MokaReplayStore::new(config.assertion.replay_capacity));
-        let authenticator = Arc::new(Authenticator::new(&config, replay));
-        let signer = Arc::new(
-            Signer::new(&config.internal_header, &config.public_url)
-                .ok_or(ServeError::NoSigningKey)?,
-        );
+        let shared = Arc::new(Shared::new(&config));
+        let tls = TlsAcceptor::from(tls::server_config(shared.resolver.clone())?);
+        let generation = shared.generation(config).map_err(|e| match e {
+            ReloadError::NoSigningKey => ServeError::NoSigningKey,
+            other => ServeError::Generation(other),
+        })?;
         Ok(Gateway {
-            config,
             tls,
-            authenticator,
-            signer,
+            current: Arc::new(ArcSwap::from_pointee(generation)),
+            shared,
+            source: None,
             lifecycle: Arc::new(Lifecycle::default()),
         })
+    }
+
+    /// Names the config file that reloads (SIGHUP, file watching) read again.
+    pub fn reload_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Some(path.into());
+        self
     }
 
     pub fn lifecycle(&self) -> Arc<Lifecycle> {
         self.lifecycle.clone()
     }
 
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// A handle that reloads this gateway's config while it serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(self.current.clone(), self.shared.clone(), self.source.clone())
+    }
+
     /// Serves TLS connections from `listener` (and admin requests from `admin`, if given)
-    /// until `shutdown` resolves, then drains.
+    /// until `shutdown` resolves, then drains. Watches the config files for changes when
+    /// started with [`Gateway::reload_from`] and `reload.watch` is on.
     pub async fn serve(
         self,
         listener: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
-        let config = &self.config;
-        let svc = stack::build(
-            config,
-            stack::Parts {
-                authenticator: self.authenticator.clone(),
-                signer: self.signer.clone(),
-                upstream: Upstream::new(&config.upstream),
-            },
-        );
-        let admin_task = admin.map(|l| crate::admin::spawn(l, self.lifecycle.clone()));
-
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
-        let handshake_timeout = config.limits.header_read_timeout;
+        let admin_task = admin.map(|l| {
+            crate::admin::spawn(
+                l,
+                crate::admin::State {
+                    lifecycle: self.lifecycle.clone(),
+                    metrics: self.shared.metrics.clone(),
+                    replay: self.shared.replay.clone(),
+                },
+            )
+        });
+        let watch_task = self
+            .source
+            .is_some()
+            .then(|| tokio::spawn(reload::watch(self.reloader())));
 
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -129,30 +137,39 @@ impl Gateway {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = self.tls.clone();
-            let builder = builder.clone();
-            let svc = svc.clone();
+            let current = self.current.clone();
+            let metrics = self.shared.metrics.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                // Connection settings come from the generation current at accept time;
+                // each request below loads the generation current when it arrives.
+                let generation = current.load_full();
+                let handshake_timeout = generation.config.limits.header_read_timeout;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
+                        metrics.tls_handshake_failed(HandshakeFailure::error);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        metrics.tls_handshake_failed(HandshakeFailure::timeout);
                         tracing::debug!(%peer, "TLS handshake timed out");
                         return;
                     }
                 };
+                let _open = metrics.connection();
+                let http = generation.http.clone();
+                drop(generation);
                 let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut req = req.map(|b| b.map_err(crate::BodyError::new).boxed_unsync());
                     req.extensions_mut().insert(ClientAddr(peer));
-                    svc.clone().oneshot(req)
+                    // Per request, not per connection: a reload applies to kept-alive
+                    // connections from their next request on.
+                    current.load().stack.clone().oneshot(req)
                 });
-                let conn = builder
-                    .serve_connection(TokioIo::new(tls), hyper_svc)
-                    .into_owned();
+                let conn = http.serve_connection(TokioIo::new(tls), hyper_svc).into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -160,9 +177,13 @@ impl Gateway {
         }
 
         drop(listener);
+        if let Some(task) = watch_task {
+            task.abort();
+        }
         self.lifecycle.start_draining();
-        tracing::info!(grace = ?config.shutdown_grace, "draining in-flight requests");
-        if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        let grace = self.current.load().config.shutdown_grace;
+        tracing::info!(?grace, "draining in-flight requests");
+        if tokio::time::timeout(grace, graceful.shutdown())
             .await
             .is_err()
         {

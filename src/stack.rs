@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderName, AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
 use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{
@@ -16,6 +17,7 @@ use tower_http::sensitive_headers::{
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
 use crate::route::RouteLayer;
 use crate::sign::{SignLayer, Signer};
@@ -29,10 +31,20 @@ pub struct Parts {
     pub authenticator: Arc<Authenticator>,
     pub signer: Arc<Signer>,
     pub upstream: Upstream,
+    /// Process-wide: survives reloads.
+    pub metrics: Arc<Metrics>,
 }
 
+/// The assembled stack, type-erased so a reload can swap it for one built from a new
+/// config (see reload.rs).
+pub type Stack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
 /// Builds the request stack.
-pub fn build(
+pub fn build(config: &Config, parts: Parts) -> Stack {
+    BoxCloneSyncService::new(layered(config, parts))
+}
+
+fn layered(
     config: &Config,
     parts: Parts,
 ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
@@ -60,10 +72,11 @@ pub fn build(
             MakeId::default(),
         ))
         .layer(PropagateRequestIdLayer::new(request_id))
-        // 3. Trace: one span per request (id, method, path — never the query) and one
-        //    line with the final status and latency. Placed above rescue so it records the
-        //    status the client actually got, errors included.
-        .layer(AccessLogLayer)
+        // 3. Trace: one span per request (id, method, path — never the query), one access
+        //    line (route, client, auth method, outcome, status, latency) and the request
+        //    metrics. Placed above rescue so it records the status the client actually
+        //    got, errors included.
+        .layer(AccessLogLayer::new(parts.metrics))
         // 4. Rescue: every error below becomes its JSON OAuth response via the one table
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))

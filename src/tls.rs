@@ -5,7 +5,9 @@
 //! Invariant: a bad certificate or key is an error naming the file, never a panic.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -105,35 +107,29 @@ pub fn certified_key(
     }
 }
 
-/// Serves the current certificate; [`CertResolver::set`] swaps it for new handshakes.
+/// Serves the current certificate; [`CertResolver::set`] swaps it atomically for the
+/// handshakes that follow (established connections keep theirs). Lock-free on the
+/// handshake path.
 #[derive(Debug)]
 pub struct CertResolver {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: ArcSwap<CertifiedKey>,
 }
 
 impl CertResolver {
-    pub fn new(key: CertifiedKey) -> Self {
+    pub fn new(key: Arc<CertifiedKey>) -> Self {
         Self {
-            current: RwLock::new(Arc::new(key)),
+            current: ArcSwap::new(key),
         }
     }
 
-    pub fn set(&self, key: CertifiedKey) {
-        let mut guard = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *guard = Arc::new(key);
+    pub fn set(&self, key: Arc<CertifiedKey>) {
+        self.current.store(key);
     }
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let guard = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(guard.clone())
+        Some(self.current.load_full())
     }
 }
 

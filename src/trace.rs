@@ -5,7 +5,8 @@
 //! query string may hold credentials a client should not have sent, so it is never logged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use http::header::HeaderValue;
 use http::Request;
@@ -13,6 +14,9 @@ use rand::RngCore;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::MakeSpan;
 use tracing::Span;
+
+use crate::auth::AuthMethod;
+use crate::metrics::{Metrics, Outcome, RouteClass};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -62,21 +66,90 @@ impl<B> MakeSpan<B> for RequestSpan {
     }
 }
 
-/// One span per request and one access line when the response head is ready: status and
-/// latency. Does not wrap the body (streamed responses stay zero-copy).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AccessLogLayer;
+/// What the layers below learned about one request, for its access line and metrics.
+/// The access-log layer puts one in the request's extensions; route and auth fill it in.
+/// Only closed-set values and *registered* client ids are ever written here.
+#[derive(Debug, Default)]
+pub struct Notes(Mutex<Note>);
+
+#[derive(Debug, Default, Clone)]
+pub struct Note {
+    pub route: Option<RouteClass>,
+    /// Set once authentication ran (protected paths only).
+    pub outcome: Option<Outcome>,
+    pub auth_method: Option<AuthMethod>,
+    /// The client, when the id presented is registered (authenticated or not).
+    pub client_id: Option<String>,
+}
+
+impl Notes {
+    fn with(&self, f: impl FnOnce(&mut Note)) {
+        // A poisoned lock only means a panic elsewhere mid-write; the note is still usable.
+        let mut note = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut note);
+    }
+
+    pub fn route(&self, class: RouteClass) {
+        self.with(|n| n.route = Some(class));
+    }
+
+    pub fn auth_method(&self, method: AuthMethod) {
+        self.with(|n| n.auth_method = Some(method));
+    }
+
+    /// `client_id` must be a registered id: unknown ids are attacker-chosen text.
+    pub fn client(&self, client_id: &str) {
+        self.with(|n| n.client_id = Some(client_id.to_owned()));
+    }
+
+    pub fn outcome(&self, outcome: Outcome) {
+        self.with(|n| n.outcome = Some(outcome));
+    }
+
+    pub fn snapshot(&self) -> Note {
+        let note = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        note.clone()
+    }
+}
+
+/// Records into the request's [`Notes`], if it has them (the benches and unit tests
+/// call inner layers without the access-log layer).
+pub fn note<B>(req: &Request<B>, f: impl FnOnce(&Notes)) {
+    if let Some(notes) = req.extensions().get::<Arc<Notes>>() {
+        f(notes);
+    }
+}
+
+/// One span per request and one access line when the response head is ready (request id,
+/// method, path, route class, client id, auth method, outcome, status, latency), and the
+/// request and authentication metrics. Does not wrap the body (streamed responses stay
+/// zero-copy). A request abandoned by its client (connection closed first) still gets its
+/// line, with status 499 as nginx writes it.
+#[derive(Debug, Clone)]
+pub struct AccessLogLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl AccessLogLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> tower::Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner }
+        AccessLog {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct AccessLog<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for AccessLog<S>
@@ -94,17 +167,56 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let span = RequestSpan.make_span(&req);
+        let notes = Arc::new(Notes::default());
+        req.extensions_mut().insert(notes.clone());
         let inner = {
             let _enter = span.enter();
             self.inner.call(req)
         };
         AccessLogFuture {
             inner,
-            span,
-            start: std::time::Instant::now(),
+            record: Some(Record {
+                span,
+                notes,
+                metrics: self.metrics.clone(),
+                start: Instant::now(),
+            }),
         }
+    }
+}
+
+/// What the access line needs once the response head is known.
+struct Record {
+    span: Span,
+    notes: Arc<Notes>,
+    metrics: Arc<Metrics>,
+    start: Instant,
+}
+
+impl Record {
+    fn finish(self, status: u16) {
+        let _enter = self.span.enter();
+        let latency = self.start.elapsed();
+        let note = self.notes.snapshot();
+        let route = note.route.unwrap_or(RouteClass::invalid);
+        self.metrics.request(route, status, latency);
+        if let Some(outcome) = note.outcome {
+            self.metrics
+                .authentication(note.auth_method, outcome, note.client_id.as_deref());
+        }
+        tracing::info!(
+            target: "secretgate::access",
+            status,
+            latency_us = latency.as_micros() as u64,
+            route = route.as_str(),
+            client_id = note.client_id.as_deref().unwrap_or("-"),
+            auth_method = note.auth_method.map_or("-", AuthMethod::as_str),
+            outcome = note.outcome.map_or("-", Outcome::as_str),
+            "{}",
+            if status == 499 { "abandoned" } else { "response" }
+        );
     }
 }
 
@@ -112,8 +224,17 @@ pin_project_lite::pin_project! {
     pub struct AccessLogFuture<F> {
         #[pin]
         inner: F,
-        span: Span,
-        start: std::time::Instant,
+        record: Option<Record>,
+    }
+
+    impl<F> PinnedDrop for AccessLogFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the response head: the client went away (or the connection
+            // was torn down). Still one line and one count per request.
+            if let Some(record) = this.project().record.take() {
+                record.finish(499);
+            }
+        }
     }
 }
 
@@ -128,14 +249,12 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
-        let _enter = this.span.enter();
-        let out = std::task::ready!(this.inner.poll(cx));
-        if let Ok(res) = &out {
-            tracing::info!(
-                status = res.status().as_u16(),
-                latency_us = this.start.elapsed().as_micros() as u64,
-                "response"
-            );
+        let out = {
+            let _enter = this.record.as_ref().map(|r| r.span.enter());
+            std::task::ready!(this.inner.poll(cx))
+        };
+        if let (Ok(res), Some(record)) = (&out, this.record.take()) {
+            record.finish(res.status().as_u16());
         }
         std::task::Poll::Ready(out)
     }

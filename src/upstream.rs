@@ -10,7 +10,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -24,6 +25,7 @@ use tower::Service;
 
 use crate::config;
 use crate::error::GatewayError;
+use crate::metrics::{Metrics, UpstreamError};
 use crate::Body;
 
 /// The peer address of the connection a request came on. Inserted by the server.
@@ -66,10 +68,11 @@ pub struct Upstream {
     client: Client<HttpConnector, Body>,
     authority: Authority,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
-    pub fn new(cfg: &config::Upstream) -> Self {
+    pub fn new(cfg: &config::Upstream, metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -82,6 +85,7 @@ impl Upstream {
             client,
             authority: cfg.authority.clone(),
             timeout: cfg.timeout,
+            metrics,
         }
     }
 
@@ -138,6 +142,8 @@ impl Service<Request<Body>> for Upstream {
         ResponseFuture {
             inner: tokio::time::timeout(self.timeout, self.client.request(req)),
             timeout: self.timeout,
+            metrics: self.metrics.clone(),
+            start: Instant::now(),
         }
     }
 }
@@ -147,6 +153,8 @@ pin_project! {
         #[pin]
         inner: tokio::time::Timeout<legacy::ResponseFuture>,
         timeout: Duration,
+        metrics: Arc<Metrics>,
+        start: Instant,
     }
 }
 
@@ -156,9 +164,16 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match ready!(this.inner.poll(cx)) {
-            Err(_elapsed) => Err(GatewayError::UpstreamTimeout(*this.timeout)),
-            Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(Box::new(e))),
+            Err(_elapsed) => {
+                this.metrics.upstream_error(UpstreamError::timeout);
+                Err(GatewayError::UpstreamTimeout(*this.timeout))
+            }
+            Ok(Err(e)) => {
+                this.metrics.upstream_error(UpstreamError::unavailable);
+                Err(GatewayError::UpstreamUnavailable(Box::new(e)))
+            }
             Ok(Ok(res)) => {
+                this.metrics.upstream_response(this.start.elapsed());
                 let (mut parts, body) = res.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 Ok(Response::from_parts(

@@ -32,7 +32,9 @@ use tower::{Layer, Service};
 
 use crate::config::{Config, Limits};
 use crate::error::{AuthFailure, GatewayError, RequestError};
+use crate::metrics::Outcome;
 use crate::route::Protected;
+use crate::trace::Notes;
 use crate::Body;
 use extract::{BodyForm, Extracted, Presented};
 use registry::Registry;
@@ -80,7 +82,7 @@ pub struct Authenticated {
 pub struct Authenticator {
     registry: Registry,
     replay: Arc<dyn ReplayStore>,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     issuer: String,
     public_url: String,
     assertion: crate::config::Assertion,
@@ -103,11 +105,22 @@ enum Kind {
 }
 
 impl Authenticator {
+    /// An authenticator with fresh throttle state.
     pub fn new(config: &Config, replay: Arc<dyn ReplayStore>) -> Self {
+        Self::with_state(config, replay, Arc::new(Throttle::new(&config.throttle)))
+    }
+
+    /// An authenticator over replay and throttle state that outlive it: a reload builds a
+    /// new authenticator but must not forget used jtis or recent failures.
+    pub fn with_state(
+        config: &Config,
+        replay: Arc<dyn ReplayStore>,
+        throttle: Arc<Throttle>,
+    ) -> Self {
         Self {
             registry: Registry::new(&config.clients),
             replay,
-            throttle: Throttle::new(&config.throttle),
+            throttle,
             issuer: config.issuer.clone(),
             public_url: config.public_url.clone(),
             assertion: config.assertion.clone(),
@@ -119,8 +132,25 @@ impl Authenticator {
         &self.replay
     }
 
-    /// Authenticates a protected request and returns it rebuilt without secrets.
+    /// Authenticates a protected request and returns it rebuilt without secrets. The
+    /// outcome, method and (registered) client id go into the request's [`Notes`].
     pub async fn authenticate(&self, req: Request<Body>) -> Result<Request<Body>, GatewayError> {
+        let notes = req.extensions().get::<Arc<Notes>>().cloned();
+        let result = self.authenticate_noted(req, notes.as_deref()).await;
+        if let Some(notes) = notes {
+            notes.outcome(match &result {
+                Ok(_) => Outcome::ok,
+                Err(e) => Outcome::of(e),
+            });
+        }
+        result
+    }
+
+    async fn authenticate_noted(
+        &self,
+        req: Request<Body>,
+        notes: Option<&Notes>,
+    ) -> Result<Request<Body>, GatewayError> {
         // RFC 6749 §3.2: the token endpoint takes POST; so do introspection, revocation, PAR.
         if req.method() != Method::POST {
             return Err(RequestError::MethodNotPost.into());
@@ -155,7 +185,7 @@ impl Authenticator {
         let endpoint = format!("{}{}", self.public_url, parts.uri.path());
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
         let (client_id, method) =
-            self.verify(presented, body_client_id.as_deref(), &endpoint, peer)?;
+            self.verify(presented, body_client_id.as_deref(), &endpoint, peer, notes)?;
 
         // Rebuild the body without secret material (DESIGN.md §4).
         let forwarded = match &params {
@@ -212,6 +242,7 @@ impl Authenticator {
         body_client_id: Option<&str>,
         endpoint_url: &str,
         peer: Option<IpAddr>,
+        notes: Option<&Notes>,
     ) -> Result<(String, AuthMethod), GatewayError> {
         let compact = match &presented {
             Presented::Jwt { assertion } => {
@@ -225,6 +256,18 @@ impl Authenticator {
             (Presented::Jwt { .. }, Some(c)) => jwt::subject(&c.claims).unwrap_or(""),
             (Presented::Jwt { .. }, None) => "",
         };
+        if let Some(notes) = notes {
+            notes.auth_method(match &presented {
+                Presented::Basic(_) => AuthMethod::ClientSecretBasic,
+                Presented::Post { .. } => AuthMethod::ClientSecretPost,
+                Presented::Jwt { .. } => AuthMethod::ClientSecretJwt,
+            });
+            // Only a registered id is noted: anything else is attacker-chosen text, and
+            // may even be a secret pasted into the wrong field.
+            if self.registry.get(claimed).is_some() {
+                notes.client(claimed);
+            }
+        }
         // RFC 6749 §2.3.1: brute-force protection, checked before any secret is tried.
         if let Some(ip) = peer {
             self.throttle

@@ -13,9 +13,11 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
+use rustls::sign::CertifiedKey;
 use serde::Deserialize;
 
 use crate::auth::jwt::Algorithm;
@@ -49,14 +51,36 @@ pub struct Config {
     /// Realm sent in `WWW-Authenticate: Basic realm="..."`.
     pub realm: String,
     pub clients: Vec<Client>,
+    pub reload: Reload,
+    pub metrics: Metrics,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
+    /// Every file this config was read from (the config itself is not included): the
+    /// reload watcher re-reads them to notice changes.
+    pub sources: Vec<PathBuf>,
+}
+
+/// Hot reload (SIGHUP always reloads; this is about watching files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Poll the config file and every file it names for changes.
+    pub watch: bool,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// Also count authentications per registered client id (one series per client).
+    pub client_id_label: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// The chain and key as read during validation, so that what was checked is what is
+    /// served even if the files change in between.
+    pub certified: Arc<CertifiedKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +146,7 @@ pub struct Limits {
 }
 
 /// Failed-authentication throttling (RFC 6749 §2.3.1 brute-force protection).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
     /// Failures allowed per (client_id, source address) within `window`.
     pub max_failures: u32,
@@ -218,7 +242,22 @@ struct RawConfig {
     throttle: Option<RawThrottle>,
     shutdown_grace: Option<String>,
     realm: Option<String>,
+    reload: Option<RawReload>,
+    metrics: Option<RawMetrics>,
     clients: Option<Vec<RawClient>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch: Option<bool>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    client_id_label: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -326,6 +365,7 @@ impl Config {
             base_dir,
             problems: Vec::new(),
             warnings: Vec::new(),
+            sources: Vec::new(),
         }
         .validate(raw)
     }
@@ -340,6 +380,7 @@ struct Validator<'a> {
     base_dir: &'a Path,
     problems: Vec<Problem>,
     warnings: Vec<String>,
+    sources: Vec<PathBuf>,
 }
 
 impl Validator<'_> {
@@ -387,6 +428,7 @@ impl Validator<'_> {
     fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
         let text = self.required(value, path)?;
         let resolved = self.base_dir.join(text);
+        self.sources.push(resolved.clone());
         if !resolved.is_file() {
             self.problem(path, format!("no such file: {}", resolved.display()));
             return None;
@@ -406,6 +448,7 @@ impl Validator<'_> {
         }
         let bytes = if let Some(file) = source.file {
             let resolved = self.base_dir.join(&file);
+            self.sources.push(resolved.clone());
             match std::fs::read(&resolved) {
                 Ok(bytes) => strip_one_newline(bytes),
                 Err(e) => {
@@ -466,11 +509,16 @@ impl Validator<'_> {
         let raw_tls = self.required(raw.tls, "tls").unwrap_or_default();
         let cert_file = self.file_path(raw_tls.cert_file, "tls.cert_file");
         let key_file = self.file_path(raw_tls.key_file, "tls.key_file");
-        if let (Some(cert), Some(key)) = (&cert_file, &key_file) {
-            if let Err(e) = crate::tls::load_certified_key(cert, key) {
-                self.problem("tls", error_chain(&e));
-            }
-        }
+        let certified = match (&cert_file, &key_file) {
+            (Some(cert), Some(key)) => match crate::tls::load_certified_key(cert, key) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    self.problem("tls", error_chain(&e));
+                    None
+                }
+            },
+            _ => None,
+        };
 
         let raw_up = self.required(raw.upstream, "upstream").unwrap_or_default();
         let authority = self.required(raw_up.url, "upstream.url").and_then(|url| {
@@ -627,6 +675,22 @@ impl Validator<'_> {
             );
         }
 
+        let raw_reload = raw.reload.unwrap_or_default();
+        let reload = Reload {
+            watch: raw_reload.watch.unwrap_or(true),
+            poll_interval: self.duration(raw_reload.poll_interval, "reload.poll_interval", secs(5)),
+        };
+        if reload.poll_interval < Duration::from_millis(100) {
+            self.problem("reload.poll_interval", "must be at least 100ms");
+        }
+        let metrics = Metrics {
+            client_id_label: raw
+                .metrics
+                .unwrap_or_default()
+                .client_id_label
+                .unwrap_or(false),
+        };
+
         let clients = self.clients(raw.clients, &assertion.algorithms);
 
         if self.problems.is_empty() {
@@ -636,6 +700,7 @@ impl Validator<'_> {
                 Some(listen),
                 Some(cert_file),
                 Some(key_file),
+                Some(certified),
                 Some(authority),
                 Some(public_url),
                 Some(issuer),
@@ -644,6 +709,7 @@ impl Validator<'_> {
                 listen,
                 cert_file,
                 key_file,
+                certified,
                 authority,
                 public_url,
                 issuer,
@@ -654,6 +720,7 @@ impl Validator<'_> {
                     tls: TlsFiles {
                         cert_file,
                         key_file,
+                        certified,
                     },
                     upstream: Upstream {
                         authority,
@@ -673,7 +740,10 @@ impl Validator<'_> {
                     shutdown_grace,
                     realm,
                     clients,
+                    reload,
+                    metrics,
                     warnings: self.warnings,
+                    sources: self.sources,
                 });
             }
         }
@@ -1003,6 +1073,7 @@ mod tests {
             base_dir: dir.path(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            sources: Vec::new(),
         };
         let file = v.secret(
             RawSecretSource {

@@ -1,0 +1,484 @@
+//! Prometheus metrics, served as text on the admin listener at `/metrics`.
+//!
+//! Every series is documented in README.md ("Metrics"). Labels are closed sets chosen
+//! here (route class, status code, method, outcome, error kind), never request data, so a
+//! client cannot grow the series count. Client ids appear only in the separate
+//! `secretgate_client_authentications_total` family, only when `metrics.client_id_label`
+//! is on, and only for *registered* ids (an unknown id is never a label). No secret, no
+//! header value and no body byte ever becomes a label.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::auth::AuthMethod;
+use crate::error::{AuthFailure, GatewayError};
+
+/// What the router made of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RouteClass {
+    /// A protected endpoint: authenticated, then forwarded with the internal header.
+    protected,
+    /// Any other path, forwarded as is.
+    unprotected,
+    /// Any other path, refused because `unprotected: deny`.
+    denied,
+    /// A path refused before routing (ambiguous encoding).
+    invalid,
+}
+
+impl RouteClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::protected => "protected",
+            RouteClass::unprotected => "unprotected",
+            RouteClass::denied => "denied",
+            RouteClass::invalid => "invalid",
+        }
+    }
+}
+
+/// The result of one client authentication, as counted and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    ok,
+    /// 401: unknown client, wrong secret, bad assertion.
+    invalid_client,
+    /// 400/408/413: malformed request, body limits.
+    invalid_request,
+    /// 401: the assertion's jti was already used.
+    replay,
+    /// 429: too many failures from this address.
+    throttled,
+    /// 503: the replay store is full (fail closed).
+    unavailable,
+}
+
+impl Outcome {
+    /// The outcome of an authentication that ended in `e`.
+    pub fn of(e: &GatewayError) -> Outcome {
+        match e {
+            GatewayError::Authentication {
+                reason: AuthFailure::ReplayedAssertion,
+                ..
+            } => Outcome::replay,
+            GatewayError::Authentication { .. } => Outcome::invalid_client,
+            GatewayError::Throttled(_) => Outcome::throttled,
+            GatewayError::ReplayStoreFull => Outcome::unavailable,
+            GatewayError::Request(_)
+            | GatewayError::BodyTooLarge
+            | GatewayError::BodyReadTimeout
+            | GatewayError::BodyRead(_)
+            | GatewayError::UnprotectedDenied => Outcome::invalid_request,
+            GatewayError::NotAuthenticated
+            | GatewayError::Sign(_)
+            | GatewayError::UpstreamUnavailable(_)
+            | GatewayError::UpstreamTimeout(_) => Outcome::unavailable,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::ok => "ok",
+            Outcome::invalid_client => "invalid_client",
+            Outcome::invalid_request => "invalid_request",
+            Outcome::replay => "replay",
+            Outcome::throttled => "throttled",
+            Outcome::unavailable => "unavailable",
+        }
+    }
+}
+
+/// The method label: the three methods, or `none` when the request was refused before a
+/// method could be told (malformed body, two methods at once, no credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum MethodLabel {
+    client_secret_basic,
+    client_secret_post,
+    client_secret_jwt,
+    none,
+}
+
+impl From<Option<AuthMethod>> for MethodLabel {
+    fn from(m: Option<AuthMethod>) -> Self {
+        match m {
+            Some(AuthMethod::ClientSecretBasic) => MethodLabel::client_secret_basic,
+            Some(AuthMethod::ClientSecretPost) => MethodLabel::client_secret_post,
+            Some(AuthMethod::ClientSecretJwt) => MethodLabel::client_secret_jwt,
+            None => MethodLabel::none,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: RouteClass,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthLabels {
+    method: MethodLabel,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClientAuthLabels {
+    client_id: String,
+    method: MethodLabel,
+    outcome: Outcome,
+}
+
+/// Why the upstream hop failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum UpstreamError {
+    /// Refused, reset, or broken before response headers (502).
+    unavailable,
+    /// No response headers within `upstream.timeout` (504).
+    timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    kind: UpstreamError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReloadOutcome {
+    ok,
+    failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: ReloadOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum HandshakeFailure {
+    error,
+    timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabels {
+    reason: HandshakeFailure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReplayRejection {
+    /// The (client_id, jti) pair was seen before.
+    replayed,
+    /// The store is at `assertion.replay_capacity`; the assertion was refused (503).
+    full,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReplayLabels {
+    reason: ReplayRejection,
+}
+
+/// All series. One instance per process, shared by every config generation, so counters
+/// survive reloads.
+pub struct Metrics {
+    registry: Registry,
+    client_id_label: AtomicBool,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histogram,
+    authentications: Family<AuthLabels, Counter>,
+    client_authentications: Family<ClientAuthLabels, Counter>,
+    upstream_duration: Histogram,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    replay_entries: Gauge,
+    replay_rejections: Family<ReplayLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success: Gauge,
+    tls_handshake_failures: Family<HandshakeLabels, Counter>,
+    connections: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Latency buckets from 100 µs to ~13 s, doubling.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0001, 2.0, 18)
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("secretgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route class and HTTP status",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(latency_buckets());
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request head to response head, all routes",
+            prometheus_client::registry::Unit::Seconds,
+            request_duration.clone(),
+        );
+        let authentications = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "authentications",
+            "Client authentications on protected paths, by method and outcome",
+            authentications.clone(),
+        );
+        let client_authentications = Family::<ClientAuthLabels, Counter>::default();
+        registry.register(
+            "client_authentications",
+            "Client authentications by registered client id (only with metrics.client_id_label)",
+            client_authentications.clone(),
+        );
+        let upstream_duration = Histogram::new(latency_buckets());
+        registry.register_with_unit(
+            "upstream_duration",
+            "Time from sending a request upstream to its response head",
+            prometheus_client::registry::Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures answered with 502 (unavailable) or 504 (timeout)",
+            upstream_errors.clone(),
+        );
+        let replay_entries = Gauge::default();
+        registry.register(
+            "replay_store_entries",
+            "Live (client_id, jti) entries in the assertion replay store",
+            replay_entries.clone(),
+        );
+        let replay_rejections = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "replay_rejections",
+            "Assertions refused by the replay store: jti reused, or store full",
+            replay_rejections.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads (SIGHUP or file change), by outcome",
+            reloads.clone(),
+        );
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 if the last reload attempt succeeded (or none was made), else 0",
+            last_reload_ok.clone(),
+        );
+        let last_reload_success = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load",
+            last_reload_success.clone(),
+        );
+        let tls_handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Client connections open (TLS established)",
+            connections.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let m = Metrics {
+            registry,
+            client_id_label: AtomicBool::new(false),
+            requests,
+            request_duration,
+            authentications,
+            client_authentications,
+            upstream_duration,
+            upstream_errors,
+            replay_entries,
+            replay_rejections,
+            reloads,
+            last_reload_ok,
+            last_reload_success,
+            tls_handshake_failures,
+            connections,
+        };
+        m.config_loaded();
+        m
+    }
+
+    /// Whether client ids become labels (`metrics.client_id_label`); set on every load.
+    pub fn set_client_id_label(&self, on: bool) {
+        self.client_id_label.store(on, Ordering::Relaxed);
+    }
+
+    pub fn request(&self, route: RouteClass, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.request_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one authentication. `client_id` must be a registered id or `None`.
+    pub fn authentication(
+        &self,
+        method: Option<AuthMethod>,
+        outcome: Outcome,
+        client_id: Option<&str>,
+    ) {
+        let method = MethodLabel::from(method);
+        // The replay store's refusals: a reused jti, or `unavailable`, which the auth step
+        // returns only when the store is full (it fails closed rather than evict).
+        match outcome {
+            Outcome::replay => self.replay_rejected(ReplayRejection::replayed),
+            Outcome::unavailable => self.replay_rejected(ReplayRejection::full),
+            _ => {}
+        }
+        self.authentications
+            .get_or_create(&AuthLabels { method, outcome })
+            .inc();
+        if let Some(id) = client_id.filter(|_| self.client_id_label.load(Ordering::Relaxed)) {
+            self.client_authentications
+                .get_or_create(&ClientAuthLabels {
+                    client_id: id.to_owned(),
+                    method,
+                    outcome,
+                })
+                .inc();
+        }
+    }
+
+    pub fn upstream_response(&self, elapsed: Duration) {
+        self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels { kind })
+            .inc();
+    }
+
+    pub fn replay_rejected(&self, reason: ReplayRejection) {
+        self.replay_rejections
+            .get_or_create(&ReplayLabels { reason })
+            .inc();
+    }
+
+    pub fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+        self.last_reload_ok
+            .set(i64::from(outcome == ReloadOutcome::ok));
+        if outcome == ReloadOutcome::ok {
+            self.config_loaded();
+        }
+    }
+
+    fn config_loaded(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.last_reload_success.set(now as i64);
+    }
+
+    pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
+        self.tls_handshake_failures
+            .get_or_create(&HandshakeLabels { reason })
+            .inc();
+    }
+
+    /// Counts an open connection until the guard drops.
+    pub fn connection(&self) -> ConnectionGuard {
+        self.connections.inc();
+        ConnectionGuard(self.connections.clone())
+    }
+
+    /// Prometheus text exposition. `replay_entries` is sampled now.
+    pub fn encode(&self, replay_entries: u64) -> String {
+        self.replay_entries.set(replay_entries as i64);
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the open-connection gauge when the connection ends.
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_named_as_documented() {
+        let m = Metrics::new();
+        m.request(RouteClass::protected, 200, Duration::from_millis(3));
+        m.authentication(
+            Some(AuthMethod::ClientSecretBasic),
+            Outcome::ok,
+            Some("billing"),
+        );
+        m.upstream_error(UpstreamError::timeout);
+        let text = m.encode(7);
+        for line in [
+            "secretgate_requests_total{route=\"protected\",status=\"200\"} 1",
+            "secretgate_authentications_total{method=\"client_secret_basic\",outcome=\"ok\"} 1",
+            "secretgate_upstream_errors_total{kind=\"timeout\"} 1",
+            "secretgate_replay_store_entries 7",
+            "secretgate_config_last_reload_successful 1",
+            "secretgate_request_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        // Client ids are off by default.
+        assert!(!text.contains("billing"));
+        m.set_client_id_label(true);
+        m.authentication(
+            Some(AuthMethod::ClientSecretBasic),
+            Outcome::ok,
+            Some("billing"),
+        );
+        assert!(m.encode(0).contains(
+            "secretgate_client_authentications_total{client_id=\"billing\",method=\"client_secret_basic\",outcome=\"ok\"} 1"
+        ));
+    }
+}

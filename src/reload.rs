@@ -1,0 +1,326 @@
+//! Hot reload: SIGHUP, or a change to the config file or any file it names, reads and
+//! validates the whole config again, builds a new [`Generation`] (registry, secrets,
+//! signing keys, routes, limits, upstream client) and swaps it in atomically.
+//!
+//! - Connections are never dropped: each *request* loads the current generation, so a
+//!   kept-alive connection uses the new secrets from its next request on, while requests
+//!   in flight finish on the generation they started with. New TLS handshakes get the new
+//!   certificate through [`CertResolver`]; established sessions keep theirs.
+//! - A bad reload (unreadable file, invalid YAML, a problem anywhere) changes nothing: the
+//!   last good generation keeps serving, the problems are logged with their key paths,
+//!   and `secretgate_reloads_total{outcome="failed"}` counts it.
+//! - State that must outlive generations is shared, never rebuilt: used assertion jtis
+//!   (forgetting them would reopen a replay window), throttle counters (unless the
+//!   `throttle` settings change), metrics.
+//! - Needs a restart: `listen`, `admin.listen` (sockets are bound once) and
+//!   `assertion.replay_capacity` (the store is kept). A reload that changes them applies
+//!   everything else and logs a warning naming the key.
+//!
+//! File watching polls (`reload.poll_interval`): it hashes the content of every file, so it
+//! sees Kubernetes Secret and ConfigMap updates, which swap a `..data` symlink and leave
+//! no useful mtime or inotify event on the path the config names.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use sha2::{Digest, Sha256};
+
+use crate::auth::replay::{MokaReplayStore, ReplayStore};
+use crate::auth::throttle::Throttle;
+use crate::auth::Authenticator;
+use crate::config::{self, error_chain, Config, ConfigError};
+use crate::metrics::{Metrics, ReloadOutcome};
+use crate::sign::Signer;
+use crate::stack::{self, Stack};
+use crate::tls::CertResolver;
+use crate::upstream::Upstream;
+
+/// Everything one config serves with. Immutable; replaced whole on reload.
+pub struct Generation {
+    pub config: Config,
+    pub stack: Stack,
+    /// HTTP/1 and HTTP/2 connection settings (header read timeout), for new connections.
+    pub http: Arc<auto::Builder<TokioExecutor>>,
+}
+
+/// State shared by all generations of one gateway.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub resolver: Arc<CertResolver>,
+    pub replay: Arc<dyn ReplayStore>,
+    replay_capacity: u64,
+    throttle: Mutex<(config::Throttle, Arc<Throttle>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the gateway was started without a config file, so there is nothing to reload")]
+    NoSource,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("internal_header.keys is empty")]
+    NoSigningKey,
+    #[error("the reload task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Shared {
+        let replay: Arc<dyn ReplayStore> =
+            Arc::new(MokaReplayStore::new(config.assertion.replay_capacity));
+        Shared {
+            metrics: Arc::new(Metrics::new()),
+            resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),
+            replay,
+            replay_capacity: config.assertion.replay_capacity,
+            throttle: Mutex::new((
+                config.throttle.clone(),
+                Arc::new(Throttle::new(&config.throttle)),
+            )),
+        }
+    }
+
+    /// The throttle for `cfg`: the current one, or a fresh one if the settings changed.
+    fn throttle(&self, cfg: &config::Throttle) -> Arc<Throttle> {
+        let mut slot = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.0 != *cfg {
+            tracing::info!("throttle settings changed: failure counters start afresh");
+            *slot = (cfg.clone(), Arc::new(Throttle::new(cfg)));
+        }
+        slot.1.clone()
+    }
+
+    /// Builds a generation from a validated config.
+    pub fn generation(&self, config: Config) -> Result<Generation, ReloadError> {
+        let authenticator = Arc::new(Authenticator::with_state(
+            &config,
+            self.replay.clone(),
+            self.throttle(&config.throttle),
+        ));
+        let signer = Arc::new(
+            Signer::new(&config.internal_header, &config.public_url)
+                .ok_or(ReloadError::NoSigningKey)?,
+        );
+        let stack = stack::build(
+            &config,
+            stack::Parts {
+                authenticator,
+                signer,
+                upstream: Upstream::new(&config.upstream, self.metrics.clone()),
+                metrics: self.metrics.clone(),
+            },
+        );
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.limits.header_read_timeout);
+        http.http2().timer(TokioTimer::new());
+        self.metrics
+            .set_client_id_label(config.metrics.client_id_label);
+        Ok(Generation {
+            config,
+            stack,
+            http: Arc::new(http),
+        })
+    }
+}
+
+/// Reloads a running gateway. Cheap to clone; reloads are serialised.
+#[derive(Clone)]
+pub struct Reloader {
+    current: Arc<ArcSwap<Generation>>,
+    shared: Arc<Shared>,
+    source: Option<PathBuf>,
+    serial: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    pub fn new(
+        current: Arc<ArcSwap<Generation>>,
+        shared: Arc<Shared>,
+        source: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            current,
+            shared,
+            source,
+            serial: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The config file reloads read, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// The generation serving now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Reads the config file again and swaps it in. On any error nothing changes; the
+    /// error is logged, counted and returned.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _serial = self.serial.lock().await;
+        let result = self.load_and_apply().await;
+        match &result {
+            Ok(()) => {
+                self.shared.metrics.reload(ReloadOutcome::ok);
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => {
+                self.shared.metrics.reload(ReloadOutcome::failed);
+                match e {
+                    ReloadError::Config(c) => {
+                        for problem in c.problems() {
+                            tracing::error!(%problem, "reload: invalid configuration");
+                        }
+                    }
+                    other => tracing::error!(error = %error_chain(other), "reload failed"),
+                }
+                tracing::error!("reload failed: still serving the last good configuration");
+            }
+        }
+        result
+    }
+
+    async fn load_and_apply(&self) -> Result<(), ReloadError> {
+        let path = self.source.clone().ok_or(ReloadError::NoSource)?;
+        // Reading files blocks: keep it off the request threads.
+        let config = tokio::task::spawn_blocking(move || Config::load(&path)).await??;
+        self.apply(config)
+    }
+
+    /// Swaps in an already validated config.
+    fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        let old = self.current.load();
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let restart = [
+            ("listen", old.config.listen != config.listen),
+            (
+                "admin.listen",
+                old.config.admin.as_ref().map(|a| a.listen)
+                    != config.admin.as_ref().map(|a| a.listen),
+            ),
+            (
+                "assertion.replay_capacity",
+                self.shared.replay_capacity != config.assertion.replay_capacity,
+            ),
+        ];
+        for (key, changed) in restart {
+            if changed {
+                tracing::warn!(
+                    key,
+                    "changed in the config file, but takes effect only after a restart"
+                );
+            }
+        }
+        let generation = self.shared.generation(config)?;
+        // Certificate first: a client that sees the new generation's behaviour can then
+        // already get the new certificate on its next handshake.
+        self.shared
+            .resolver
+            .set(generation.config.tls.certified.clone());
+        self.current.store(Arc::new(generation));
+        Ok(())
+    }
+}
+
+/// A content hash over the config file and every file it names. Missing or unreadable
+/// files hash as such, so their return is a change too.
+fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                h.update([1]);
+                h.update((bytes.len() as u64).to_be_bytes());
+                h.update(&bytes);
+            }
+            Err(e) => {
+                h.update([2]);
+                h.update(e.kind().to_string().as_bytes());
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+fn watched_files(source: &Path, generation: &Generation) -> Vec<PathBuf> {
+    let mut files = vec![source.to_path_buf()];
+    files.extend(generation.config.sources.iter().cloned());
+    files
+}
+
+/// Polls the watched files and reloads when their content changes. Runs until aborted.
+/// A failed reload is not retried until the files change again.
+pub async fn watch(reloader: Reloader) {
+    let Some(source) = reloader.source.clone() else {
+        return;
+    };
+    let hash = |files: Vec<PathBuf>| async move {
+        tokio::task::spawn_blocking(move || fingerprint(&files))
+            .await
+            .unwrap_or_default()
+    };
+    let mut files = watched_files(&source, &reloader.current());
+    let mut last = hash(files.clone()).await;
+    loop {
+        let (watch, interval) = {
+            let g = reloader.current();
+            (g.config.reload.watch, g.config.reload.poll_interval)
+        };
+        tokio::time::sleep(interval).await;
+        if !watch {
+            // SIGHUP may turn watching back on; check again later.
+            continue;
+        }
+        let seen = hash(files.clone()).await;
+        if seen == last {
+            continue;
+        }
+        tracing::info!("a watched file changed: reloading");
+        let _ = reloader.reload().await;
+        let now_files = watched_files(&source, &reloader.current());
+        if now_files == files {
+            // Hash as seen *before* loading: a write that lands during the load shows up
+            // as a change on the next poll instead of being missed.
+            last = seen;
+        } else {
+            files = now_files;
+            last = hash(files.clone()).await;
+        }
+    }
+}
+
+/// Reloads on every SIGHUP. Runs until aborted.
+#[cfg(unix)]
+pub async fn on_sighup(reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file change only");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let _ = reloader.reload().await;
+    }
+}
