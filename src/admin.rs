@@ -39,10 +39,7 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let lifecycle = &state.lifecycle;
     match req.uri().path() {
         "/metrics" => {
-            let mut res = text(
-                StatusCode::OK,
-                state.metrics.encode(state.replay.len()),
-            );
+            let mut res = text(StatusCode::OK, state.metrics.encode(state.replay.len()));
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -26,12 +26,11 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use sha2::{Digest, Sha256};
 
 use crate::auth::replay::{MokaReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticator;
-use crate::config::{self, error_chain, Config, ConfigError};
+use crate::config::{self, error_chain, Config, ConfigError, Source};
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::sign::Signer;
 use crate::stack::{self, Stack};
@@ -172,8 +171,13 @@ impl Reloader {
     /// Reads the config file again and swaps it in. On any error nothing changes; the
     /// error is logged, counted and returned.
     pub async fn reload(&self) -> Result<(), ReloadError> {
+        self.reload_traced().await.0
+    }
+
+    /// [`Reloader::reload`], also returning the files the attempt read, as it read them.
+    async fn reload_traced(&self) -> (Result<(), ReloadError>, Vec<Source>) {
         let _serial = self.serial.lock().await;
-        let result = self.load_and_apply().await;
+        let (result, sources) = self.load_and_apply().await;
         match &result {
             Ok(()) => {
                 self.shared.metrics.reload(ReloadOutcome::ok);
@@ -192,14 +196,19 @@ impl Reloader {
                 tracing::error!("reload failed: still serving the last good configuration");
             }
         }
-        result
+        (result, sources)
     }
 
-    async fn load_and_apply(&self) -> Result<(), ReloadError> {
-        let path = self.source.clone().ok_or(ReloadError::NoSource)?;
+    async fn load_and_apply(&self) -> (Result<(), ReloadError>, Vec<Source>) {
+        let Some(path) = self.source.clone() else {
+            return (Err(ReloadError::NoSource), Vec::new());
+        };
         // Reading files blocks: keep it off the request threads.
-        let config = tokio::task::spawn_blocking(move || Config::load(&path)).await??;
-        self.apply(config)
+        match tokio::task::spawn_blocking(move || Config::load_traced(&path)).await {
+            Err(e) => (Err(e.into()), Vec::new()),
+            Ok((Err(e), sources)) => (Err(e.into()), sources),
+            Ok((Ok(config), sources)) => (self.apply(config), sources),
+        }
     }
 
     /// Swaps in an already validated config.
@@ -239,72 +248,52 @@ impl Reloader {
     }
 }
 
-/// A content hash over the config file and every file it names. Missing or unreadable
-/// files hash as such, so their return is a change too.
-fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(f.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        match std::fs::read(f) {
-            Ok(bytes) => {
-                h.update([1]);
-                h.update((bytes.len() as u64).to_be_bytes());
-                h.update(&bytes);
-            }
-            Err(e) => {
-                h.update([2]);
-                h.update(e.kind().to_string().as_bytes());
-            }
-        }
-    }
-    h.finalize().into()
+/// The watched files as they are now.
+async fn look(files: &[Source]) -> Vec<Source> {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || files.iter().map(Source::now).collect())
+        .await
+        .unwrap_or_default()
 }
 
-fn watched_files(source: &Path, generation: &Generation) -> Vec<PathBuf> {
-    let mut files = vec![source.to_path_buf()];
-    files.extend(generation.config.sources.iter().cloned());
-    files
-}
-
-/// Polls the watched files and reloads when their content changes. Runs until aborted.
-/// A failed reload is not retried until the files change again.
+/// Polls the config file and every file it names, and reloads when any differs from what
+/// the last load (or failed attempt) read. Runs until aborted. A failed reload is retried
+/// only once something changes again, including a file that was missing appearing.
 pub async fn watch(reloader: Reloader) {
-    let Some(source) = reloader.source.clone() else {
+    let Some(path) = reloader.source.clone() else {
         return;
     };
-    let hash = |files: Vec<PathBuf>| async move {
-        tokio::task::spawn_blocking(move || fingerprint(&files))
-            .await
-            .unwrap_or_default()
-    };
-    let mut files = watched_files(&source, &reloader.current());
-    let mut last = hash(files.clone()).await;
+    // Exactly what the serving config was built from: a change made at any moment after
+    // a file was read shows up as a difference, whatever the timing.
+    let mut generation = reloader.current();
+    let mut loaded = generation.config.sources.clone();
+    if !loaded.iter().any(|s| s.path == path) {
+        // Built from text rather than loaded from the file: watch the file from now on.
+        loaded.insert(0, Source::read(&path).0);
+    }
     loop {
-        let (watch, interval) = {
-            let g = reloader.current();
-            (g.config.reload.watch, g.config.reload.poll_interval)
-        };
+        let (watch, interval) = (
+            generation.config.reload.watch,
+            generation.config.reload.poll_interval,
+        );
         tokio::time::sleep(interval).await;
+        let now = reloader.current();
+        if !Arc::ptr_eq(&now, &generation) {
+            // Reloaded meanwhile (SIGHUP): compare with what that reload read.
+            loaded = now.config.sources.clone();
+            generation = now;
+        }
         if !watch {
             // SIGHUP may turn watching back on; check again later.
             continue;
         }
-        let seen = hash(files.clone()).await;
-        if seen == last {
+        if look(&loaded).await == loaded {
             continue;
         }
         tracing::info!("a watched file changed: reloading");
-        let _ = reloader.reload().await;
-        let now_files = watched_files(&source, &reloader.current());
-        if now_files == files {
-            // Hash as seen *before* loading: a write that lands during the load shows up
-            // as a change on the next poll instead of being missed.
-            last = seen;
-        } else {
-            files = now_files;
-            last = hash(files.clone()).await;
-        }
+        let (_, read) = reloader.reload_traced().await;
+        loaded = read;
+        generation = reloader.current();
     }
 }
 

@@ -88,7 +88,11 @@ impl Gateway {
 
     /// A handle that reloads this gateway's config while it serves.
     pub fn reloader(&self) -> Reloader {
-        Reloader::new(self.current.clone(), self.shared.clone(), self.source.clone())
+        Reloader::new(
+            self.current.clone(),
+            self.shared.clone(),
+            self.source.clone(),
+        )
     }
 
     /// Serves TLS connections from `listener` (and admin requests from `admin`, if given)
@@ -169,7 +173,9 @@ impl Gateway {
                     // connections from their next request on.
                     current.load().stack.clone().oneshot(req)
                 });
-                let conn = http.serve_connection(TokioIo::new(tls), hyper_svc).into_owned();
+                let conn = http
+                    .serve_connection(TokioIo::new(tls), hyper_svc)
+                    .into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }

@@ -18,6 +18,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read certificates from {path}")]
     ReadCertificates {
         path: PathBuf,
@@ -56,8 +62,24 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Loads a certificate chain and its private key, checking that they belong together.
 pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
-    let certs = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    certified_key_from_pem(&read(cert_path)?, &read(key_path)?, cert_path, key_path)
+}
+
+/// Parses a PEM certificate chain and PEM private key already read from the named files.
+pub fn certified_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::ReadCertificates {
             path: cert_path.to_path_buf(),
             source,
@@ -67,7 +89,7 @@ pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<Certified
             path: cert_path.to_path_buf(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::ReadKey {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::ReadKey {
         path: key_path.to_path_buf(),
         source,
     })?;

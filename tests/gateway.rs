@@ -268,26 +268,6 @@ async fn shutdown_drains_the_request_in_flight() {
     assert!(result.unwrap().is_ok());
 }
 
-async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let res = send
-        .send_request(
-            Request::get(path)
-                .header("host", "admin")
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 #[tokio::test]
 async fn admin_health_endpoints() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;

@@ -72,6 +72,7 @@ async fn gateway_for(upstream: std::net::SocketAddr) -> (Gateway, String) {
     let config = secretgate::Config::from_yaml(&yaml, pki.path()).unwrap();
     let gateway = secretgate::Gateway::new(config.clone()).unwrap();
     let lifecycle = gateway.lifecycle();
+    let reloader = gateway.reloader();
     let task = tokio::spawn(gateway.serve(listener, None, std::future::pending()));
     let gw = Gateway {
         addr: ([127, 0, 0, 1], port).into(),
@@ -81,6 +82,8 @@ async fn gateway_for(upstream: std::net::SocketAddr) -> (Gateway, String) {
         task,
         lifecycle,
         admin: None,
+        reloader,
+        config_file: None,
     };
     (gw, public)
 }

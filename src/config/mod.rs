@@ -55,9 +55,47 @@ pub struct Config {
     pub metrics: Metrics,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
-    /// Every file this config was read from (the config itself is not included): the
-    /// reload watcher re-reads them to notice changes.
-    pub sources: Vec<PathBuf>,
+    /// Every file this config was read from, with a digest of what was read (the config
+    /// file first when loaded with [`Config::load`]): the reload watcher compares them with
+    /// the files as they are now.
+    pub sources: Vec<Source>,
+}
+
+/// A file a config was read from, and a SHA-256 of exactly the bytes read (or of the
+/// error, if it could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    digest: [u8; 32],
+}
+
+impl Source {
+    /// Reads `path`, returning its content and its record.
+    pub fn read(path: &Path) -> (Source, std::io::Result<Vec<u8>>) {
+        use sha2::{Digest, Sha256};
+        let result = std::fs::read(path);
+        let mut h = Sha256::new();
+        match &result {
+            Ok(bytes) => {
+                h.update([1]);
+                h.update(bytes);
+            }
+            Err(e) => {
+                h.update([0]);
+                h.update(e.kind().to_string().as_bytes());
+            }
+        }
+        let source = Source {
+            path: path.to_path_buf(),
+            digest: h.finalize().into(),
+        };
+        (source, result)
+    }
+
+    /// The same file as it is now.
+    pub fn now(&self) -> Source {
+        Source::read(&self.path).0
+    }
 }
 
 /// Hot reload (SIGHUP always reloads; this is about watching files).
@@ -350,24 +388,60 @@ impl Config {
     /// Reads and validates a config file. Relative paths inside it are resolved against the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        Self::load_traced(path).0
+    }
+
+    /// [`Config::load`], also returning every file it read (config first) with a digest
+    /// of what it read, whether or not the config turned out valid.
+    pub fn load_traced(path: &Path) -> (Result<Config, ConfigError>, Vec<Source>) {
+        let (source, bytes) = Source::read(path);
+        let text = bytes.and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        });
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source: e,
+                };
+                return (Err(err), vec![source]);
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_yaml(&text, base)
+        let (mut result, mut sources) = Self::from_yaml_traced(&text, base);
+        sources.insert(0, source);
+        if let Ok(config) = &mut result {
+            config.sources = sources.clone();
+        }
+        (result, sources)
     }
 
     /// Parses and validates YAML text; `base_dir` anchors relative file paths.
     pub fn from_yaml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(ConfigError::Syntax)?;
-        Validator {
+        Self::from_yaml_traced(text, base_dir).0
+    }
+
+    fn from_yaml_traced(text: &str, base_dir: &Path) -> (Result<Config, ConfigError>, Vec<Source>) {
+        let raw: RawConfig = match serde_saphyr::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => return (Err(ConfigError::Syntax(e)), Vec::new()),
+        };
+        let mut v = Validator {
             base_dir,
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
-        }
-        .validate(raw)
+        };
+        let result = v.validate(raw);
+        let sources = std::mem::take(&mut v.sources);
+        let result = result.map(|mut c| {
+            c.warnings = std::mem::take(&mut v.warnings);
+            c.sources = sources.clone();
+            c
+        });
+        (result, sources)
     }
 
     /// The URL a client calls for `path` (the `htu` claim and an accepted `aud`).
@@ -380,10 +454,17 @@ struct Validator<'a> {
     base_dir: &'a Path,
     problems: Vec<Problem>,
     warnings: Vec<String>,
-    sources: Vec<PathBuf>,
+    sources: Vec<Source>,
 }
 
 impl Validator<'_> {
+    /// Reads a file the config names, recording it for the reload watcher.
+    fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let (source, bytes) = Source::read(path);
+        self.sources.push(source);
+        bytes
+    }
+
     fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
@@ -428,7 +509,6 @@ impl Validator<'_> {
     fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
         let text = self.required(value, path)?;
         let resolved = self.base_dir.join(text);
-        self.sources.push(resolved.clone());
         if !resolved.is_file() {
             self.problem(path, format!("no such file: {}", resolved.display()));
             return None;
@@ -448,8 +528,7 @@ impl Validator<'_> {
         }
         let bytes = if let Some(file) = source.file {
             let resolved = self.base_dir.join(&file);
-            self.sources.push(resolved.clone());
-            match std::fs::read(&resolved) {
+            match self.read(&resolved) {
                 Ok(bytes) => strip_one_newline(bytes),
                 Err(e) => {
                     self.problem(
@@ -503,17 +582,35 @@ impl Validator<'_> {
         out
     }
 
-    fn validate(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+    fn validate(&mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let listen = self.socket_addr(raw.listen, "listen");
 
         let raw_tls = self.required(raw.tls, "tls").unwrap_or_default();
         let cert_file = self.file_path(raw_tls.cert_file, "tls.cert_file");
         let key_file = self.file_path(raw_tls.key_file, "tls.key_file");
         let certified = match (&cert_file, &key_file) {
-            (Some(cert), Some(key)) => match crate::tls::load_certified_key(cert, key) {
-                Ok(k) => Some(Arc::new(k)),
-                Err(e) => {
-                    self.problem("tls", error_chain(&e));
+            (Some(cert), Some(key)) => match (self.read(cert), self.read(key)) {
+                (Ok(cert_pem), Ok(key_pem)) => {
+                    match crate::tls::certified_key_from_pem(&cert_pem, &key_pem, cert, key) {
+                        Ok(k) => Some(Arc::new(k)),
+                        Err(e) => {
+                            self.problem("tls", error_chain(&e));
+                            None
+                        }
+                    }
+                }
+                (Err(e), _) => {
+                    self.problem(
+                        "tls.cert_file",
+                        format!("cannot read {}: {e}", cert.display()),
+                    );
+                    None
+                }
+                (_, Err(e)) => {
+                    self.problem(
+                        "tls.key_file",
+                        format!("cannot read {}: {e}", key.display()),
+                    );
                     None
                 }
             },
@@ -742,12 +839,13 @@ impl Validator<'_> {
                     clients,
                     reload,
                     metrics,
-                    warnings: self.warnings,
-                    sources: self.sources,
+                    // Filled in by the caller, which owns the validator.
+                    warnings: Vec::new(),
+                    sources: Vec::new(),
                 });
             }
         }
-        Err(ConfigError::Invalid(self.problems))
+        Err(ConfigError::Invalid(std::mem::take(&mut self.problems)))
     }
 
     fn internal_header(&mut self, raw: Option<RawInternalHeader>) -> Option<InternalHeader> {

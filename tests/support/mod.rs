@@ -38,6 +38,9 @@ pub struct Pki {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub ca_file: PathBuf,
+    /// DER of the leaf certificate now in `cert_file`.
+    pub leaf_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
@@ -51,23 +54,33 @@ impl Pki {
             .push(rcgen::DnType::CommonName, "secretgate test CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
         let cert_file = dir.path().join("tls.crt");
         let key_file = dir.path().join("tls.key");
         let ca_file = dir.path().join("ca.crt");
-        std::fs::write(&cert_file, leaf.pem()).unwrap();
-        std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
         std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-        Pki {
+        let mut pki = Pki {
             ca_der: ca_cert.der().clone(),
             dir,
             cert_file,
             key_file,
             ca_file,
-        }
+            leaf_der: CertificateDer::from(Vec::new()),
+            issuer,
+        };
+        pki.reissue();
+        pki
+    }
+
+    /// Writes a new leaf certificate and key (same CA, new key pair) over the old files,
+    /// as a certificate renewal would.
+    pub fn reissue(&mut self) {
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &self.issuer).unwrap();
+        std::fs::write(&self.cert_file, leaf.pem()).unwrap();
+        std::fs::write(&self.key_file, leaf_key.serialize_pem()).unwrap();
+        self.leaf_der = leaf.der().clone();
     }
 
     pub fn path(&self) -> &Path {
@@ -280,6 +293,9 @@ pub struct Gateway {
     pub task: tokio::task::JoinHandle<Result<(), secretgate::ServeError>>,
     pub lifecycle: Arc<secretgate::shutdown::Lifecycle>,
     pub admin: Option<SocketAddr>,
+    pub reloader: secretgate::reload::Reloader,
+    /// Where the config was written, for gateways started with [`Gateway::start_file`].
+    pub config_file: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -295,12 +311,29 @@ impl Gateway {
 
     pub async fn start_yaml(pki: Pki, yaml: &str) -> Gateway {
         let config = secretgate::Config::from_yaml(yaml, pki.path()).expect("test config is valid");
+        Self::launch(pki, config, None).await
+    }
+
+    /// Writes `yaml` to `secretgate.yaml` in the PKI dir and starts from that file, so
+    /// reloads (and the file watcher, per the config's `reload` block) read it again.
+    pub async fn start_file(pki: Pki, yaml: &str) -> Gateway {
+        let path = pki.path().join("secretgate.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = secretgate::Config::load(&path).expect("test config is valid");
+        Self::launch(pki, config, Some(path)).await
+    }
+
+    async fn launch(pki: Pki, config: secretgate::Config, file: Option<PathBuf>) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = admin_listener.local_addr().unwrap();
-        let gateway = secretgate::Gateway::new(config.clone()).expect("gateway starts");
+        let mut gateway = secretgate::Gateway::new(config.clone()).expect("gateway starts");
+        if let Some(path) = &file {
+            gateway = gateway.reload_from(path);
+        }
         let lifecycle = gateway.lifecycle();
+        let reloader = gateway.reloader();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.serve(listener, Some(admin_listener), async move {
             let _ = rx.await;
@@ -313,7 +346,16 @@ impl Gateway {
             task,
             lifecycle,
             admin: Some(admin),
+            reloader,
+            config_file: file,
         }
+    }
+
+    /// `GET /metrics` from the admin listener.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = admin_get(self.admin.expect("admin listener"), "/metrics").await;
+        assert_eq!(status, 200);
+        body
     }
 
     /// Starts the drain (like SIGTERM).
@@ -411,6 +453,9 @@ impl Client {
                     req.headers_mut()
                         .insert(http::header::HOST, "auth.example.com".parse().unwrap());
                 }
+                // A kept-alive HTTP/1.1 connection takes the next request only once the
+                // previous exchange is fully done.
+                s.ready().await.expect("connection ready");
                 s.send_request(req).await.expect("response")
             }
             Client::H2(s) => {
@@ -548,4 +593,37 @@ pub fn assert_no_secret(rec: &Recorded) {
             "upstream saw `{field}` in:\n{all}"
         );
     }
+}
+
+/// GET `path` from a plain-HTTP admin listener.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = send
+        .send_request(
+            Request::get(path)
+                .header("host", "admin")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of one Prometheus sample (`name{labels}` exactly as exposed), 0 if absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
 }

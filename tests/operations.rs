@@ -1,0 +1,635 @@
+//! Operations (issue 5): hot reload under load, bad reloads, the file watcher (including a
+//! Kubernetes-style `..data` symlink swap) and the metrics a mixed run leaves behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::StatusCode;
+use rustls::pki_types::ServerName;
+use support::*;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+const OLD_SECRET: &str = "old-basic-secret-0123456789";
+const NEW_SECRET: &str = "new-basic-secret-9876543210";
+const K1: &str = "first-signing-key-0123456789abcdefgh";
+const K2: &str = "second-signing-key-0123456789abcdefg";
+
+/// A config whose Basic client takes `secrets` (file names in the PKI dir) and whose
+/// internal header is signed with `keys` (id = file name), first one signing.
+fn yaml(
+    pki: &Pki,
+    upstream: std::net::SocketAddr,
+    secrets: &[&str],
+    keys: &[&str],
+    extra: &str,
+) -> String {
+    let secrets: Vec<String> = secrets.iter().map(|f| format!("{{ file: {f} }}")).collect();
+    let keys: String = keys
+        .iter()
+        .map(|k| format!("    - {{ id: {k}, file: {k} }}\n"))
+        .collect();
+    format!(
+        r#"listen: "127.0.0.1:0"
+tls: {{ cert_file: "{cert}", key_file: "{key}" }}
+upstream: {{ url: "http://{upstream}", connect_timeout: 1s, timeout: 5s }}
+public_url: "{PUBLIC_URL}"
+issuer: "{ISSUER}"
+internal_header:
+  issuer: secretgate
+  audience: legacy-token-service
+  keys:
+{keys}shutdown_grace: 10s
+{extra}
+clients:
+  - client_id: {BASIC_ID}
+    auth_method: client_secret_basic
+    secrets: [{secrets}]
+"#,
+        cert = pki.cert_file.display(),
+        key = pki.key_file.display(),
+        secrets = secrets.join(", "),
+    )
+}
+
+fn write_secrets(dir: &Path) {
+    std::fs::write(dir.join("old.secret"), format!("{OLD_SECRET}\n")).unwrap();
+    std::fs::write(dir.join("new.secret"), format!("{NEW_SECRET}\n")).unwrap();
+    std::fs::write(dir.join("k1"), K1).unwrap();
+    std::fs::write(dir.join("k2"), K2).unwrap();
+}
+
+fn token_request(secret: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let mut req = form(TOKEN_PATH, "grant_type=client_credentials");
+    req.headers_mut()
+        .insert("authorization", basic(BASIC_ID, secret).parse().unwrap());
+    req
+}
+
+/// The certificate a fresh TLS handshake is served.
+async fn served_certificate(gw: &Gateway) -> Vec<u8> {
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tls_connector(&gw.pki.ca_der, &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn verify_keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
+    let keys: Vec<_> = list
+        .iter()
+        .map(|(id, k)| secretgate::config::SigningKey {
+            id: (*id).into(),
+            secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
+        })
+        .collect();
+    secretgate::VerifyKeys::new(&keys)
+}
+
+/// The `kid` of the internal header the upstream saw last.
+fn last_kid(upstream: &RecordingUpstream) -> String {
+    let rec = upstream.last();
+    let header = rec.headers["x-authenticated-client"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let claims = secretgate::verify_internal_header(
+        &header,
+        &verify_keys(&[("k1", K1), ("k2", K2)]),
+        &secretgate::Expected {
+            issuer: "secretgate",
+            audience: "legacy-token-service",
+            ..Default::default()
+        },
+    )
+    .expect("the upstream's header verifies with the published keys");
+    assert_eq!(claims.client_id, BASIC_ID);
+    let h = header.split('.').next().unwrap();
+    use base64::Engine;
+    let json: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap();
+    json["kid"].as_str().unwrap().to_owned()
+}
+
+/// Clients that keep sending authenticated requests over kept-alive connections.
+struct Load {
+    ok: watch::Receiver<u64>,
+    failed: Arc<AtomicU64>,
+    failures: Arc<RwLock<Vec<String>>>,
+    secret: Arc<RwLock<String>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(gw: &Gateway, secret: &str) -> Load {
+        let (ok_tx, ok) = watch::channel(0u64);
+        let ok_tx = Arc::new(ok_tx);
+        let (stop, stop_rx) = watch::channel(false);
+        let failed = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(RwLock::new(Vec::new()));
+        let secret = Arc::new(RwLock::new(secret.to_owned()));
+        let mut tasks = Vec::new();
+        // Two HTTP/1.1 and two HTTP/2 connections, each opened once and kept alive.
+        for h2 in [false, true, false, true] {
+            let mut client = gw.client(h2).await;
+            let (ok_tx, stop_rx, failed, failures, secret) = (
+                ok_tx.clone(),
+                stop_rx.clone(),
+                failed.clone(),
+                failures.clone(),
+                secret.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while !*stop_rx.borrow() {
+                    let s = secret.read().unwrap().clone();
+                    let reply = client.send(token_request(&s)).await;
+                    if reply.status == StatusCode::OK {
+                        ok_tx.send_modify(|n| *n += 1);
+                    } else {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        failures.write().unwrap().push(format!(
+                            "{} {}",
+                            reply.status,
+                            reply.error()
+                        ));
+                    }
+                }
+            }));
+        }
+        Load {
+            ok,
+            failed,
+            failures,
+            secret,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more requests have succeeded.
+    async fn advance(&mut self, n: u64) {
+        let target = *self.ok.borrow() + n;
+        tokio::time::timeout(Duration::from_secs(30), self.ok.wait_for(|c| *c >= target))
+            .await
+            .expect("load keeps succeeding")
+            .unwrap();
+    }
+
+    async fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let ok = *self.ok.borrow();
+        let failures = self.failures.read().unwrap().clone();
+        (ok, self.failed.load(Ordering::SeqCst), failures)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_drops_nothing() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let pki = Pki::generate();
+    write_secrets(pki.path());
+    let config_file = pki.path().join("secretgate.yaml");
+    // Reloads are triggered explicitly here; the watcher has its own test.
+    let no_watch = "reload: { watch: false }";
+    let first = yaml(&pki, upstream.addr, &["old.secret"], &["k1"], no_watch);
+    let first_cert = pki.leaf_der.to_vec();
+
+    let mut gw = Gateway::start_file(pki, &first).await;
+    assert_eq!(served_certificate(&gw).await, first_cert);
+
+    let mut load = Load::start(&gw, OLD_SECRET).await;
+    load.advance(20).await;
+    assert_eq!(last_kid(&upstream), "k1");
+
+    // 1. Certificate renewal: new handshakes see the new certificate, the kept-alive
+    //    connections carry on.
+    gw.pki.reissue();
+    assert_ne!(gw.pki.leaf_der.to_vec(), first_cert);
+    gw.reloader
+        .reload()
+        .await
+        .expect("reload with the renewed certificate");
+    assert_eq!(
+        served_certificate(&gw).await,
+        gw.pki.leaf_der.to_vec(),
+        "new handshakes get the new certificate"
+    );
+    load.advance(20).await;
+
+    // 2. Secret rotation, step one: old and new both valid; clients move to the new one.
+    std::fs::write(
+        &config_file,
+        yaml(
+            &gw.pki,
+            upstream.addr,
+            &["old.secret", "new.secret"],
+            &["k1"],
+            no_watch,
+        ),
+    )
+    .unwrap();
+    gw.reloader
+        .reload()
+        .await
+        .expect("reload with both secrets");
+    load.advance(10).await;
+    *load.secret.write().unwrap() = NEW_SECRET.to_owned();
+    load.advance(20).await;
+
+    // A connection opened before the old secret goes, kept alive across the reload.
+    let mut kept = gw.client(false).await;
+    assert_eq!(
+        kept.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+
+    // 3. Step two: the old secret is removed.
+    std::fs::write(
+        &config_file,
+        yaml(&gw.pki, upstream.addr, &["new.secret"], &["k1"], no_watch),
+    )
+    .unwrap();
+    gw.reloader
+        .reload()
+        .await
+        .expect("reload without the old secret");
+    load.advance(20).await;
+
+    // 4. Signing-key rotation: k2 signs from now on, k1 stays published.
+    std::fs::write(
+        &config_file,
+        yaml(
+            &gw.pki,
+            upstream.addr,
+            &["new.secret"],
+            &["k2", "k1"],
+            no_watch,
+        ),
+    )
+    .unwrap();
+    gw.reloader
+        .reload()
+        .await
+        .expect("reload with the new signing key");
+    load.advance(20).await;
+    assert_eq!(last_kid(&upstream), "k2");
+
+    let (ok, failed, failures) = load.finish().await;
+    assert_eq!(failed, 0, "failed requests during reloads: {failures:?}");
+    assert!(ok >= 110, "{ok} requests");
+
+    // The removed secret is rejected, also on the connection opened before the removal.
+    let reply = kept.send(token_request(OLD_SECRET)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        kept.send(token_request(NEW_SECRET)).await.status,
+        StatusCode::OK
+    );
+
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(&metrics, "secretgate_reloads_total{outcome=\"ok\"}"),
+        4.0
+    );
+    assert_eq!(
+        sample(&metrics, "secretgate_reloads_total{outcome=\"failed\"}"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_last_good_config() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let pki = Pki::generate();
+    write_secrets(pki.path());
+    let good = yaml(
+        &pki,
+        upstream.addr,
+        &["old.secret"],
+        &["k1"],
+        "reload: { watch: false }",
+    );
+    let gw = Gateway::start_file(pki, &good).await;
+    let config_file = gw.config_file.clone().unwrap();
+    let cert = served_certificate(&gw).await;
+    let mut client = gw.client(true).await;
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+
+    // Invalid YAML (a duplicate key, as a bad merge would leave).
+    std::fs::write(&config_file, format!("{good}listen: \"127.0.0.1:1\"\n")).unwrap();
+    let err = gw.reloader.reload().await.unwrap_err();
+    assert!(err.to_string().contains("YAML"), "{err}");
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(&m, "secretgate_reloads_total{outcome=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(sample(&m, "secretgate_config_last_reload_successful"), 0.0);
+
+    // A broken certificate with a valid config.
+    std::fs::write(&config_file, &good).unwrap();
+    let pem = std::fs::read(&gw.pki.cert_file).unwrap();
+    std::fs::write(
+        &gw.pki.cert_file,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n",
+    )
+    .unwrap();
+    let err = gw.reloader.reload().await.unwrap_err();
+    let problems = match &err {
+        secretgate::reload::ReloadError::Config(c) => c.problems().join("\n"),
+        other => panic!("unexpected {other}"),
+    };
+    assert!(problems.starts_with("tls: "), "{problems}");
+    assert_eq!(
+        served_certificate(&gw).await,
+        cert,
+        "still the last good certificate"
+    );
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(&m, "secretgate_reloads_total{outcome=\"failed\"}"),
+        2.0
+    );
+
+    // A missing secret file: reported with its key path, nothing changes.
+    std::fs::write(&gw.pki.cert_file, &pem).unwrap();
+    std::fs::write(&config_file, good.replace("old.secret", "gone.secret")).unwrap();
+    let err = gw.reloader.reload().await.unwrap_err();
+    let secretgate::reload::ReloadError::Config(c) = &err else {
+        panic!("unexpected {err}")
+    };
+    assert!(
+        c.problems()
+            .iter()
+            .any(|p| p.starts_with("clients[0].secrets[0].file: cannot read")),
+        "{:?}",
+        c.problems()
+    );
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+
+    // Fixed: the next reload succeeds and the gauge recovers.
+    std::fs::write(&config_file, &good).unwrap();
+    gw.reloader.reload().await.expect("good config reloads");
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(&m, "secretgate_reloads_total{outcome=\"failed\"}"),
+        3.0
+    );
+    assert_eq!(sample(&m, "secretgate_reloads_total{outcome=\"ok\"}"), 1.0);
+    assert_eq!(sample(&m, "secretgate_config_last_reload_successful"), 1.0);
+}
+
+/// Lays out `dir` the way the kubelet mounts a Secret: `..<timestamp>/<file>`, a `..data`
+/// symlink to it, and `<file>` → `..data/<file>`.
+fn k8s_secret_volume(dir: &Path, file: &str, content: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let version = dir.join("..2026_11_25_00_00_00.1");
+    std::fs::create_dir(&version).unwrap();
+    std::fs::write(version.join(file), content).unwrap();
+    std::os::unix::fs::symlink("..2026_11_25_00_00_00.1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).unwrap();
+}
+
+/// What the kubelet does on update: write a new version dir, then atomically rename a new
+/// `..data` symlink over the old one. The path the config names never changes.
+fn k8s_update(dir: &Path, file: &str, content: &str) {
+    let version = dir.join("..2026_11_25_00_05_00.2");
+    std::fs::create_dir(&version).unwrap();
+    std::fs::write(version.join(file), content).unwrap();
+    std::os::unix::fs::symlink("..2026_11_25_00_05_00.2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+}
+
+/// Polls `/metrics` until `series` reaches `value` (the watcher runs on its own clock).
+async fn wait_for_sample(gw: &Gateway, series: &str, value: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = gw.metrics().await;
+        if sample(&m, series) >= value {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never reached {value}:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_follows_a_kubernetes_secret_symlink_swap() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let pki = Pki::generate();
+    write_secrets(pki.path());
+    let volume: PathBuf = pki.path().join("client-secrets");
+    k8s_secret_volume(&volume, "billing", &format!("{OLD_SECRET}\n"));
+    let config = yaml(
+        &pki,
+        upstream.addr,
+        &["client-secrets/billing"],
+        &["k1"],
+        "reload: { watch: true, poll_interval: 100ms }",
+    );
+    let gw = Gateway::start_file(pki, &config).await;
+    let mut client = gw.client(false).await;
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::OK
+    );
+
+    k8s_update(&volume, "billing", &format!("{NEW_SECRET}\n"));
+    wait_for_sample(&gw, "secretgate_reloads_total{outcome=\"ok\"}", 1.0).await;
+    assert_eq!(
+        client.send(token_request(NEW_SECRET)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        client.send(token_request(OLD_SECRET)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A broken config file is noticed too, counted once, and changes nothing.
+    let file = gw.config_file.clone().unwrap();
+    std::fs::write(&file, "clients: [").unwrap();
+    let m = wait_for_sample(&gw, "secretgate_reloads_total{outcome=\"failed\"}", 1.0).await;
+    assert_eq!(sample(&m, "secretgate_config_last_reload_successful"), 0.0);
+    assert_eq!(
+        client.send(token_request(NEW_SECRET)).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Every documented series after a mixed run, with exact counts.
+#[tokio::test]
+async fn metrics_after_a_mixed_run() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let gw = Gateway::start_with(
+        upstream.addr,
+        "throttle: { max_failures: 2, max_failures_per_address: 100, window: 1m }\n",
+    )
+    .await;
+    let mut c = gw.client(false).await;
+
+    // Basic: two accepted.
+    for _ in 0..2 {
+        let mut req = form(TOKEN_PATH, "grant_type=client_credentials");
+        req.headers_mut().insert(
+            "authorization",
+            basic(BASIC_ID, BASIC_SECRET).parse().unwrap(),
+        );
+        assert_eq!(c.send(req).await.status, StatusCode::OK);
+    }
+    // Post: two wrong secrets, then throttled.
+    let wrong =
+        format!("grant_type=client_credentials&client_id={POST_ID}&client_secret=nope-0123");
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &wrong)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &wrong)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &wrong)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Jwt: accepted once, then replayed.
+    let body = assertion_body(&assertion());
+    assert_eq!(c.send(form(TOKEN_PATH, &body)).await.status, StatusCode::OK);
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &body)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // No method could be told: two at once.
+    let basic_header = basic(BASIC_ID, BASIC_SECRET);
+    let none = post(
+        TOKEN_PATH,
+        Some("application/x-www-form-urlencoded"),
+        &[("authorization", basic_header.as_str())],
+        format!("grant_type=client_credentials&client_id={POST_ID}&client_secret={POST_SECRET}"),
+    );
+    assert_eq!(c.send(none).await.status, StatusCode::BAD_REQUEST);
+    // An unprotected path, and a path refused before routing.
+    let get = http::Request::get("/.well-known/openid-configuration")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(c.send(get).await.status, StatusCode::OK);
+    let odd = form("/oauth2%2Ftoken", "grant_type=client_credentials");
+    assert_eq!(c.send(odd).await.status, StatusCode::BAD_REQUEST);
+    // A client that does not speak TLS.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink).await; // the gateway closes after the failure
+    }
+
+    let m = gw.metrics().await;
+    let expect = [
+        ("secretgate_requests_total{route=\"protected\",status=\"200\"}", 3.0),
+        ("secretgate_requests_total{route=\"protected\",status=\"401\"}", 3.0),
+        ("secretgate_requests_total{route=\"protected\",status=\"429\"}", 1.0),
+        ("secretgate_requests_total{route=\"protected\",status=\"400\"}", 1.0),
+        ("secretgate_requests_total{route=\"unprotected\",status=\"200\"}", 1.0),
+        ("secretgate_requests_total{route=\"invalid\",status=\"400\"}", 1.0),
+        ("secretgate_request_duration_seconds_count", 10.0),
+        ("secretgate_authentications_total{method=\"client_secret_basic\",outcome=\"ok\"}", 2.0),
+        ("secretgate_authentications_total{method=\"client_secret_post\",outcome=\"invalid_client\"}", 2.0),
+        ("secretgate_authentications_total{method=\"client_secret_post\",outcome=\"throttled\"}", 1.0),
+        ("secretgate_authentications_total{method=\"client_secret_jwt\",outcome=\"ok\"}", 1.0),
+        ("secretgate_authentications_total{method=\"client_secret_jwt\",outcome=\"replay\"}", 1.0),
+        ("secretgate_authentications_total{method=\"none\",outcome=\"invalid_request\"}", 1.0),
+        ("secretgate_replay_rejections_total{reason=\"replayed\"}", 1.0),
+        ("secretgate_replay_store_entries", 1.0),
+        ("secretgate_upstream_duration_seconds_count", 4.0),
+        ("secretgate_tls_handshake_failures_total{reason=\"error\"}", 1.0),
+        ("secretgate_connections", 1.0),
+        ("secretgate_config_last_reload_successful", 1.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&m, series), value, "{series} in\n{m}");
+    }
+    assert!(
+        sample(
+            &m,
+            "secretgate_config_last_reload_success_timestamp_seconds"
+        ) > 1.7e9
+    );
+    assert!(m.contains("secretgate_build_info{version=\""));
+    // Client ids are not labels unless enabled; secrets never appear.
+    for text in [
+        BASIC_ID,
+        POST_ID,
+        JWT_ID,
+        BASIC_SECRET,
+        POST_SECRET,
+        JWT_SECRET,
+        "nope-0123",
+    ] {
+        assert!(!m.contains(text), "{text} in metrics");
+    }
+}
+
+#[tokio::test]
+async fn client_id_labels_only_when_enabled_and_only_registered_ids() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let gw = Gateway::start_with(upstream.addr, "metrics: { client_id_label: true }\n").await;
+    let mut c = gw.client(true).await;
+    let ok =
+        format!("grant_type=client_credentials&client_id={POST_ID}&client_secret={POST_SECRET}");
+    assert_eq!(c.send(form(TOKEN_PATH, &ok)).await.status, StatusCode::OK);
+    // An unknown id (here, a secret pasted into the wrong field) must not become a label.
+    let stray = format!("grant_type=client_credentials&client_id={JWT_SECRET}&client_secret=x");
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &stray)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "secretgate_client_authentications_total{client_id=\"reports\",method=\"client_secret_post\",outcome=\"ok\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(!m.contains(JWT_SECRET));
+    assert_eq!(
+        sample(
+            &m,
+            "secretgate_authentications_total{method=\"client_secret_post\",outcome=\"invalid_client\"}"
+        ),
+        1.0
+    );
+}
