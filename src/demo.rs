@@ -196,6 +196,8 @@ pub async fn run(
     let public_url = format!("https://localhost:{port}");
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
+    let admin = TcpListener::bind("127.0.0.1:0").await?;
+    let admin_addr = admin.local_addr()?;
 
     let yaml = format!(
         r#"
@@ -248,10 +250,21 @@ clients:
         "curl -sS --cacert {ca} -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=\"$({exe} assertion --client-id {JWT_CLIENT} --secret-file {} --aud {token_url})\" {token_url}\n",
         quote(&path("demo-jwt.secret"))
     );
+    let _ = writeln!(
+        text,
+        "# what the gateway counted (Prometheus metrics on the admin listener)"
+    );
+    let _ = writeln!(
+        text,
+        "curl -sS http://{admin_addr}/metrics | grep '^secretgate_authentications_total'\n"
+    );
     let _ = writeln!(text, "Ready. Press Ctrl-C to stop.");
     on_ready(text);
 
-    let result = crate::serve(config, listener, shutdown).await;
+    let result = match crate::Gateway::new(config) {
+        Ok(gateway) => gateway.serve(listener, Some(admin), shutdown).await,
+        Err(e) => Err(e),
+    };
     service.abort();
     drop(files);
     result.map_err(DemoError::from)

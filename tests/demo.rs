@@ -37,7 +37,13 @@ fn every_printed_command_returns_a_token() {
             commands.push(line);
         }
     }
-    assert_eq!(commands.len(), 4, "basic, post, multipart and jwt commands");
+    assert_eq!(
+        commands.len(),
+        5,
+        "basic, post, multipart, jwt and metrics commands"
+    );
+    let metrics = commands.pop().unwrap();
+    assert!(metrics.contains("/metrics"), "{metrics}");
 
     let mut methods = Vec::new();
     for command in &commands {
@@ -68,6 +74,22 @@ fn every_printed_command_returns_a_token() {
             "client_secret_jwt"
         ]
     );
+
+    // The metrics command shows what was just done, by method and outcome.
+    let out = Command::new("sh").args(["-c", &metrics]).output().unwrap();
+    let counted = String::from_utf8_lossy(&out.stdout);
+    for (method, n) in [
+        ("client_secret_basic", 1),
+        ("client_secret_post", 2),
+        ("client_secret_jwt", 1),
+    ] {
+        let line =
+            format!("secretgate_authentications_total{{method=\"{method}\",outcome=\"ok\"}} {n}");
+        assert!(
+            counted.lines().any(|l| l == line),
+            "{line} not in\n{counted}"
+        );
+    }
 
     // SIGTERM: drain and exit 0.
     let status = Command::new("kill")
