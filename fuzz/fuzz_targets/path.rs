@@ -1,0 +1,111 @@
+//! Request paths → `route::classify`, the decision the route layer makes for every request,
+//! with the default protected paths plus `/{tid}/{aid}/oauth2/token`; and the same input as
+//! a `protected_paths` entry → `PathPattern::parse`.
+//! Checks: never panics; classification cannot be dodged (src/route.rs module doc): whenever a
+//! path is classified unprotected, an upstream that percent-decodes and then resolves dot
+//! segments and empty segments (RFC 3986 §5.2.4), or that resolves them first and decodes
+//! afterwards, does not see a protected endpoint either; a path classified protected is one
+//! under that reading; and every pattern that parses classifies its own text as protected.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use secretgate::route::{classify, PathPattern};
+
+/// The same patterns as `patterns()`; `None` is a `{placeholder}` (one non-empty segment).
+const REFERENCE: &[&[Option<&str>]] = &[
+    &[Some("oauth2"), Some("token")],
+    &[Some("oauth2"), Some("introspect")],
+    &[Some("oauth2"), Some("revoke")],
+    &[Some("oauth2"), Some("par")],
+    &[None, None, Some("oauth2"), Some("token")],
+];
+
+fn patterns() -> Vec<PathPattern> {
+    let mut p = PathPattern::defaults();
+    p.push(PathPattern::parse("/{tid}/{aid}/oauth2/token").expect("valid pattern"));
+    assert_eq!(p.len(), REFERENCE.len());
+    p
+}
+
+/// Lenient percent-decoding: a `%` without two hex digits stays as it is.
+fn decode(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Segments after resolving `.`, `..` and empty segments.
+fn resolve(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for seg in path.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    out
+}
+
+fn protected(segments: &[Vec<u8>]) -> bool {
+    REFERENCE.iter().any(|pat| {
+        pat.len() == segments.len()
+            && pat.iter().zip(segments).all(|(p, s)| match p {
+                Some(lit) => lit.as_bytes() == s.as_slice(),
+                None => !s.is_empty(),
+            })
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    let decoded = decode(data);
+    let decode_then_resolve: Vec<Vec<u8>> =
+        resolve(&decoded).into_iter().map(<[u8]>::to_vec).collect();
+    let resolve_then_decode: Vec<Vec<u8>> = resolve(data).into_iter().map(decode).collect();
+    match classify(&patterns(), path) {
+        Ok(false) => {
+            assert!(
+                !protected(&decode_then_resolve),
+                "protected path classified unprotected (decode, then resolve)"
+            );
+            assert!(
+                !protected(&resolve_then_decode),
+                "protected path classified unprotected (resolve, then decode)"
+            );
+        }
+        Ok(true) => assert!(
+            protected(&decode_then_resolve),
+            "unprotected path classified protected"
+        ),
+        Err(_) => {}
+    }
+
+    if let Ok(pattern) = PathPattern::parse(path) {
+        assert_eq!(pattern.as_str(), path);
+        assert_eq!(
+            classify(&[pattern], path),
+            Ok(true),
+            "a pattern does not match its own text"
+        );
+    }
+});
