@@ -36,7 +36,7 @@ use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
 use secretgate::auth::jwt::Algorithm;
-use secretgate::auth::replay::{MokaReplayStore, ReplayStore};
+use secretgate::auth::replay::{MemoryReplayStore, ReplayStore};
 use secretgate::auth::{Authenticated, Authenticator};
 use secretgate::config::Config;
 use secretgate::secret::Secret;
@@ -225,7 +225,7 @@ fn mint_jwt(now: i64) -> String {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let replay: Arc<dyn ReplayStore> = Arc::new(MokaReplayStore::new(REPLAY_CAPACITY));
+    let replay: Arc<dyn ReplayStore> = Arc::new(MemoryReplayStore::new(REPLAY_CAPACITY));
     let auth = Authenticator::new(&config, replay);
     let signer = Signer::new(&config.internal_header, &config.public_url).expect("a key");
 

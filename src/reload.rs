@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use crate::auth::replay::{MokaReplayStore, ReplayStore};
+use crate::auth::replay::{MemoryReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticator;
 use crate::config::{self, error_chain, Config, ConfigError, Source};
@@ -69,7 +69,7 @@ pub enum ReloadError {
 impl Shared {
     pub fn new(config: &Config) -> Shared {
         let replay: Arc<dyn ReplayStore> =
-            Arc::new(MokaReplayStore::new(config.assertion.replay_capacity));
+            Arc::new(MemoryReplayStore::new(config.assertion.replay_capacity));
         Shared {
             metrics: Arc::new(Metrics::new()),
             resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),

@@ -5,14 +5,22 @@
 //! live entry to make room: when it holds `capacity` entries it fails closed and the
 //! request gets 503, because evicting would reopen a replay window.
 //! The trait keeps the door open for a store shared by several replicas.
+//!
+//! [`MemoryReplayStore`] is an expiring set, not a cache: sharded mutex-guarded hash sets
+//! of 128-bit keyed fingerprints, each shard with its entries bucketed by expiry second
+//! and forgotten lazily when the shard is next touched. It replaced a moka cache, which
+//! cost 1–3 µs per insert (timer wheel, eviction sketch, String keys) for an eviction
+//! policy this store must never use; see BENCHMARKS.md.
+//! Invariants: the count of live entries never exceeds `capacity` (reserved with a
+//! compare-and-swap before insertion); an entry is kept at least its TTL (expiry is
+//! rounded up to the next whole second); a fingerprint collision can only refuse an
+//! assertion (fail closed), never accept a replay.
 
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
-use moka::Expiry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
@@ -30,7 +38,7 @@ pub trait ReplayStore: Send + Sync + 'static {
         jti: &str,
         ttl: Duration,
     ) -> Result<(), ReplayError>;
-    /// Live entries (approximate while expiries are pending).
+    /// Live entries.
     fn len(&self) -> u64;
     /// Refusals because the store was full, since start.
     fn full_rejections(&self) -> u64;
@@ -39,79 +47,142 @@ pub trait ReplayStore: Send + Sync + 'static {
     }
 }
 
-type Key = (String, String);
+/// Power of two, so a shard is picked by masking; enough that 2 × cores threads rarely
+/// meet on one lock.
+const SHARDS: usize = 64;
 
-struct EntryTtl;
-
-impl Expiry<Key, Duration> for EntryTtl {
-    fn expire_after_create(&self, _key: &Key, ttl: &Duration, _now: Instant) -> Option<Duration> {
-        Some(*ttl)
-    }
-}
-
-/// In-process store on moka with per-entry expiry.
-pub struct MokaReplayStore {
-    cache: Cache<Key, Duration>,
-    live: Arc<AtomicU64>,
+/// In-process store: see the module documentation.
+pub struct MemoryReplayStore {
+    shards: Box<[Mutex<Shard>]>,
+    /// Two independent SipHash keys, random per process: a client cannot choose jtis
+    /// that collide with another client's without knowing them.
+    keys: [RandomState; 2],
+    start: Instant,
+    live: AtomicU64,
     capacity: u64,
     full_rejections: AtomicU64,
 }
 
-impl MokaReplayStore {
+#[derive(Default)]
+struct Shard {
+    seen: HashSet<u128>,
+    /// Expiry (whole seconds since `start`) → the fingerprints that expire then.
+    expiring: BTreeMap<u64, Vec<u128>>,
+}
+
+impl Shard {
+    /// Forgets every entry whose expiry second is `now` or earlier; returns how many.
+    fn purge(&mut self, now: u64) -> u64 {
+        let mut forgotten = 0;
+        while let Some(bucket) = self.expiring.first_entry() {
+            if *bucket.key() > now {
+                break;
+            }
+            for key in bucket.remove() {
+                self.seen.remove(&key);
+                forgotten += 1;
+            }
+        }
+        // Give memory back after a burst, so a long run stays flat.
+        if forgotten > 0 && self.seen.capacity() > 4 * self.seen.len() + 1024 {
+            self.seen.shrink_to(2 * self.seen.len());
+        }
+        forgotten
+    }
+}
+
+impl MemoryReplayStore {
     pub fn new(capacity: u64) -> Self {
-        let live = Arc::new(AtomicU64::new(0));
-        let counter = live.clone();
-        let cache = Cache::builder()
-            // Our own count refuses new entries at `capacity`; moka's bound sits well above
-            // it so that moka itself never evicts a live entry.
-            .max_capacity(capacity.saturating_mul(2).saturating_add(1024))
-            .expire_after(EntryTtl)
-            .eviction_listener(move |_key, _value, cause| {
-                if cause != RemovalCause::Replaced {
-                    counter.fetch_sub(1, Ordering::Relaxed);
-                }
-            })
-            .build();
         Self {
-            cache,
-            live,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            keys: [RandomState::new(), RandomState::new()],
+            start: Instant::now(),
+            live: AtomicU64::new(0),
             capacity,
             full_rejections: AtomicU64::new(0),
         }
     }
+
+    fn fingerprint(&self, client_id: &str, jti: &str) -> u128 {
+        // `str` hashing ends each string with a terminator, so ("ab", "c") ≠ ("a", "bc").
+        let [a, b] = &self.keys;
+        (u128::from(a.hash_one((client_id, jti))) << 64) | u128::from(b.hash_one((client_id, jti)))
+    }
+
+    fn shard(&self, key: u128) -> MutexGuard<'_, Shard> {
+        // The critical sections below cannot panic half-way, so a poisoned lock still
+        // guards a consistent shard.
+        self.shards[(key as usize) & (SHARDS - 1)]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_secs()
+    }
+
+    fn purge_all(&self, now: u64) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let forgotten = shard.purge(now);
+            self.live.fetch_sub(forgotten, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one unit of capacity, or reports that there is none.
+    fn reserve(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// [`ReplayStore::check_and_record`] at a given time (seconds since `start`).
+    fn record_at(&self, key: u128, ttl: Duration, now: u64) -> Result<(), ReplayError> {
+        // `now` is whole seconds, so the real time may be up to 1 s later: with the TTL
+        // rounded up too, the entry outlives the assertion, never the reverse.
+        let expires = now + 1 + ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let mut shard = self.shard(key);
+        let forgotten = shard.purge(now);
+        self.live.fetch_sub(forgotten, Ordering::Relaxed);
+        // RFC 7523 §3 item 7: the check and the insertion happen under one lock, so of two
+        // concurrent uses of one jti exactly one succeeds.
+        if shard.seen.contains(&key) {
+            return Err(ReplayError::Replayed);
+        }
+        if !self.reserve() {
+            // Other shards may hold entries that have expired but were not yet purged.
+            drop(shard);
+            self.purge_all(now);
+            shard = self.shard(key);
+            if shard.seen.contains(&key) {
+                return Err(ReplayError::Replayed);
+            }
+            if !self.reserve() {
+                // Fail closed: never evict a live entry to make room.
+                self.full_rejections.fetch_add(1, Ordering::Relaxed);
+                return Err(ReplayError::Full);
+            }
+        }
+        shard.seen.insert(key);
+        shard.expiring.entry(expires).or_default().push(key);
+        Ok(())
+    }
 }
 
-impl ReplayStore for MokaReplayStore {
+impl ReplayStore for MemoryReplayStore {
     fn check_and_record(
         &self,
         client_id: &str,
         jti: &str,
         ttl: Duration,
     ) -> Result<(), ReplayError> {
-        let key = (client_id.to_owned(), jti.to_owned());
-        if self.cache.contains_key(&key) {
-            return Err(ReplayError::Replayed);
-        }
-        if self.live.load(Ordering::Relaxed) >= self.capacity {
-            // Expired entries are only counted out when moka runs its maintenance.
-            self.cache.run_pending_tasks();
-            if self.live.load(Ordering::Relaxed) >= self.capacity {
-                self.full_rejections.fetch_add(1, Ordering::Relaxed);
-                return Err(ReplayError::Full);
-            }
-        }
-        // `or_insert_with` is atomic per key: of two concurrent uses of one jti, exactly
-        // one sees a fresh entry.
-        let entry = self.cache.entry(key).or_insert_with(|| ttl);
-        if entry.is_fresh() {
-            self.live.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        } else {
-            Err(ReplayError::Replayed)
-        }
+        self.record_at(self.fingerprint(client_id, jti), ttl, self.now())
     }
 
     fn len(&self) -> u64 {
+        self.purge_all(self.now());
         self.live.load(Ordering::Relaxed)
     }
 
@@ -122,11 +193,13 @@ impl ReplayStore for MokaReplayStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
     fn second_use_is_a_replay_j21() {
-        let s = MokaReplayStore::new(10);
+        let s = MemoryReplayStore::new(10);
         let ttl = Duration::from_secs(60);
         assert_eq!(s.check_and_record("a", "j1", ttl), Ok(()));
         assert_eq!(
@@ -135,12 +208,15 @@ mod tests {
         );
         // The same jti from another client is a different key.
         assert_eq!(s.check_and_record("b", "j1", ttl), Ok(()));
-        assert_eq!(s.len(), 2);
+        // Client and jti boundaries are part of the key.
+        assert_eq!(s.check_and_record("a", "bj1", ttl), Ok(()));
+        assert_eq!(s.check_and_record("ab", "j1", ttl), Ok(()));
+        assert_eq!(s.len(), 4);
     }
 
     #[test]
     fn full_store_fails_closed_and_keeps_live_entries() {
-        let s = MokaReplayStore::new(3);
+        let s = MemoryReplayStore::new(3);
         let ttl = Duration::from_secs(600);
         for j in ["1", "2", "3"] {
             assert_eq!(s.check_and_record("a", j, ttl), Ok(()));
@@ -151,11 +227,30 @@ mod tests {
         for j in ["1", "2", "3"] {
             assert_eq!(s.check_and_record("a", j, ttl), Err(ReplayError::Replayed));
         }
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn entries_live_their_ttl_then_free_their_room() {
+        let s = MemoryReplayStore::new(1);
+        let (a, b) = (s.fingerprint("c", "a"), s.fingerprint("c", "b"));
+        let ttl = Duration::from_millis(10_500);
+        assert_eq!(s.record_at(a, ttl, 100), Ok(()));
+        // Still live at its TTL (rounded up), so still a replay and still taking room,
+        // even when the other key lives in another shard.
+        // (`now` 100 may be 100.99 s, so it lives until 111.49 s at least: second 111.)
+        assert_eq!(s.record_at(a, ttl, 111), Err(ReplayError::Replayed));
+        assert_eq!(s.record_at(b, ttl, 111), Err(ReplayError::Full));
+        // Past it: forgotten (the assertion's own exp now refuses it) and room is free.
+        assert_eq!(s.record_at(b, ttl, 112), Ok(()));
+        assert_eq!(s.live.load(Ordering::Relaxed), 1);
+        assert_eq!(s.record_at(a, ttl, 124), Ok(()));
+        assert_eq!(s.full_rejections(), 1);
     }
 
     #[test]
     fn concurrent_uses_of_one_jti_accept_exactly_one() {
-        let s2 = Arc::new(MokaReplayStore::new(1000));
+        let s2 = Arc::new(MemoryReplayStore::new(1000));
         let oks: usize = (0..8)
             .map(|_| {
                 let s = s2.clone();
@@ -171,5 +266,29 @@ mod tests {
             .map(|h| h.join().unwrap())
             .sum();
         assert_eq!(oks, 1);
+    }
+
+    #[test]
+    fn concurrent_inserts_never_exceed_capacity() {
+        let s2 = Arc::new(MemoryReplayStore::new(100));
+        let oks: usize = (0..4)
+            .map(|t| {
+                let s = s2.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|i| {
+                            s.check_and_record("a", &format!("{t}-{i}"), Duration::from_secs(60))
+                                .is_ok()
+                        })
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(oks, 100);
+        assert_eq!(s2.len(), 100);
+        assert_eq!(s2.full_rejections(), 300);
     }
 }
