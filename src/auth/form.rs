@@ -19,20 +19,21 @@ const MAX_PARAMS: usize = 256;
 /// `+` → space, `%XX` → byte; `None` on a `%` not followed by two hex digits.
 pub fn form_decode(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = hex(*raw.get(i + 1)?)?;
-                let lo = hex(*raw.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            b => out.push(b),
+    let mut rest = raw;
+    // Runs without escapes (most of a token request, all of an assertion) are copied whole.
+    while let Some(i) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+        out.extend_from_slice(&rest[..i]);
+        if rest[i] == b'+' {
+            out.push(b' ');
+            rest = &rest[i + 1..];
+        } else {
+            let hi = hex(*rest.get(i + 1)?)?;
+            let lo = hex(*rest.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            rest = &rest[i + 3..];
         }
-        i += 1;
     }
+    out.extend_from_slice(rest);
     Some(out)
 }
 
@@ -118,16 +119,28 @@ pub fn form_encode_component(text: &str) -> String {
 
 fn push_encoded(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in text.as_bytes() {
+    let mut start = 0;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
         if is_unreserved(b) {
-            out.push(b as char);
-        } else if b == b' ' {
+            continue;
+        }
+        // Runs of unreserved (ASCII) characters are copied whole. A non-empty run starts
+        // after an escaped byte at an ASCII one, and ends before an ASCII byte or a UTF-8
+        // lead byte: both ends are character boundaries.
+        if start < i {
+            out.push_str(&text[start..i]);
+        }
+        start = i + 1;
+        if b == b' ' {
             out.push('+');
         } else {
             out.push('%');
             out.push(HEX[(b >> 4) as usize] as char);
             out.push(HEX[(b & 15) as usize] as char);
         }
+    }
+    if start < text.len() {
+        out.push_str(&text[start..]);
     }
 }
 
