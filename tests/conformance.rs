@@ -869,20 +869,49 @@ async fn t4_body_over_max_body() {
         .await;
     rig.accepted(&o, BASIC_ID, "client_secret_basic");
 
-    // Declared Content-Length over the limit: refused before a byte of body is read (the
-    // body is never sent here, so waiting for it would hang until the timeout).
+    // Declared Content-Length over the limit, from a client that waits for the go-ahead
+    // (`Expect: 100-continue`): refused before a byte of body is read or invited (the body
+    // is never sent here, so waiting for it would hang until the timeout).
     let head = Request::post(TOKEN_PATH)
         .header("content-type", FORM)
         .header("authorization", &auth)
+        .header("expect", "100-continue")
         .header("content-length", (max + 1).to_string());
     let o = rig.send_streamed(head, Vec::new(), false).await;
     rejected(&o, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", false);
 
+    // Far over the limit: refused at once whatever the client does next.
     let head = Request::post(TOKEN_PATH)
         .header("content-type", FORM)
         .header("content-length", (10 * 1024 * 1024).to_string());
     let o = rig.send_streamed(head, Vec::new(), false).await;
     rejected(&o, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", false);
+
+    // A client that just sends its oversized body reads the 413 (not a connection reset:
+    // the gateway reads and discards the rest), and its connection stays usable.
+    let mut conn = rig.gw.client(false).await;
+    for _ in 0..3 {
+        let big = format!("{prefix}{}", "c".repeat(max + 1 - prefix.len()));
+        let reply = conn
+            .send(post(
+                TOKEN_PATH,
+                Some(FORM),
+                &[("authorization", &auth)],
+                big,
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(reply.error(), "invalid_request");
+    }
+    let reply = conn
+        .send(post(
+            TOKEN_PATH,
+            Some(FORM),
+            &[("authorization", &auth)],
+            GRANT,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 
     // Streamed (chunked, no Content-Length): one byte over, body left open.
     let head = Request::post(TOKEN_PATH)

@@ -153,6 +153,7 @@ impl Authenticator {
     ) -> Result<Request<Body>, GatewayError> {
         // RFC 6749 §3.2: the token endpoint takes POST; so do introspection, revocation, PAR.
         if req.method() != Method::POST {
+            crate::limit::drain(req.into_body()).await;
             return Err(RequestError::MethodNotPost.into());
         }
         let (mut parts, body) = req.into_parts();
