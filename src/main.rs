@@ -208,7 +208,9 @@ fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Signals, reloads and the admin listener run here; connections are served on the
+    // gateway's own worker threads (`workers`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -239,7 +241,7 @@ fn run(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
 
 fn demo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot locate this binary")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -12,9 +12,9 @@
 //! - State that must outlive generations is shared, never rebuilt: used assertion jtis
 //!   (forgetting them would reopen a replay window), throttle counters (unless the
 //!   `throttle` settings change), metrics.
-//! - Needs a restart: `listen`, `admin.listen` (sockets are bound once) and
-//!   `assertion.replay_capacity` (the store is kept). A reload that changes them applies
-//!   everything else and logs a warning naming the key.
+//! - Needs a restart: `listen`, `admin.listen` (sockets are bound once),
+//!   `assertion.replay_capacity` (the store is kept) and `workers` (threads start once).
+//!   A reload that changes them applies everything else and logs a warning naming the key.
 //!
 //! File watching polls (`reload.poll_interval`): it hashes the content of every file, so it
 //! sees Kubernetes Secret and ConfigMap updates, which swap a `..data` symlink and leave
@@ -40,9 +40,20 @@ use crate::upstream::Upstream;
 /// Everything one config serves with. Immutable; replaced whole on reload.
 pub struct Generation {
     pub config: Config,
-    pub stack: Stack,
+    /// One stack per worker thread: the same authenticator, signer and metrics, but each
+    /// its own upstream connection pool, whose connections live on that worker's event
+    /// loop. Never empty.
+    stacks: Vec<Stack>,
     /// HTTP/1 and HTTP/2 connection settings (header read timeout), for new connections.
     pub http: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl Generation {
+    /// The stack of worker `worker`.
+    pub fn stack(&self, worker: usize) -> &Stack {
+        // `stacks` has `Shared::workers` (≥ 1) entries and workers are numbered below it.
+        &self.stacks[worker % self.stacks.len()]
+    }
 }
 
 /// State shared by all generations of one gateway.
@@ -51,6 +62,8 @@ pub struct Shared {
     pub resolver: Arc<CertResolver>,
     pub replay: Arc<dyn ReplayStore>,
     replay_capacity: u64,
+    /// Worker threads, fixed at start (`workers` needs a restart).
+    pub workers: usize,
     throttle: Mutex<(config::Throttle, Arc<Throttle>)>,
 }
 
@@ -75,6 +88,7 @@ impl Shared {
             resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),
             replay,
             replay_capacity: config.assertion.replay_capacity,
+            workers: config.workers.max(1),
             throttle: Mutex::new((
                 config.throttle.clone(),
                 Arc::new(Throttle::new(&config.throttle)),
@@ -103,15 +117,19 @@ impl Shared {
             Signer::new(&config.internal_header, &config.public_url)
                 .ok_or(ReloadError::NoSigningKey)?,
         );
-        let stack = stack::build(
-            &config,
-            stack::Parts {
-                authenticator,
-                signer,
-                upstream: Upstream::new(&config.upstream, self.metrics.clone()),
-                metrics: self.metrics.clone(),
-            },
-        );
+        let stacks = (0..self.workers)
+            .map(|_| {
+                stack::build(
+                    &config,
+                    stack::Parts {
+                        authenticator: authenticator.clone(),
+                        signer: signer.clone(),
+                        upstream: Upstream::new(&config.upstream, self.metrics.clone()),
+                        metrics: self.metrics.clone(),
+                    },
+                )
+            })
+            .collect();
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -121,7 +139,7 @@ impl Shared {
             .set_client_id_label(config.metrics.client_id_label);
         Ok(Generation {
             config,
-            stack,
+            stacks,
             http: Arc::new(http),
         })
     }
@@ -228,6 +246,7 @@ impl Reloader {
                 "assertion.replay_capacity",
                 self.shared.replay_capacity != config.assertion.replay_capacity,
             ),
+            ("workers", self.shared.workers != config.workers.max(1)),
         ];
         for (key, changed) in restart {
             if changed {

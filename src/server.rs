@@ -1,7 +1,8 @@
 //! The TLS listener and connection handling, and [`serve`], the entry point used by the
 //! binary and the tests.
 //!
-//! Accept → TLS handshake (bounded by `limits.header_read_timeout`) → hyper-util `auto`
+//! `workers` threads, each with its own event loop, accept from one socket. Per connection:
+//! accept → TLS handshake (bounded by `limits.header_read_timeout`) → hyper-util `auto`
 //! connection (HTTP/1.1 or HTTP/2 as ALPN chose; HTTP/1 header reads bounded too) → the
 //! stack. On shutdown: stop accepting, mark not-ready, ask every connection to finish
 //! gracefully (HTTP/1 closes after the in-flight response, HTTP/2 sends GOAWAY) and wait up
@@ -38,6 +39,12 @@ pub enum ServeError {
     NoSigningKey,
     #[error("cannot build the request stack")]
     Generation(#[source] ReloadError),
+    #[error("cannot share the listening socket with the worker threads")]
+    Listener(#[source] std::io::Error),
+    #[error("cannot start a worker thread")]
+    Worker(#[source] std::io::Error),
+    #[error("worker thread {0} stopped unexpectedly")]
+    WorkerStopped(usize),
     #[error("cannot bind {addr}")]
     Bind {
         addr: SocketAddr,
@@ -98,12 +105,53 @@ impl Gateway {
     /// Serves TLS connections from `listener` (and admin requests from `admin`, if given)
     /// until `shutdown` resolves, then drains. Watches the config files for changes when
     /// started with [`Gateway::reload_from`] and `reload.watch` is on.
+    ///
+    /// Connections are served by `workers` threads, each running its own single-threaded
+    /// event loop and accepting from the same socket, like nginx's worker processes: a
+    /// request never crosses threads on its way to the upstream and back, which under
+    /// load cost a multi-threaded work-stealing runtime a third of its throughput (see
+    /// BENCHMARKS.md). The admin listener, the reload watcher and the drain coordination
+    /// stay on the caller's runtime.
     pub async fn serve(
         self,
         listener: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
+        let local = listener.local_addr().ok();
+        let listener = listener.into_std().map_err(ServeError::Listener)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let workers = self.shared.workers;
+        for index in 0..workers {
+            let worker = Worker {
+                index,
+                listener: listener.try_clone().map_err(ServeError::Listener)?,
+                tls: self.tls.clone(),
+                current: self.current.clone(),
+                metrics: self.shared.metrics.clone(),
+                stop: stop_rx.clone(),
+                closed: closed_tx.clone(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(ServeError::Worker)?;
+            let exited = ExitNotice {
+                index,
+                tx: exit_tx.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("secretgate-worker-{index}"))
+                .spawn(move || {
+                    let _exited = exited;
+                    runtime.block_on(worker.run());
+                })
+                .map_err(ServeError::Worker)?;
+        }
+        drop((listener, exit_tx, closed_tx));
+
         let admin_task = admin.map(|l| {
             crate::admin::spawn(
                 l,
@@ -118,13 +166,94 @@ impl Gateway {
             .source
             .is_some()
             .then(|| tokio::spawn(reload::watch(self.reloader())));
-
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
         self.lifecycle.set_ready();
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "listening (TLS, h2 + http/1.1)");
+        if let Some(addr) = local {
+            tracing::info!(%addr, workers, "listening (TLS, h2 + http/1.1)");
         }
+
+        // Run until asked to stop, or until a worker stops on its own (it cannot, short of
+        // a bug): then drain what the others have rather than serve at reduced capacity.
+        let failed = tokio::select! {
+            () = shutdown => None,
+            index = exit_rx.recv() => index,
+        };
+        if let Some(index) = failed {
+            tracing::error!(
+                worker = index,
+                "a worker stopped unexpectedly: shutting down"
+            );
+        }
+        if let Some(task) = watch_task {
+            task.abort();
+        }
+        // Stop accepting first: once every worker has closed its copy of the socket, new
+        // connections are refused, and only then does /readyz turn false.
+        let _ = stop_tx.send(true);
+        let mut closed = 0;
+        while closed < workers && closed_rx.recv().await.is_some() {
+            closed += 1;
+        }
+        self.lifecycle.start_draining();
+        let grace = self.current.load().config.shutdown_grace;
+        tracing::info!(?grace, "draining in-flight requests");
+        // Workers drain their connections within `grace`, then exit.
+        while exit_rx.recv().await.is_some() {}
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        tracing::info!("stopped");
+        match failed {
+            Some(index) => Err(ServeError::WorkerStopped(index)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Tells the coordinator that a worker thread ended, however it ended (a panic included).
+struct ExitNotice {
+    index: usize,
+    tx: tokio::sync::mpsc::UnboundedSender<usize>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.index);
+    }
+}
+
+/// One worker thread's share of the serving: accept, TLS, HTTP, the stack.
+struct Worker {
+    index: usize,
+    listener: std::net::TcpListener,
+    tls: TlsAcceptor,
+    current: Arc<ArcSwap<Generation>>,
+    metrics: Arc<Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// Told once this worker's copy of the listening socket is closed.
+    closed: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Worker {
+    /// Accepts until told to stop, then lets in-flight requests finish within
+    /// `shutdown_grace`.
+    async fn run(self) {
+        let Worker {
+            index,
+            listener,
+            tls,
+            current,
+            metrics,
+            mut stop,
+            closed,
+        } = self;
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker = index, error = %e, "cannot register the listener");
+                return;
+            }
+        };
+        let graceful = GracefulShutdown::new();
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -137,12 +266,12 @@ impl Gateway {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                _ = stop.wait_for(|stop| *stop) => break,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = self.tls.clone();
-            let current = self.current.clone();
-            let metrics = self.shared.metrics.clone();
+            let acceptor = tls.clone();
+            let current = current.clone();
+            let metrics = metrics.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 // Connection settings come from the generation current at accept time;
@@ -171,7 +300,7 @@ impl Gateway {
                     req.extensions_mut().insert(ClientAddr(peer));
                     // Per request, not per connection: a reload applies to kept-alive
                     // connections from their next request on.
-                    current.load().stack.clone().oneshot(req)
+                    current.load().stack(index).clone().oneshot(req)
                 });
                 let conn = http
                     .serve_connection(TokioIo::new(tls), hyper_svc)
@@ -181,25 +310,18 @@ impl Gateway {
                 }
             });
         }
-
         drop(listener);
-        if let Some(task) = watch_task {
-            task.abort();
-        }
-        self.lifecycle.start_draining();
-        let grace = self.current.load().config.shutdown_grace;
-        tracing::info!(?grace, "draining in-flight requests");
+        let _ = closed.send(());
+        let grace = current.load().config.shutdown_grace;
         if tokio::time::timeout(grace, graceful.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!("shutdown_grace elapsed with connections still open");
+            tracing::warn!(
+                worker = index,
+                "shutdown_grace elapsed with connections still open"
+            );
         }
-        if let Some(task) = admin_task {
-            task.abort();
-        }
-        tracing::info!("stopped");
-        Ok(())
     }
 }
 

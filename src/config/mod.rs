@@ -26,6 +26,11 @@ use crate::route::PathPattern;
 use crate::secret::Secret;
 use units::{parse_duration, parse_size};
 
+/// The CPUs this process may use (affinity and cgroup quota included), at least 1.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
 /// bytes: RFC 7518 §3.2 requires a key of at least the hash output size for HS256.
 pub const MIN_HMAC_KEY_LEN: usize = 32;
@@ -48,6 +53,9 @@ pub struct Config {
     pub limits: Limits,
     pub throttle: Throttle,
     pub shutdown_grace: Duration,
+    /// Worker threads serving connections, each with its own event loop and upstream
+    /// connection pool (`workers: auto` = the CPUs this process may use).
+    pub workers: usize,
     /// Realm sent in `WWW-Authenticate: Basic realm="..."`.
     pub realm: String,
     pub clients: Vec<Client>,
@@ -279,11 +287,27 @@ struct RawConfig {
     limits: Option<RawLimits>,
     throttle: Option<RawThrottle>,
     shutdown_grace: Option<String>,
+    workers: Option<RawWorkers>,
     realm: Option<String>,
     reload: Option<RawReload>,
     metrics: Option<RawMetrics>,
     clients: Option<Vec<RawClient>>,
 }
+
+/// `workers: 4` or `workers: auto`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawWorkers {
+    Count(u64),
+    Word(String),
+    // Only so that these get the key's own message rather than a parse error.
+    Negative(i64),
+    Fraction(f64),
+}
+
+/// Most worker threads accepted: far beyond any machine this runs on, low enough that a
+/// typo cannot start a million threads.
+const MAX_WORKERS: u64 = 1024;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -761,6 +785,24 @@ impl Validator<'_> {
             self.problem("throttle.window", "must be greater than zero");
         }
         let shutdown_grace = self.duration(raw.shutdown_grace, "shutdown_grace", secs(30));
+        let workers = match raw.workers {
+            None => available_cpus(),
+            Some(RawWorkers::Word(w)) if w == "auto" => available_cpus(),
+            Some(RawWorkers::Count(n)) if (1..=MAX_WORKERS).contains(&n) => n as usize,
+            Some(other) => {
+                let given = match other {
+                    RawWorkers::Count(n) => n.to_string(),
+                    RawWorkers::Word(w) => format!("`{w}`"),
+                    RawWorkers::Negative(n) => n.to_string(),
+                    RawWorkers::Fraction(f) => f.to_string(),
+                };
+                self.problem(
+                    "workers",
+                    format!("must be `auto` or a number from 1 to {MAX_WORKERS}, not {given}"),
+                );
+                1
+            }
+        };
         let realm = raw.realm.unwrap_or_else(|| "secretgate".to_owned());
         if !realm
             .bytes()
@@ -835,6 +877,7 @@ impl Validator<'_> {
                     limits,
                     throttle,
                     shutdown_grace,
+                    workers,
                     realm,
                     clients,
                     reload,
@@ -1161,6 +1204,33 @@ mod tests {
                 "{key} not reported in {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn workers_is_auto_or_a_bounded_count() {
+        let problems = |yaml: &str| {
+            Config::from_yaml(yaml, Path::new("."))
+                .unwrap_err()
+                .problems()
+                .into_iter()
+                .filter(|p| p.starts_with("workers"))
+                .collect::<Vec<_>>()
+        };
+        for ok in ["workers: auto", "workers: 1", "workers: 64"] {
+            assert!(problems(ok).is_empty(), "{ok}: {:?}", problems(ok));
+        }
+        for bad in [
+            "workers: 0",
+            "workers: 5000",
+            "workers: many",
+            "workers: -1",
+            "workers: 1.5",
+        ] {
+            let p = problems(bad);
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].contains("`auto` or a number from 1 to 1024"), "{p:?}");
+        }
+        assert!(available_cpus() >= 1);
     }
 
     #[test]
