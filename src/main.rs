@@ -63,6 +63,10 @@ enum Command {
         /// Lifetime, e.g. 60s or 5m.
         #[arg(long, default_value = "60s")]
         lifetime: String,
+        /// How many assertions to print, one per line, each with its own jti (for load
+        /// generation, where every request needs an unused one).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
     },
     /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
     VerifyHeader {
@@ -161,11 +165,9 @@ fn main() -> ExitCode {
             aud,
             alg,
             lifetime,
-        } => match assertion(&client_id, &secret_file, &aud, &alg, &lifetime) {
-            Ok(a) => {
-                println!("{a}");
-                ExitCode::SUCCESS
-            }
+            count,
+        } => match assertion(&client_id, &secret_file, &aud, &alg, &lifetime, count) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
@@ -272,21 +274,23 @@ fn assertion(
     aud: &str,
     alg: &str,
     lifetime: &str,
-) -> anyhow::Result<String> {
+    count: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write;
     let secret = Secret::new(read_key_file(secret_file)?);
     let alg = secretgate::auth::jwt::Algorithm::from_name(alg)
         .with_context(|| format!("--alg {alg}: use HS256, HS384 or HS512"))?;
     let lifetime = secretgate::config::units::parse_duration(lifetime)
         .map_err(anyhow::Error::msg)
         .context("--lifetime")?;
-    Ok(secretgate::assertion::mint(
-        client_id,
-        &secret,
-        aud,
-        alg,
-        lifetime,
-        secretgate::sign::unix_now(),
-    ))
+    let now = secretgate::sign::unix_now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..count {
+        let a = secretgate::assertion::mint(client_id, &secret, aud, alg, lifetime, now);
+        writeln!(out, "{a}").context("writing to stdout")?;
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(())
 }
 
 struct VerifyArgs {

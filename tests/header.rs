@@ -155,6 +155,32 @@ async fn assertion_command_mints_single_use_assertions() {
     let replay = gw.send(form(TOKEN_PATH, &assertion_body(&a))).await;
     assert_eq!(replay.status, 401);
     assert_eq!(replay.error(), "invalid_client");
+
+    // --count N: N lines, N distinct jtis, each accepted once (what bench/run.sh uses).
+    let out = Command::new(env!("CARGO_BIN_EXE_secretgate"))
+        .args([
+            "assertion",
+            "--count",
+            "3",
+            "--client-id",
+            JWT_ID,
+            "--secret-file",
+        ])
+        .arg(&secret_file)
+        .args(["--aud", &format!("{PUBLIC_URL}{TOKEN_PATH}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let batch: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(batch.len(), 3);
+    for a in &batch {
+        let r = gw.send(form(TOKEN_PATH, &assertion_body(a))).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
 }
 
 #[test]

@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# Load benchmark: secretgate against nginx doing the same job (TLS + HTTP Basic +
+# proxy_pass) in front of the same upstream, same load generator, same run.
+#
+#   apt-get install nginx wrk        # plus openssl, python3, curl (on Debian by default)
+#   bench/run.sh                     # full run, ~5 minutes with the defaults
+#   bench/run.sh profile             # perf profile of secretgate's Basic path under load
+#   bench/run.sh serve               # start everything, print the wrk commands, wait
+#
+# Everything is made fresh under a temp dir (deleted on exit, KEEP_TMP=1 keeps it): a
+# throwaway CA and server certificate, client secrets, the internal-header key, the
+# htpasswd file and the configs (templates in bench/conf/). Nothing secret is written
+# into the repository. Results: stdout and target/bench/results.md (+ raw wrk output).
+#
+# Processes, all on 127.0.0.1:
+#   upstream   nginx, plain HTTP, `return 200 '{"access_token":...}'`, keep-alive
+#   peer       nginx: TLS, auth_basic (htpasswd), Authorization removed, proxy_pass to
+#              the upstream through an `upstream {}` pool with keepalive
+#   secretgate one basic, one post and one jwt client, in front of the same upstream
+#
+# Scenarios (wrk over TLS with keep-alive, bench/token.lua):
+#   upstream  the upstream directly, plain HTTP (ceiling: no TLS, no proxy)
+#   nginx     nginx Basic
+#   sg-basic  secretgate client_secret_basic
+#   sg-post   secretgate client_secret_post
+#   sg-jwt    secretgate client_secret_jwt: a fresh assertion per request (jti is
+#             single-use), minted before each round and handed out by the Lua script
+# Runs alternate A/B/A/B over ROUNDS rounds (the nginx/secretgate order flips every
+# round); the report gives medians and the secretgate/nginx ratio within each round.
+# Any non-2xx response, socket error or exhausted assertion pool makes that run invalid.
+# Then one run per scenario at a fixed rate below saturation for p50/p99 latency.
+#
+# Settings (environment):
+#   ROUNDS=5 DURATION=8 (s per run) CONNECTIONS=64 THREADS=2 (wrk) WARMUP=2 (s)
+#   WORKERS=$(nproc)   nginx worker_processes and secretgate's `workers`
+#   UPSTREAM_WORKERS=1 nginx workers of the upstream
+#   SERVER_CPUS=       taskset CPU list for the upstream and both proxies (empty: all)
+#   WRK_CPUS=          taskset CPU list for wrk (empty: all)
+#   RATE=auto          fixed-rate phase, requests/s (auto: half the slowest proxy median)
+#   LAT_DURATION=8     seconds per fixed-rate run
+#   LOGS=on            per-request access logs on both proxies (nginx access_log, secretgate
+#                      at info); off: nginx access_log off, SECRETGATE_LOG=warn
+#   NGINX_HASH=ssha    htpasswd scheme: ssha (one salted SHA-1, the cheapest real hash and
+#                      the closest to secretgate's one HMAC), apr1, sha512 (crypt $6$), plain
+#   SOAK=0             seconds of extra secretgate Basic load with RSS sampled every 5 s
+#   PROFILE_SECONDS=15 (profile mode) length of the perf recording
+#   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+3
+#   SKIP_BUILD=1       use the existing target/release/secretgate
+#   KEEP_TMP=1         keep the temp dir (configs, logs, keys) for inspection
+set -euo pipefail
+
+MODE=${1:-all}
+case "$MODE" in all | profile | serve) ;; *)
+  echo "usage: $0 [all|profile|serve]" >&2
+  exit 2
+  ;;
+esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH="$ROOT/bench"
+NPROC=$(nproc)
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2}
+WORKERS=${WORKERS:-$NPROC}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+SERVER_CPUS=${SERVER_CPUS:-}
+WRK_CPUS=${WRK_CPUS:-}
+RATE=${RATE:-auto}
+LAT_DURATION=${LAT_DURATION:-8}
+LOGS=${LOGS:-on}
+NGINX_HASH=${NGINX_HASH:-ssha}
+SOAK=${SOAK:-0}
+PROFILE_SECONDS=${PROFILE_SECONDS:-15}
+PORT_BASE=${PORT_BASE:-18080}
+OUT_DIR=${OUT_DIR:-$ROOT/target/bench}
+
+UPSTREAM_PORT=$PORT_BASE
+PEER_PORT=$((PORT_BASE + 1))
+SG_PORT=$((PORT_BASE + 2))
+SG_ADMIN_PORT=$((PORT_BASE + 3))
+BASIC_ID=bench-basic
+POST_ID=bench-post
+JWT_ID=bench-jwt
+AUD=https://auth.example.com/oauth2/token
+# What a typical client_credentials request carries besides the credential (as in
+# benches/auth_path.rs).
+GRANT='grant_type=client_credentials&scope=invoices.read%20invoices.write'
+REPLAY_CAPACITY=${REPLAY_CAPACITY:-3000000}
+ASSERTION_LIFETIME=60
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+for tool in nginx wrk openssl python3 curl cargo; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install nginx wrk openssl python3 curl)"
+done
+if [[ $MODE == profile ]]; then
+  command -v perf >/dev/null 2>&1 || die "perf not found (apt-get install linux-perf)"
+fi
+NGINX=$(command -v nginx)
+for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    die "port $p is in use (set PORT_BASE)"
+  fi
+done
+((CONNECTIONS >= THREADS)) || die "CONNECTIONS must be >= THREADS"
+
+# --- cleanup -----------------------------------------------------------------------------
+PIDS=()
+WRK_PID=
+TMP=
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $WRK_PID ]]; then kill "$WRK_PID" 2>/dev/null || true; fi
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n $TMP && -d $TMP ]]; then
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then
+      log "kept $TMP"
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- machine state -------------------------------------------------------------------------
+LOAD1=$(cut -d' ' -f1 /proc/loadavg)
+log "uptime: $(uptime)"
+if python3 -c "import sys; sys.exit(0 if float('$LOAD1') > 0.5 * $NPROC else 1)"; then
+  log "WARNING: load average $LOAD1 on $NPROC CPUs: something else is running; numbers will be noisy"
+fi
+
+# --- build ---------------------------------------------------------------------------------
+if [[ $MODE == profile ]]; then
+  # Line tables for perf attribution and frame pointers for call graphs, in a separate
+  # target dir so that the normal release binary is untouched (Cargo.toml unchanged).
+  export CARGO_TARGET_DIR="$ROOT/target/bench-profile"
+  export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+  export RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes"
+  BIN="$CARGO_TARGET_DIR/release/secretgate"
+else
+  BIN="$ROOT/target/release/secretgate"
+fi
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  log "cargo build --release"
+  (cd "$ROOT" && cargo build --release) || die "build failed"
+fi
+[[ -x $BIN ]] || die "$BIN missing"
+
+TMP=$(mktemp -d /tmp/secretgate-bench.XXXXXX)
+# nginx workers run as `nobody` when started by root: they may traverse the temp dir and
+# read htpasswd (a salted hash), nothing else; secrets/ and tls/ keys stay owner-only.
+chmod 711 "$TMP"
+mkdir -p "$TMP/tls" "$TMP/secrets" "$TMP/wrk" "$TMP/assertions" "$OUT_DIR"
+chmod 700 "$TMP/tls" "$TMP/secrets" "$TMP/assertions"
+RESULTS="$TMP/results.tsv"
+printf 'phase\tround\tscenario\t%s\n' "fields" >"$RESULTS"
+META="$TMP/meta.txt"
+: >"$META"
+meta() { printf '%s=%s\n' "$1" "$2" >>"$META"; }
+
+# --- certificates (throwaway CA + localhost/127.0.0.1 server cert, ECDSA P-256) ------------
+log "generating CA and server certificate in $TMP/tls"
+(
+  cd "$TMP/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=secretgate bench CA" -keyout ca.key -out ca.crt \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile ext.cnf -out server.crt 2>/dev/null
+) || die "certificate generation failed"
+
+# --- secrets (hex: no characters that Basic's form-encoding would change) -----------------
+BASIC_SECRET=$(openssl rand -hex 16)
+POST_SECRET=$(openssl rand -hex 16)
+JWT_SECRET=$(openssl rand -hex 24) # >= 32 bytes for client_secret_jwt
+printf '%s\n' "$BASIC_SECRET" >"$TMP/secrets/basic"
+printf '%s\n' "$POST_SECRET" >"$TMP/secrets/post"
+printf '%s\n' "$JWT_SECRET" >"$TMP/secrets/jwt"
+openssl rand -hex 32 >"$TMP/secrets/internal-k1"
+chmod 600 "$TMP"/secrets/*
+
+case "$NGINX_HASH" in
+  ssha) HASH=$(python3 -c 'import base64,hashlib,os,sys; s=os.urandom(8); print("{SSHA}"+base64.b64encode(hashlib.sha1(sys.argv[1].encode()+s).digest()+s).decode())' "$BASIC_SECRET") ;;
+  apr1) HASH=$(openssl passwd -apr1 "$BASIC_SECRET") ;;
+  sha512) HASH=$(openssl passwd -6 "$BASIC_SECRET") ;;
+  plain) HASH="{PLAIN}$BASIC_SECRET" ;;
+  *) die "NGINX_HASH must be ssha, apr1, sha512 or plain" ;;
+esac
+printf '%s:%s\n' "$BASIC_ID" "$HASH" >"$TMP/htpasswd"
+chmod 644 "$TMP/htpasswd"
+BASIC_AUTH="Basic $(printf '%s:%s' "$BASIC_ID" "$BASIC_SECRET" | base64 -w0)"
+
+# --- configs ---------------------------------------------------------------------------------
+if [[ $LOGS == on ]]; then
+  PEER_ACCESS_LOG="$TMP/peer-access.log"
+  SG_LOG_LEVEL=info
+else
+  PEER_ACCESS_LOG=off
+  SG_LOG_LEVEL=warn
+fi
+render() {
+  sed -e "s|@TMP@|$TMP|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@UPSTREAM_WORKERS@|$UPSTREAM_WORKERS|g" \
+    -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@PEER_PORT@|$PEER_PORT|g" \
+    -e "s|@SG_PORT@|$SG_PORT|g" -e "s|@SG_ADMIN_PORT@|$SG_ADMIN_PORT|g" \
+    -e "s|@PEER_ACCESS_LOG@|$PEER_ACCESS_LOG|g" -e "s|@REPLAY_CAPACITY@|$REPLAY_CAPACITY|g" \
+    -e "s|@BASIC_ID@|$BASIC_ID|g" -e "s|@POST_ID@|$POST_ID|g" -e "s|@JWT_ID@|$JWT_ID|g" \
+    "$1" >"$2"
+}
+render "$BENCH/conf/upstream.nginx.conf.in" "$TMP/upstream.conf"
+render "$BENCH/conf/peer.nginx.conf.in" "$TMP/peer.conf"
+render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate.yaml"
+"$NGINX" -t -q -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" || die "upstream nginx config"
+"$NGINX" -t -q -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" || die "peer nginx config"
+"$BIN" check --config "$TMP/secretgate.yaml" >/dev/null || die "secretgate config"
+
+# --- start ----------------------------------------------------------------------------------
+pin() { # pin CPUS CMD... : run CMD under taskset when CPUS is set
+  local cpus=$1
+  shift
+  if [[ -n $cpus ]]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
+(pin "$SERVER_CPUS" "$NGINX" -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" -g 'daemon off;') &
+UPSTREAM_PID=$!
+PIDS+=("$UPSTREAM_PID")
+(pin "$SERVER_CPUS" "$NGINX" -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" -g 'daemon off;') &
+PEER_PID=$!
+PIDS+=("$PEER_PID")
+(
+  export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+  pin "$SERVER_CPUS" "$BIN" run --config "$TMP/secretgate.yaml" 2>"$TMP/secretgate.log"
+) &
+SG_PID=$!
+PIDS+=("$SG_PID")
+
+wait_http() { # wait_http URL: until the URL answers at all
+  for _ in $(seq 100); do
+    if curl -s -o /dev/null -k --max-time 1 "$1"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/" || die "upstream did not start (see $TMP/upstream-error.log)"
+wait_http "https://127.0.0.1:$PEER_PORT/" || die "nginx peer did not start (see $TMP/peer-error.log)"
+wait_http "http://127.0.0.1:$SG_ADMIN_PORT/readyz" || die "secretgate did not start: $(tail -5 "$TMP/secretgate.log")"
+SG_THREADS=$(ls "/proc/$SG_PID/task" | wc -l)
+log "started: upstream pid $UPSTREAM_PID, nginx pid $PEER_PID ($WORKERS workers), secretgate pid $SG_PID ($SG_THREADS threads, workers: $WORKERS)"
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SG_PID/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SG_PID/status"; }
+meta rss_start_kib "$(rss_kib)"
+
+# --- smoke tests: every scenario answers 200 with the token before anything is measured ----
+mint() { # mint COUNT FILE: COUNT fresh assertions, one per line (each jti is single-use)
+  "$BIN" assertion --client-id "$JWT_ID" --secret-file "$TMP/secrets/jwt" --aud "$AUD" \
+    --lifetime "${ASSERTION_LIFETIME}s" --count "$1" >"$2"
+}
+CURL=(curl -sS --cacert "$TMP/tls/ca.crt" --resolve "localhost:$PEER_PORT:127.0.0.1" --resolve "localhost:$SG_PORT:127.0.0.1" -o "$TMP/smoke.out" -w '%{http_code}')
+expect() { # expect STATUS NAME CURL-ARGS...
+  local want=$1 name=$2 got
+  shift 2
+  got=$("${CURL[@]}" "$@") || true
+  if [[ $got != "$want" ]]; then die "smoke test $name: HTTP $got, expected $want: $(cat "$TMP/smoke.out" 2>/dev/null)"; fi
+  if [[ $want == 200 ]] && ! grep -q '"access_token"' "$TMP/smoke.out"; then die "smoke test $name: no token in $(cat "$TMP/smoke.out")"; fi
+}
+expect 200 upstream -X POST -d "$GRANT" "http://127.0.0.1:$UPSTREAM_PORT/oauth2/token"
+expect 200 nginx -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$PEER_PORT/oauth2/token"
+expect 401 nginx-wrong-secret -u "$BASIC_ID:wrong" -d "$GRANT" "https://localhost:$PEER_PORT/oauth2/token"
+expect 200 sg-basic -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$SG_PORT/oauth2/token"
+expect 200 sg-post -d "$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "https://localhost:$SG_PORT/oauth2/token"
+JWT_FORM=(-d "$GRANT" -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer)
+mint 1 "$TMP/assertions/smoke.txt"
+expect 200 sg-jwt "${JWT_FORM[@]}" -d "client_assertion=$(cat "$TMP/assertions/smoke.txt")" "https://localhost:$SG_PORT/oauth2/token"
+log "smoke tests passed (200 with a token for every scenario)"
+# Negotiated TLS, for the report (wrk uses OpenSSL's client defaults like s_client).
+tls_of() { openssl s_client -connect "127.0.0.1:$1" -servername localhost </dev/null 2>/dev/null | awk '/^New,/ {print $2, $NF}'; }
+meta tls_nginx "$(tls_of "$PEER_PORT")"
+meta tls_secretgate "$(tls_of "$SG_PORT")"
+
+# --- one wrk run -------------------------------------------------------------------------
+LAST_RPS=0
+declare -A EST_RPS
+# run_wrk PHASE ROUND SCENARIO DURATION CONNECTIONS [DELAY_MS]
+run_wrk() {
+  local phase=$1 round=$2 scen=$3 dur=$4 conns=$5 delay=${6:-0}
+  local url args=("body=$GRANT" "threads=$THREADS" "delay_ms=$delay") minted=0
+  case "$scen" in
+    upstream) url="http://127.0.0.1:$UPSTREAM_PORT/oauth2/token" ;;
+    nginx) url="https://localhost:$PEER_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
+    sg-basic) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
+    sg-post)
+      url="https://localhost:$SG_PORT/oauth2/token"
+      args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "threads=$THREADS" "delay_ms=$delay")
+      ;;
+    sg-jwt)
+      url="https://localhost:$SG_PORT/oauth2/token"
+      # Enough unused assertions for this run: 1.5x the best rate seen so far for the
+      # secretgate scenarios (or the fixed rate), plus slack. Minted right before the run.
+      local est=${EST_RPS[sg-jwt]:-0}
+      if ((${EST_RPS[sg-basic]:-0} > est)); then est=${EST_RPS[sg-basic]}; fi
+      if ((est == 0)); then est=20000; fi
+      if ((delay > 0)); then est=$((conns * 1000 / delay + 1)); fi
+      minted=$((est * dur * 3 / 2 + 2000))
+      local file="$TMP/assertions/$phase-$round.txt"
+      mint "$minted" "$file"
+      args+=("assertions=$file")
+      ;;
+    *) die "unknown scenario $scen" ;;
+  esac
+  local out="$TMP/wrk/$phase-$round-$scen.txt" cmd=(env BENCH_CONNECT=127.0.0.1 wrk -t "$THREADS" -c "$conns" -d "${dur}s" --timeout 5s --latency -s "$BENCH/token.lua" "$url" -- "${args[@]}")
+  if [[ -n $WRK_CPUS ]]; then cmd=(taskset -c "$WRK_CPUS" "${cmd[@]}"); fi
+  "${cmd[@]}" >"$out" 2>&1 &
+  WRK_PID=$!
+  wait "$WRK_PID" || die "wrk failed: $(tail -5 "$out")"
+  WRK_PID=
+  local line
+  line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
+  if [[ $scen == sg-jwt ]]; then rm -f "$TMP/assertions/$phase-$round.txt"; fi
+  printf '%s\t%s\t%s\t%s minted=%s rss_kib=%s\n' "$phase" "$round" "$scen" "$line" "$minted" "$(rss_kib)" >>"$RESULTS"
+  LAST_RPS=$(sed -E 's/.*\brps=([0-9]+).*/\1/' <<<"$line")
+  if [[ $phase != latency ]]; then
+    EST_RPS[$scen]=$LAST_RPS
+  fi
+  local bad
+  bad=$(python3 -c 'import sys; d=dict(kv.split("=") for kv in sys.argv[1].split()); print(sum(int(d[k]) for k in ("non2xx","exhausted","connect","read","write","timeout")))' "$line")
+  log "$(printf '%-8s %-3s %-9s %8s req/s  p50 %6s us  p99 %6s us  %s' "$phase" "$round" "$scen" "$LAST_RPS" \
+    "$(sed -E 's/.*lat_p50_us=([0-9]+).*/\1/' <<<"$line")" "$(sed -E 's/.*lat_p99_us=([0-9]+).*/\1/' <<<"$line")" \
+    "$( ((bad == 0)) && echo ok || echo "INVALID ($bad errors: $(grep -o 'non2xx=[0-9]* first_bad_status=[0-9]* exhausted=[0-9]*' <<<"$line"))")")"
+}
+
+SCENARIOS=(upstream nginx sg-basic sg-post sg-jwt)
+
+# --- serve mode: the same setup, by hand ----------------------------------------------------
+if [[ $MODE == serve ]]; then
+  L="$BENCH/token.lua"
+  cat <<EOF
+Running (temp dir $TMP; Ctrl-C stops everything):
+  upstream   pid $UPSTREAM_PID  http://127.0.0.1:$UPSTREAM_PORT/oauth2/token
+  nginx      pid $PEER_PID  https://localhost:$PEER_PORT/oauth2/token
+  secretgate pid $SG_PID  https://localhost:$SG_PORT/oauth2/token (log: $TMP/secretgate.log)
+Load, as the benchmark runs it:
+  BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$PEER_PORT/oauth2/token -- 'body=$GRANT' 'auth=$BASIC_AUTH'
+  BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT' 'auth=$BASIC_AUTH'
+  BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET'
+  $BIN assertion --client-id $JWT_ID --secret-file $TMP/secrets/jwt --aud $AUD --count 200000 > $TMP/assertions/a.txt
+  BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT' threads=$THREADS assertions=$TMP/assertions/a.txt
+EOF
+  wait "$SG_PID" || true
+  exit 0
+fi
+
+# --- profile mode ----------------------------------------------------------------------
+if [[ $MODE == profile ]]; then
+  run_wrk warmup 0 sg-basic "$WARMUP" "$CONNECTIONS"
+  log "perf record on secretgate (pid $SG_PID) for ${PROFILE_SECONDS}s under sg-basic load"
+  PERF_DATA="$OUT_DIR/perf-sg-basic.data"
+  perf record -F 1999 -g -p "$SG_PID" -o "$PERF_DATA" -- sleep "$PROFILE_SECONDS" 2>"$TMP/perf.log" &
+  PERF_PID=$!
+  PIDS+=("$PERF_PID")
+  run_wrk profile 1 sg-basic "$PROFILE_SECONDS" "$CONNECTIONS"
+  wait "$PERF_PID" || true
+  perf report -i "$PERF_DATA" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^$' | head -150 >"$OUT_DIR/profile-flat.txt" || true
+  perf report -i "$PERF_DATA" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^$' | head -150 >"$OUT_DIR/profile-children.txt" || true
+  log "profile: $OUT_DIR/profile-flat.txt (self time) and profile-children.txt (inclusive); data in $PERF_DATA"
+  sed -n '1,60p' "$OUT_DIR/profile-flat.txt"
+  exit 0
+fi
+
+# --- warm-up, rounds, fixed-rate latency --------------------------------------------------
+# Logs are checked from here on: start-up probes and the smoke tests' deliberate 401
+# come before.
+LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log)
+declare -A LOG_OFFSET
+for f in "${LOG_FILES[@]}"; do LOG_OFFSET[$f]=$(stat -c %s "$TMP/$f" 2>/dev/null || echo 0); done
+measured() { tail -c +$((${LOG_OFFSET[$1]} + 1)) "$TMP/$1" 2>/dev/null || true; }
+log "warm-up: ${WARMUP}s per scenario"
+for s in "${SCENARIOS[@]}"; do run_wrk warmup 0 "$s" "$WARMUP" "$CONNECTIONS"; done
+meta rss_after_warmup_kib "$(rss_kib)"
+
+log "$ROUNDS rounds x ${DURATION}s per scenario, $CONNECTIONS connections, $THREADS wrk threads"
+for r in $(seq "$ROUNDS"); do
+  if ((r % 2)); then order=(upstream nginx sg-basic sg-post sg-jwt); else order=(upstream sg-basic nginx sg-post sg-jwt); fi
+  for s in "${order[@]}"; do run_wrk load "$r" "$s" "$DURATION" "$CONNECTIONS"; done
+done
+meta rss_after_rounds_kib "$(rss_kib)"
+
+if [[ $RATE == auto ]]; then
+  RATE=$(python3 - "$RESULTS" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    phase, rnd, scen, fields = line.split("\t")
+    if phase == "load" and scen != "upstream":
+        d = dict(kv.split("=") for kv in fields.split())
+        rows.setdefault(scen, []).append(float(d["rps"]))
+slowest = min(statistics.median(v) for v in rows.values())
+print(max(100, int(slowest / 2 / 100) * 100))
+EOF
+  )
+fi
+# Each connection waits delay_ms after every response: ~10 ms between requests per
+# connection, as many connections as that takes (a multiple of THREADS).
+LAT_CONNECTIONS=$(((RATE / 100 + THREADS - 1) / THREADS * THREADS))
+((LAT_CONNECTIONS >= THREADS)) || LAT_CONNECTIONS=$THREADS
+LAT_DELAY=$(((LAT_CONNECTIONS * 1000 + RATE / 2) / RATE))
+((LAT_DELAY >= 1)) || LAT_DELAY=1
+log "fixed rate ~$RATE req/s: $LAT_CONNECTIONS connections, ${LAT_DELAY} ms between requests on each, ${LAT_DURATION}s per scenario"
+meta rate "$RATE"
+meta lat_connections "$LAT_CONNECTIONS"
+meta lat_delay_ms "$LAT_DELAY"
+for s in "${SCENARIOS[@]}"; do run_wrk latency 1 "$s" "$LAT_DURATION" "$LAT_CONNECTIONS" "$LAT_DELAY"; done
+meta rss_after_latency_kib "$(rss_kib)"
+
+if ((SOAK > 0)); then
+  log "soak: ${SOAK}s of secretgate Basic at full load, RSS every 5 s"
+  samples="$(rss_kib)"
+  (
+    for _ in $(seq $((SOAK / 5))); do
+      sleep 5
+      awk '/^VmRSS:/ {print $2}' "/proc/$SG_PID/status"
+    done
+  ) >"$TMP/soak-rss.txt" &
+  SAMPLER=$!
+  run_wrk soak 1 sg-basic "$SOAK" "$CONNECTIONS"
+  wait "$SAMPLER" || true
+  meta soak_rss_kib "$samples $(tr '\n' ' ' <"$TMP/soak-rss.txt")"
+fi
+meta rss_end_kib "$(rss_kib)"
+meta rss_hwm_kib "$(hwm_kib)"
+meta sg_threads "$(ls "/proc/$SG_PID/task" | wc -l)"
+
+# --- logs ---------------------------------------------------------------------------------
+# What was logged during the measured part (from the warm-up on). nginx: anything at error
+# level or worse; secretgate: WARN/ERROR lines; access logs (LOGS=on): statuses other than
+# 200, by status (nginx logs 499 for requests wrk abandons when a run's time is up;
+# secretgate writes no access line for those).
+ERR_RE='\[(error|crit|alert|emerg)\]'
+SG_RE='(^|[[:space:]])(WARN|ERROR)[[:space:]]'
+meta nginx_error_lines "$({ measured peer-error.log; measured upstream-error.log; } | grep -c -E "$ERR_RE" || true)"
+meta nginx_warn_lines "$({ measured peer-error.log; measured upstream-error.log; } | grep -c -F '[warn]' || true)"
+meta sg_warn_error_lines "$(measured secretgate.log | grep -c -E "$SG_RE" || true)"
+meta sg_log_bytes "$(stat -c %s "$TMP/secretgate.log")"
+if [[ $LOGS == on ]]; then
+  meta sg_access_lines "$(measured secretgate.log | grep -c 'response status=' || true)"
+  meta sg_access_non200 "$(measured secretgate.log | grep -o 'response status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+  meta nginx_access_lines "$(measured peer-access.log | wc -l)"
+  meta nginx_access_non200 "$(measured peer-access.log | awk '$9 != 200 {print $9}' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+fi
+{
+  echo "--- nginx error logs during the measured runs (error level and worse, first 20)"
+  { measured peer-error.log; measured upstream-error.log; } | grep -E "$ERR_RE" | head -20 || true
+  echo "--- secretgate WARN/ERROR lines during the measured runs (first 20)"
+  measured secretgate.log | grep -E "$SG_RE" | head -20 || true
+} >"$OUT_DIR/log-check.txt"
+
+# --- report ---------------------------------------------------------------------------------
+meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+meta git "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')"
+meta cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+meta nproc "$NPROC"
+meta kernel "$(uname -r)"
+meta load_before "$LOAD1"
+meta load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta nginx_version "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+meta wrk_version "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+meta rustc "$(rustc -V)"
+meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS SERVER_CPUS=${SERVER_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK"
+cp "$RESULTS" "$OUT_DIR/results.tsv"
+cp "$META" "$OUT_DIR/meta.txt"
+rm -rf "$OUT_DIR/wrk" && cp -r "$TMP/wrk" "$OUT_DIR/wrk"
+python3 "$BENCH/report.py" "$RESULTS" "$META" | tee "$OUT_DIR/results.md"
+log "written: $OUT_DIR/results.md (raw: results.tsv, meta.txt, wrk/, log-check.txt)"
