@@ -116,6 +116,25 @@ def main():
         w(f"| {a} / {b} | **{mr:.3f}** | {' / '.join(f'{x:.3f}' for x in per)} | {verdict} |")
     w("")
 
+    if any("cpu_user_us" in by[k] for k in by):
+        w("### CPU per request (the serving process only: nginx workers, or secretgate; "
+          "median over the load rounds)")
+        w("")
+        w("| scenario | user µs | system µs | total µs |")
+        w("|---|---:|---:|---:|")
+        for s in ORDER:
+            rs = [by[(r, s)] for r in rounds if (r, s) in by and "cpu_user_us" in by[(r, s)]]
+            if not rs:
+                continue
+            u = statistics.median(float(x["cpu_user_us"]) for x in rs)
+            k = statistics.median(float(x["cpu_sys_us"]) for x in rs)
+            t = statistics.median(float(x["cpu_user_us"]) + float(x["cpu_sys_us"]) for x in rs)
+            w(f"| {NAMES[s]} | {u:.1f} | {k:.1f} | {t:.1f} |")
+        w("")
+        w("System time includes the kernel's loopback delivery to the peer (the sender's "
+          "softirq), so it is shared work, not only the server's own.")
+        w("")
+
     lat = [r for r in rows if r["phase"] == "latency"]
     if lat:
         w(f"### Latency at a fixed rate below saturation (~{m.get('rate')} req/s offered: "

@@ -298,6 +298,26 @@ tls_of() { openssl s_client -connect "127.0.0.1:$1" -servername localhost </dev/
 meta tls_nginx "$(tls_of "$PEER_PORT")"
 meta tls_secretgate "$(tls_of "$SG_PORT")"
 
+# --- CPU accounting: what each request costs the process serving it ------------------------
+CLK_TCK=$(getconf CLK_TCK)
+server_pids() { # server_pids SCENARIO: the processes doing the work (nginx: its workers)
+  case "$1" in
+    upstream) pgrep -P "$UPSTREAM_PID" ;;
+    nginx) pgrep -P "$PEER_PID" ;;
+    *) echo "$SG_PID" ;;
+  esac
+}
+cpu_ticks() { # cpu_ticks PID...: "user system" clock ticks, all threads, summed
+  local u=0 s=0 p f
+  for p in "$@"; do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")
+    u=$((u + f[11]))
+    s=$((s + f[12]))
+  done
+  echo "$u $s"
+}
+
 # --- one wrk run -------------------------------------------------------------------------
 LAST_RPS=0
 declare -A EST_RPS
@@ -330,14 +350,22 @@ run_wrk() {
   esac
   local out="$TMP/wrk/$phase-$round-$scen.txt" cmd=(env BENCH_CONNECT=127.0.0.1 wrk -t "$THREADS" -c "$conns" -d "${dur}s" --timeout 5s --latency -s "$BENCH/token.lua" "$url" -- "${args[@]}")
   if [[ -n $WRK_CPUS ]]; then cmd=(taskset -c "$WRK_CPUS" "${cmd[@]}"); fi
+  local pids cpu_before cpu_after
+  mapfile -t pids < <(server_pids "$scen")
+  read -r -a cpu_before < <(cpu_ticks "${pids[@]}")
   "${cmd[@]}" >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID" || die "wrk failed: $(tail -5 "$out")"
   WRK_PID=
+  read -r -a cpu_after < <(cpu_ticks "${pids[@]}")
   local line
   line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
   if [[ $scen == sg-jwt ]]; then rm -f "$TMP/assertions/$phase-$round.txt"; fi
-  printf '%s\t%s\t%s\t%s minted=%s rss_kib=%s\n' "$phase" "$round" "$scen" "$line" "$minted" "$(rss_kib)" >>"$RESULTS"
+  local cpu
+  cpu=$(python3 -c 'import sys; u0, s0, u1, s1, n, hz = map(float, sys.argv[1:]); n = max(n, 1); print(f"cpu_user_us={(u1 - u0) / hz / n * 1e6:.2f} cpu_sys_us={(s1 - s0) / hz / n * 1e6:.2f}")' \
+    "${cpu_before[0]}" "${cpu_before[1]}" "${cpu_after[0]}" "${cpu_after[1]}" \
+    "$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")" "$CLK_TCK")
+  printf '%s\t%s\t%s\t%s minted=%s rss_kib=%s %s\n' "$phase" "$round" "$scen" "$line" "$minted" "$(rss_kib)" "$cpu" >>"$RESULTS"
   LAST_RPS=$(sed -E 's/.*\brps=([0-9]+).*/\1/' <<<"$line")
   if [[ $phase != latency ]]; then
     EST_RPS[$scen]=$LAST_RPS
