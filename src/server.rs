@@ -278,12 +278,15 @@ impl Worker {
                 // each request below loads the generation current when it arrives.
                 let generation = current.load_full();
                 let handshake_timeout = generation.config.limits.header_read_timeout;
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                {
+                // Fallible: a failed handshake hands the socket back, so the failure is
+                // counted before the client sees the connection close.
+                let handshake = acceptor.accept(tcp).into_fallible();
+                let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
+                    Ok(Err((e, tcp))) => {
                         metrics.tls_handshake_failed(HandshakeFailure::error);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        drop(tcp);
                         return;
                     }
                     Err(_) => {
