@@ -601,6 +601,117 @@ async fn metrics_after_a_mixed_run() {
     }
 }
 
+/// Every metric name a query in `deploy/grafana-dashboard.json` uses is one the gateway
+/// exports. The scrape is OpenMetrics text, where `# TYPE` names the family, not the
+/// sample: counter `x` is queried as `x_total`, histogram `x` as `x_bucket`, `x_sum` and
+/// `x_count`, info `x` as `x_info`. A labelled family with no sample yet is not in the
+/// scrape at all, so the run first gives each one a sample.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_exported_series() {
+    fn walk(v: &serde_json::Value, queries: &mut Vec<String>, panels: &mut usize) {
+        match v {
+            serde_json::Value::Object(o) => {
+                let targets = o.get("targets").and_then(|t| t.as_array());
+                if targets.is_some_and(|t| t.iter().any(|t| t["expr"].is_string())) {
+                    *panels += 1;
+                }
+                for (key, value) in o {
+                    match value.as_str() {
+                        // Panel and annotation queries (`expr`), variable queries.
+                        Some(q) if ["expr", "query", "definition"].contains(&key.as_str()) => {
+                            queries.push(q.to_owned())
+                        }
+                        _ => walk(value, queries, panels),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, queries, panels)),
+            _ => {}
+        }
+    }
+    /// The `secretgate_…` identifiers in a PromQL expression.
+    fn metric_names(q: &str) -> Vec<&str> {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        q.match_indices("secretgate_")
+            .filter(|(i, _)| !q[..*i].ends_with(ident))
+            .map(|(i, _)| {
+                let end = q[i..].find(|c: char| !ident(c)).map_or(q.len(), |n| i + n);
+                &q[i..end]
+            })
+            .collect()
+    }
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .expect("the dashboard is valid JSON");
+    let (mut queries, mut panels) = (Vec::new(), 0);
+    walk(&dashboard, &mut queries, &mut panels);
+    assert!(panels >= 10, "only {panels} panels with queries");
+
+    // Nothing listens upstream: an authenticated request is a 502.
+    let pki = Pki::generate();
+    let config = config_yaml(&pki, refused_addr().await, "");
+    let gw = Gateway::start_file(pki, &config).await;
+    let mut c = gw.client(false).await;
+    assert_eq!(
+        c.send(token_request(BASIC_SECRET)).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    let body = assertion_body(&assertion());
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &body)).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        c.send(form(TOKEN_PATH, &body)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let _ = tcp.read_to_end(&mut Vec::new()).await;
+    }
+    gw.reloader.reload().await.expect("the same config reloads");
+    // The failed handshake is counted before the socket closes: the scrape sees it.
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "secretgate_tls_handshake_failures_total{reason=\"error\"}"
+        ),
+        1.0
+    );
+    let exported: std::collections::HashSet<String> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+        .flat_map(|(family, kind)| {
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            suffixes.iter().map(move |s| format!("{family}{s}"))
+        })
+        .collect();
+
+    let mut used = 0;
+    for q in &queries {
+        for name in metric_names(q) {
+            assert!(
+                exported.contains(name),
+                "the dashboard queries {name}, which the gateway does not export:\n{q}\n\n{m}"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= panels, "too few metric names found in {queries:#?}");
+}
+
 #[tokio::test]
 async fn client_id_labels_only_when_enabled_and_only_registered_ids() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
