@@ -1,6 +1,7 @@
 //! Turns every [`GatewayError`] into its response, through the one table in
 //! [`crate::error`], so that a failure anywhere below is an OAuth error response and never
-//! a dropped connection. Also the one place errors are logged, as fixed text.
+//! a dropped connection. Also the one place the reason is recorded, as fixed text: in the
+//! request's notes, for its access line (trace.rs), or logged here when there are none.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +16,7 @@ use tower::{Layer, Service};
 
 use crate::config::error_chain;
 use crate::error::{self, GatewayError};
+use crate::trace::Notes;
 use crate::Body;
 
 #[derive(Debug, Clone)]
@@ -64,9 +66,11 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let notes = req.extensions().get::<Arc<Notes>>().cloned();
         ResponseFuture {
             inner: self.inner.call(req),
             challenge: self.challenge.clone(),
+            notes,
         }
     }
 }
@@ -76,6 +80,7 @@ pin_project! {
         #[pin]
         inner: F,
         challenge: Arc<HeaderValue>,
+        notes: Option<Arc<Notes>>,
     }
 }
 
@@ -92,10 +97,14 @@ where
             Err(e) => {
                 let res = error::response(&e, this.challenge);
                 // Error texts are fixed and carry no request data (see error.rs).
-                if res.status().is_server_error() {
-                    tracing::warn!(error = %error_chain(&e), status = res.status().as_u16(), "request failed");
-                } else {
-                    tracing::info!(error = %error_chain(&e), status = res.status().as_u16(), "request rejected");
+                let reason = error_chain(&e);
+                let status = res.status().as_u16();
+                match this.notes.take() {
+                    Some(notes) => notes.error(reason),
+                    None if res.status().is_server_error() => {
+                        tracing::warn!(error = %reason, status, "request failed")
+                    }
+                    None => tracing::info!(error = %reason, status, "request rejected"),
                 }
                 Poll::Ready(Ok(res))
             }

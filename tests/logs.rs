@@ -132,10 +132,25 @@ async fn no_secret_in_logs_at_any_level() {
         .expect("an access line for an accepted post request");
     assert_eq!(ok_post["fields"]["status"], 200);
     assert!(ok_post["fields"]["latency_us"].is_u64());
-    assert!(ok_post["span"]["request_id"]
+    assert!(ok_post["fields"]["request_id"]
         .as_str()
-        .is_some_and(|id| !id.is_empty()));
-    assert_eq!(ok_post["span"]["method"], "POST");
+        .is_some_and(|id| !id.is_empty() && id != "-"));
+    assert_eq!(ok_post["fields"]["method"], "POST");
+    assert_eq!(ok_post["fields"]["path"], TOKEN_PATH);
+    assert!(ok_post["fields"].get("error").is_none());
+    // A refused request's line carries the fixed reason, at INFO (4xx).
+    let refused = access
+        .iter()
+        .find(|v| v["fields"]["outcome"] == "replay")
+        .expect("an access line for the replayed assertion");
+    assert_eq!(refused["fields"]["status"], 401);
+    assert_eq!(refused["level"], "INFO");
+    assert!(
+        refused["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("assertion jti already used")),
+        "{refused}"
+    );
     assert!(access.iter().any(|v| v["fields"]["outcome"] == "replay"));
     // Dependencies at TRACE were captured too (h2 frames, hyper, rustls).
     for target in [
@@ -173,4 +188,27 @@ async fn no_secret_in_logs_at_any_level() {
                 .join("\n")
         );
     }
+
+    // A failure of the gateway's own (upstream down: 502) is logged at WARN, with the
+    // reason, so that a `warn` filter still shows it.
+    let down = Gateway::start(refused_addr().await).await;
+    let mut req = form(TOKEN_PATH, "grant_type=client_credentials");
+    req.headers_mut().insert(
+        "authorization",
+        basic(BASIC_ID, BASIC_SECRET).parse().unwrap(),
+    );
+    assert_eq!(down.send(req).await.status, StatusCode::BAD_GATEWAY);
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let failed = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "secretgate::access" && v["fields"]["status"] == 502)
+        .expect("an access line for the 502");
+    assert_eq!(failed["level"], "WARN");
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("upstream unreachable")),
+        "{failed}"
+    );
 }
