@@ -69,32 +69,7 @@ enum Command {
         count: u64,
     },
     /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
-    VerifyHeader {
-        /// File holding one HS256 key (trailing newline ignored).
-        #[arg(long)]
-        key_file: PathBuf,
-        /// Key id of that key.
-        #[arg(long, default_value = "k1")]
-        kid: String,
-        #[arg(long, default_value = "secretgate")]
-        issuer: String,
-        #[arg(long, default_value = "legacy-token-service")]
-        audience: String,
-        /// Seconds of clock skew tolerated.
-        #[arg(long, default_value_t = 0)]
-        leeway: i64,
-        /// Also require this HTTP method in `htm`.
-        #[arg(long)]
-        method: Option<String>,
-        /// Also require this URL in `htu`.
-        #[arg(long)]
-        url: Option<String>,
-        /// Also require `body_sha256` to match this file's bytes.
-        #[arg(long)]
-        body_file: Option<PathBuf>,
-        /// The header value; read from stdin when absent.
-        value: Option<String>,
-    },
+    VerifyHeader(VerifyArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -180,27 +155,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::VerifyHeader {
-            key_file,
-            kid,
-            issuer,
-            audience,
-            leeway,
-            method,
-            url,
-            body_file,
-            value,
-        } => match verify(VerifyArgs {
-            key_file,
-            kid,
-            issuer,
-            audience,
-            leeway,
-            method,
-            url,
-            body_file,
-            value,
-        }) {
+        Command::VerifyHeader(args) => match verify(args) {
             Ok(claims) => {
                 println!("{claims}");
                 ExitCode::SUCCESS
@@ -300,15 +255,31 @@ fn assertion(
     Ok(())
 }
 
+#[derive(clap::Args)]
 struct VerifyArgs {
+    /// File holding one HS256 key (trailing newline ignored).
+    #[arg(long)]
     key_file: PathBuf,
+    /// Key id of that key.
+    #[arg(long, default_value = "k1")]
     kid: String,
+    #[arg(long, default_value = "secretgate")]
     issuer: String,
+    #[arg(long, default_value = "legacy-token-service")]
     audience: String,
+    /// Seconds of clock skew tolerated.
+    #[arg(long, default_value_t = 0)]
     leeway: i64,
+    /// Also require this HTTP method in `htm`.
+    #[arg(long)]
     method: Option<String>,
+    /// Also require this URL in `htu`.
+    #[arg(long)]
     url: Option<String>,
+    /// Also require `body_sha256` to match this file's bytes.
+    #[arg(long)]
     body_file: Option<PathBuf>,
+    /// The header value; read from stdin when absent.
     value: Option<String>,
 }
 
