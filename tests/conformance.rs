@@ -360,17 +360,7 @@ async fn send_streamed(
         .body(StreamBody::new(stream_from(rx)))
         .unwrap();
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connector(&gw.pki.ca_der, &[b"http/1.1"])
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = h1_over_tls(tcp, &gw.pki.ca_der).await;
     let res = tokio::time::timeout(Duration::from_secs(20), send.send_request(req))
         .await
         .expect("the gateway answered")
@@ -1763,16 +1753,5 @@ async fn connect_from(gw: &Gateway, ip: [u8; 4]) -> Client {
         .bind(std::net::SocketAddr::from((ip, 0)))
         .expect("bind another loopback address");
     let tcp = socket.connect(gw.addr).await.unwrap();
-    let tls = tls_connector(&gw.pki.ca_der, &[b"http/1.1"])
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    Client::H1(send)
+    Client::H1(h1_over_tls(tcp, &gw.pki.ca_der).await)
 }

@@ -141,17 +141,7 @@ async fn unprotected_bodies_are_streamed_byte_for_byte_f3() {
         .unwrap();
 
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tls_connector(&gw.pki.ca_der, &[b"http/1.1"])
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = h1_over_tls(tcp, &gw.pki.ca_der).await;
     let response = tokio::spawn(async move { send.send_request(req).await });
 
     tx.send(Ok(http_body::Frame::data(Bytes::from(first.clone()))))

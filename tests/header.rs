@@ -11,17 +11,6 @@ use support::*;
 const K1: &str = "the-old-signing-key-0123456789abcdef";
 const K2: &str = "the-new-signing-key-0123456789abcdef";
 
-fn keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
-    let keys: Vec<_> = list
-        .iter()
-        .map(|(id, k)| secretgate::config::SigningKey {
-            id: (*id).into(),
-            secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
-        })
-        .collect();
-    secretgate::VerifyKeys::new(&keys)
-}
-
 fn expected() -> secretgate::Expected<'static> {
     secretgate::Expected {
         issuer: "secretgate",
@@ -53,18 +42,21 @@ async fn rotation_signs_with_the_first_key() {
     let header = rec.headers["x-authenticated-client"].to_str().unwrap();
 
     // A verifier holding both keys accepts, and the header names k2.
-    let claims =
-        secretgate::verify_internal_header(header, &keys(&[("k1", K1), ("k2", K2)]), &expected())
-            .unwrap();
+    let claims = secretgate::verify_internal_header(
+        header,
+        &verify_keys(&[("k1", K1), ("k2", K2)]),
+        &expected(),
+    )
+    .unwrap();
     assert_eq!(claims.client_id, POST_ID);
     // A verifier that only knows the old key refuses.
     assert_eq!(
-        secretgate::verify_internal_header(header, &keys(&[("k1", K1)]), &expected()),
+        secretgate::verify_internal_header(header, &verify_keys(&[("k1", K1)]), &expected()),
         Err(secretgate::VerifyError::UnknownKey)
     );
     // A verifier with k2's id but k1's bytes refuses on the signature.
     assert_eq!(
-        secretgate::verify_internal_header(header, &keys(&[("k2", K1)]), &expected()),
+        secretgate::verify_internal_header(header, &verify_keys(&[("k2", K1)]), &expected()),
         Err(secretgate::VerifyError::Signature)
     );
 }

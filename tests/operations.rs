@@ -80,17 +80,6 @@ async fn served_certificate(gw: &Gateway) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-fn verify_keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
-    let keys: Vec<_> = list
-        .iter()
-        .map(|(id, k)| secretgate::config::SigningKey {
-            id: (*id).into(),
-            secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
-        })
-        .collect();
-    secretgate::VerifyKeys::new(&keys)
-}
-
 /// The `kid` of the internal header the upstream saw last.
 fn last_kid(upstream: &RecordingUpstream) -> String {
     let rec = upstream.last();
@@ -802,15 +791,7 @@ async fn sighup_reloads_and_sigterm_drains_the_binary() {
     wait_ready(admin, &mut child).await;
     let client = || async {
         let tcp = TcpStream::connect(listen).await.unwrap();
-        let tls = tls_connector(&pki.ca_der, &[b"http/1.1"])
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        Client::H1(send)
+        Client::H1(h1_over_tls(tcp, &pki.ca_der).await)
     };
 
     let mut c = client().await;

@@ -418,6 +418,40 @@ pub fn tls_connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rust
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
+/// HTTP/1.1 over TLS (trusting the test CA, SNI `localhost`) on an already connected
+/// socket, for any request body type; the connection task is spawned.
+pub async fn h1_over_tls<B>(
+    tcp: TcpStream,
+    ca: &CertificateDer<'static>,
+) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls = tls_connector(ca, &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Verification keys for `verify_internal_header`, from (kid, key) pairs.
+pub fn verify_keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
+    let keys: Vec<_> = list
+        .iter()
+        .map(|(id, k)| secretgate::config::SigningKey {
+            id: (*id).into(),
+            secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
+        })
+        .collect();
+    secretgate::VerifyKeys::new(&keys)
+}
+
 impl Client {
     pub async fn connect(addr: SocketAddr, ca: &CertificateDer<'static>, h2: bool) -> Client {
         let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
