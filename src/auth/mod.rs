@@ -183,10 +183,14 @@ impl Authenticator {
             body_client_id,
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
 
-        let endpoint = format!("{}{}", self.public_url, parts.uri.path());
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-        let (client_id, method) =
-            self.verify(presented, body_client_id.as_deref(), &endpoint, peer, notes)?;
+        let (client_id, method) = self.verify(
+            presented,
+            body_client_id.as_deref(),
+            parts.uri.path(),
+            peer,
+            notes,
+        )?;
 
         // Rebuild the body without secret material (DESIGN.md §4).
         let forwarded = match &params {
@@ -241,7 +245,7 @@ impl Authenticator {
         &self,
         presented: Presented,
         body_client_id: Option<&str>,
-        endpoint_url: &str,
+        path: &str,
         peer: Option<IpAddr>,
         notes: Option<&Notes>,
     ) -> Result<(String, AuthMethod), GatewayError> {
@@ -288,7 +292,7 @@ impl Authenticator {
                 .map_err(|f| GatewayError::auth(f, false)),
             Presented::Jwt { .. } => match &compact {
                 Some(c) => self
-                    .verify_assertion(c, body_client_id, endpoint_url)
+                    .verify_assertion(c, body_client_id, path)
                     .map(|id| (id, AuthMethod::ClientSecretJwt)),
                 None => Err(RequestError::MalformedAssertion.into()),
             },
@@ -304,7 +308,7 @@ impl Authenticator {
         &self,
         compact: &jwt::Compact<'_>,
         body_client_id: Option<&str>,
-        endpoint_url: &str,
+        path: &str,
     ) -> Result<String, GatewayError> {
         let reject = |r: jwt::Rejection| GatewayError::auth(AuthFailure::Assertion(r), false);
         // RFC 8725 §3.1: only the HMAC algorithms, named exactly; never `none`.
@@ -342,6 +346,8 @@ impl Authenticator {
             Some(_) => {}
         }
 
+        // `aud` may name the exact URL called (compat mode): only assertions need it.
+        let endpoint_url = format!("{}{}", self.public_url, path);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -350,7 +356,7 @@ impl Authenticator {
             &compact.claims,
             &jwt::Expectations {
                 issuer: &self.issuer,
-                endpoint_url,
+                endpoint_url: &endpoint_url,
                 audience_mode: self.assertion.audience,
                 leeway: self.assertion.leeway,
                 max_age: self.assertion.max_age,
