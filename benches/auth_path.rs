@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the per-request authentication path (DESIGN.md §8: "the auth + sign
+//! Micro-benchmarks of the per-request authentication path (docs/design.md §9: "the auth + sign
 //! path must cost a few µs, not tens").
 //!
 //! For each client-authentication method, one iteration is exactly what the gateway does
@@ -25,7 +25,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -35,14 +35,16 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
-use secretgate::auth::jwt::Algorithm;
 use secretgate::auth::replay::{MemoryReplayStore, ReplayStore};
-use secretgate::auth::{Authenticated, Authenticator};
+use secretgate::auth::throttle::Throttle;
+use secretgate::auth::{AuthState, Authenticated, Authenticator};
+use secretgate::body::Body;
+use secretgate::clock::Clock;
 use secretgate::config::Config;
+use secretgate::conn::ClientAddr;
+use secretgate::oauth::{Algorithm, AuthMethod};
 use secretgate::secret::Secret;
 use secretgate::sign::Signer;
-use secretgate::upstream::ClientAddr;
-use secretgate::Body;
 
 const BASIC_ID: &str = "billing";
 const BASIC_SECRET: &str = "basic-secret-0123456789abcdef";
@@ -187,14 +189,11 @@ fn request(t: &Template) -> Request<Body> {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    Clock::system().now()
 }
 
 /// The full path for one request; returns the header value so nothing is optimised away.
-fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>, now: i64) -> String {
+fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>) -> String {
     let out = auth
         .authenticate(req)
         .now_or_never()
@@ -205,7 +204,7 @@ fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>, now:
         .get::<Authenticated>()
         .expect("Authenticated extension");
     let header = signer
-        .sign(who, out.method().as_str(), out.uri().path(), now)
+        .sign(who, out.method().as_str(), out.uri().path())
         .expect("sign");
     black_box(out);
     header
@@ -226,8 +225,13 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let replay: Arc<dyn ReplayStore> = Arc::new(MemoryReplayStore::new(REPLAY_CAPACITY));
-    let auth = Authenticator::new(&config, replay);
-    let signer = Signer::new(&config.internal_header, &config.public_url).expect("a key");
+    let state = AuthState {
+        replay,
+        throttle: Arc::new(Throttle::new(&config.throttle)),
+    };
+    let auth = Authenticator::new(&config, state, Clock::system());
+    let signer =
+        Signer::new(&config.internal_header, &config.public_url, Clock::system()).expect("a key");
 
     // A timer handle for the body-read timeout; nothing is ever awaited on it.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -265,20 +269,14 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, t) in &methods[..2] {
         g.bench_function(*name, |b| {
-            b.iter(|| {
-                let now = unix_now();
-                black_box(auth_and_sign(&auth, &signer, request(black_box(t)), now))
-            })
+            b.iter(|| black_box(auth_and_sign(&auth, &signer, request(black_box(t)))))
         });
     }
     // Every jwt iteration needs an unused jti: mint outside the timed section.
     g.bench_function("client_secret_jwt", |b| {
         b.iter_batched(
             || Template::jwt(&mint_jwt(unix_now())),
-            |t| {
-                let now = unix_now();
-                black_box(auth_and_sign(&auth, &signer, request(&t), now))
-            },
+            |t| black_box(auth_and_sign(&auth, &signer, request(&t))),
             BatchSize::SmallInput,
         )
     });
@@ -287,11 +285,11 @@ fn benches(c: &mut Criterion) {
     // Only the signing step, for the breakdown.
     let who = Authenticated {
         client_id: BASIC_ID.into(),
-        method: secretgate::auth::AuthMethod::ClientSecretBasic,
+        method: AuthMethod::ClientSecretBasic,
         body: Bytes::from(format!("{GRANT}&client_id={BASIC_ID}")),
     };
     c.bench_function("sign_only", |b| {
-        b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, 1_800_000_000)))
+        b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH)))
     });
 
     // The floor: one HMAC-SHA256 over as many bytes as the request's credential-bearing part.
@@ -313,9 +311,7 @@ fn benches(c: &mut Criterion) {
     // presented secret, or the assertion MAC), SHA-256 of the forwarded body, HMAC of the
     // internal header's signing input (~ the size `sign_only` produces).
     let sign_input = {
-        let v = signer
-            .sign(&who, "POST", TOKEN_PATH, 1_800_000_000)
-            .unwrap();
+        let v = signer.sign(&who, "POST", TOKEN_PATH).unwrap();
         v.rsplit_once('.').unwrap().0.len()
     };
     let mut g = c.benchmark_group("crypto_floor");

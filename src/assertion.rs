@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Sha256, Sha384, Sha512};
 
-use crate::auth::jwt::Algorithm;
+use crate::jws::{self, HmacKey};
+use crate::oauth::Algorithm;
 use crate::secret::Secret;
 
 /// A fresh assertion: `iss` = `sub` = client, `aud`, `iat` = now, `exp` = now + lifetime,
-/// and a random 128-bit `jti` (so every call is single-use material).
+/// and a random 128-bit `jti` (so every call is single-use material). The MAC key is the
+/// secret's own bytes (RFC 7523 §3, OIDC Core §9).
 pub fn mint(
     client_id: &str,
     secret: &Secret,
@@ -31,29 +29,13 @@ pub fn mint(
         "aud": audience,
         "iat": now,
         "exp": now + lifetime.as_secs() as i64,
-        "jti": URL_SAFE_NO_PAD.encode(jti),
+        "jti": jws::encode(jti),
     });
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signature = mac(alg, secret.expose(), input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-}
-
-fn mac(alg: Algorithm, key: &[u8], input: &[u8]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        m.update(input);
-        m.finalize().into_bytes().to_vec()
-    }
-    match alg {
-        Algorithm::Hs256 => run::<Hmac<Sha256>>(key, input),
-        Algorithm::Hs384 => run::<Hmac<Sha384>>(key, input),
-        Algorithm::Hs512 => run::<Hmac<Sha512>>(key, input),
-    }
+    jws::sign(
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+        &HmacKey::new(alg, secret.expose()),
+    )
 }
 
 #[cfg(test)]
@@ -103,8 +85,7 @@ mod tests {
             Some(serde_json::Value::String(accepted.jti)),
             other.claims.jti
         );
-        let mut m = Hmac::<Sha512>::new_from_slice(secret.expose()).unwrap();
-        m.update(c.signing_input.as_bytes());
-        assert!(m.verify_slice(&c.signature).is_ok());
+        assert!(HmacKey::new(Algorithm::Hs512, secret.expose())
+            .verify(c.signing_input.as_bytes(), &c.signature));
     }
 }

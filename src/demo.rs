@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, SigningKey};
 use crate::secret::Secret;
-use crate::server::ServeError;
-use crate::sign::{verify_internal_header, Expected, VerifyKeys};
+use crate::server::{Gateway, ServeError};
+use crate::verify::{verify_internal_header, Expected, VerifyKeys};
 
 pub const BASIC_CLIENT: &str = "demo-basic";
 pub const POST_CLIENT: &str = "demo-post";
@@ -261,7 +261,7 @@ clients:
     let _ = writeln!(text, "Ready. Press Ctrl-C to stop.");
     on_ready(text);
 
-    let result = match crate::Gateway::new(config) {
+    let result = match Gateway::new(config) {
         Ok(gateway) => gateway.serve(listener, Some(admin), shutdown).await,
         Err(e) => Err(e),
     };

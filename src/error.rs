@@ -5,17 +5,19 @@
 //! (RFC 6749 §5.1–5.2). Descriptions are fixed text per variant: they never echo input and
 //! never say whether a client exists (unknown client and wrong secret share one row).
 //! Error `Display` strings are fixed too, so logging an error cannot leak a secret.
+//!
+//! The payloads of errors raised deeper in the flow (why an assertion was rejected, how
+//! long a throttled client must wait) live here too, so that this module depends on
+//! nothing but the body type and every other module may depend on it.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{
     HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::{Body, BoxError};
+use crate::body::{full, Body, BoxError};
 
 /// Malformed requests: `400 invalid_request` (RFC 6749 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,9 +69,53 @@ pub enum AuthFailure {
     #[error("client is registered for another authentication method")]
     WrongMethod,
     #[error("assertion rejected: {0}")]
-    Assertion(#[from] crate::auth::jwt::Rejection),
+    Assertion(#[from] AssertionRejection),
     #[error("assertion jti already used")]
     ReplayedAssertion,
+}
+
+/// Why a well-formed assertion was refused (→ `401 invalid_client`). Fixed text only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionRejection {
+    #[error("alg is not HS256, HS384 or HS512")]
+    UnsupportedAlgorithm,
+    #[error("alg is not allowed for this client")]
+    AlgorithmNotAllowed,
+    #[error("crit header present")]
+    CriticalHeader,
+    #[error("sub missing or not a string")]
+    MissingSubject,
+    #[error("iss differs from sub")]
+    IssuerMismatch,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("aud missing")]
+    MissingAudience,
+    #[error("aud does not name this server")]
+    AudienceMismatch,
+    #[error("exp missing or not a number")]
+    MissingExpiry,
+    #[error("expired")]
+    Expired,
+    #[error("nbf in the future")]
+    NotYetValid,
+    #[error("iat in the future")]
+    IssuedInFuture,
+    #[error("iat older than max_age")]
+    TooOld,
+    #[error("no iat and exp further ahead than max_age")]
+    LifetimeTooLong,
+    #[error("nbf or iat is not a number")]
+    BadTimeClaim,
+    #[error("jti missing, empty, too long or not a string")]
+    MissingJti,
+}
+
+/// Too many failed authentications (RFC 6749 §2.3.1 brute-force protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many failed authentications; retry after {retry_after:?}")]
+pub struct Throttled {
+    pub retry_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +137,7 @@ pub enum GatewayError {
     #[error("path is not protected and `unprotected: deny` is set")]
     UnprotectedDenied,
     #[error("too many failed authentications from this address")]
-    Throttled(#[source] crate::auth::throttle::Throttled),
+    Throttled(#[source] Throttled),
     #[error("replay store is full")]
     ReplayStoreFull,
     #[error("protected request reached signing without an authenticated client")]
@@ -155,7 +201,7 @@ fn request_row(e: RequestError) -> Row {
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
 }
 
-/// The error table (DESIGN.md §3). No catch-all arm: a new variant must be placed here.
+/// The error table (docs/design.md §3). No catch-all arm: a new variant must be placed here.
 fn table(e: &GatewayError) -> Row {
     match e {
         GatewayError::Request(r) => request_row(*r),
@@ -249,17 +295,26 @@ pub fn basic_challenge(realm: &str) -> HeaderValue {
 
 /// A JSON response with the no-store headers every gateway-written response carries.
 pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut res = Response::new(full(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     res
+}
+
+/// An error and its sources on one line, for logs and problem messages. Every error type
+/// in the crate has fixed text, so the chain never carries request data.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,17 +4,34 @@
 //! internal header naming the client and method.
 //!
 //! The request path is assembled in [`stack`]; [`serve`] runs it behind the TLS listener.
+//! The contract (flow, rules, errors, forwarding, header, config, CLI) is docs/design.md.
+//!
+//! Modules, bottom of the dependency graph first (every `use crate::` points down this
+//! list; `.ci/modgraph.py` fails CI on a cycle):
+//! - vocabulary: [`oauth`] (methods, algorithms, parameter names, `ClientId`), [`secret`],
+//!   [`clock`], [`body`], [`conn`], [`jws`], [`error`] (error payloads and the one
+//!   error → response table);
+//! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`];
+//! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
+//!   [`sign`], [`verify`], [`rescue`];
+//! - assembly: [`stack`], [`reload`], [`admin`], [`shutdown`], [`server`];
+//! - commands: [`assertion`], [`demo`] (and `main.rs`).
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod assertion;
 pub mod auth;
+pub mod body;
+pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod error;
+pub mod jws;
 pub mod limit;
 pub mod metrics;
+pub mod oauth;
 pub mod reload;
 pub mod rescue;
 pub mod route;
@@ -27,37 +44,10 @@ pub mod strip;
 pub mod tls;
 pub mod trace;
 pub mod upstream;
+pub mod verify;
 
-/// Boxed errors, as hyper and tower pass them around.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The error of a streamed body (client or upstream I/O). A concrete type rather than a
-/// `dyn Error` so that futures holding bodies stay provably `Send`.
-#[derive(Debug)]
-pub struct BodyError(BoxError);
-
-impl BodyError {
-    pub fn new(e: impl Into<BoxError>) -> Self {
-        Self(e.into())
-    }
-}
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for BodyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}
-
-/// The body type used throughout the stack: streamed for unprotected requests and
-/// upstream responses, in-memory for rebuilt protected requests and gateway responses.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BodyError>;
-
+pub use body::{Body, BodyError, BoxError};
+pub use clock::Clock;
 pub use config::Config;
 pub use server::{serve, Gateway, ServeError};
-pub use sign::{verify_internal_header, Expected, InternalClaims, VerifyError, VerifyKeys};
+pub use verify::{verify_internal_header, Expected, InternalClaims, VerifyError, VerifyKeys};

@@ -19,8 +19,8 @@ use http::header::{CONTENT_LENGTH, EXPECT};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 
+use crate::body::Body;
 use crate::error::GatewayError;
-use crate::Body;
 
 /// Most bytes of an unwanted body read (and discarded) before answering.
 pub const DRAIN_LIMIT: u64 = 1024 * 1024;
@@ -105,7 +105,7 @@ mod tests {
     use http_body_util::StreamBody;
 
     fn chunked(chunks: &[&'static str]) -> Body {
-        let frames: Vec<Result<Frame<Bytes>, crate::BodyError>> = chunks
+        let frames: Vec<Result<Frame<Bytes>, crate::body::BodyError>> = chunks
             .iter()
             .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
             .collect();

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use secretgate::clock::Clock;
 use secretgate::config::{Config, SigningKey};
+use secretgate::oauth::Algorithm;
 use secretgate::secret::Secret;
-use secretgate::sign::{verify_internal_header, Expected, VerifyKeys};
+use secretgate::verify::{verify_internal_header, Expected, VerifyKeys};
 
 #[derive(Parser)]
 #[command(
@@ -240,12 +242,12 @@ fn assertion(
 ) -> anyhow::Result<()> {
     use std::io::Write;
     let secret = Secret::new(read_key_file(secret_file)?);
-    let alg = secretgate::auth::jwt::Algorithm::from_name(alg)
+    let alg = Algorithm::from_name(alg)
         .with_context(|| format!("--alg {alg}: use HS256, HS384 or HS512"))?;
     let lifetime = secretgate::config::units::parse_duration(lifetime)
         .map_err(anyhow::Error::msg)
         .context("--lifetime")?;
-    let now = secretgate::sign::unix_now();
+    let now = Clock::system().now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..count {
         let a = secretgate::assertion::mint(client_id, &secret, aud, alg, lifetime, now);

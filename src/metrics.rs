@@ -8,7 +8,7 @@
 //! header value and no body byte ever becomes a label.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -18,8 +18,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::auth::AuthMethod;
+use crate::clock::Clock;
 use crate::error::{AuthFailure, GatewayError};
+use crate::oauth::{AuthMethod, ClientId};
 
 /// What the router made of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
@@ -356,7 +357,7 @@ impl Metrics {
         &self,
         method: Option<AuthMethod>,
         outcome: Outcome,
-        client_id: Option<&str>,
+        client_id: Option<&ClientId>,
     ) {
         let method = MethodLabel::from(method);
         // The replay store's refusals: a reused jti, or `unavailable`, which the auth step
@@ -372,7 +373,7 @@ impl Metrics {
         if let Some(id) = client_id.filter(|_| self.client_id_label.load(Ordering::Relaxed)) {
             self.client_authentications
                 .get_or_create(&ClientAuthLabels {
-                    client_id: id.to_owned(),
+                    client_id: id.to_string(),
                     method,
                     outcome,
                 })
@@ -406,11 +407,7 @@ impl Metrics {
     }
 
     fn config_loaded(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.last_reload_success.set(now as i64);
+        self.last_reload_success.set(Clock::system().now());
     }
 
     pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
@@ -455,7 +452,7 @@ mod tests {
         m.authentication(
             Some(AuthMethod::ClientSecretBasic),
             Outcome::ok,
-            Some("billing"),
+            Some(&ClientId::new("billing")),
         );
         m.upstream_error(UpstreamError::timeout);
         let text = m.encode(7);
@@ -475,7 +472,7 @@ mod tests {
         m.authentication(
             Some(AuthMethod::ClientSecretBasic),
             Outcome::ok,
-            Some("billing"),
+            Some(&ClientId::new("billing")),
         );
         assert!(m.encode(0).contains(
             "secretgate_client_authentications_total{client_id=\"billing\",method=\"client_secret_basic\",outcome=\"ok\"} 1"

@@ -29,8 +29,10 @@ use hyper_util::server::conn::auto;
 
 use crate::auth::replay::{MemoryReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
-use crate::auth::Authenticator;
-use crate::config::{self, error_chain, Config, ConfigError, Source};
+use crate::auth::{AuthState, Authenticator};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Source, ThrottleConfig};
+use crate::error::error_chain;
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::sign::Signer;
 use crate::stack::{self, Stack};
@@ -64,7 +66,9 @@ pub struct Shared {
     replay_capacity: u64,
     /// Worker threads, fixed at start (`workers` needs a restart).
     pub workers: usize,
-    throttle: Mutex<(config::Throttle, Arc<Throttle>)>,
+    throttle: Mutex<(ThrottleConfig, Arc<Throttle>)>,
+    /// The clock every generation's authenticator and signer read.
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +84,7 @@ pub enum ReloadError {
 }
 
 impl Shared {
-    pub fn new(config: &Config) -> Shared {
+    pub fn new(config: &Config, clock: Clock) -> Shared {
         let replay: Arc<dyn ReplayStore> =
             Arc::new(MemoryReplayStore::new(config.assertion.replay_capacity));
         Shared {
@@ -93,11 +97,12 @@ impl Shared {
                 config.throttle.clone(),
                 Arc::new(Throttle::new(&config.throttle)),
             )),
+            clock,
         }
     }
 
     /// The throttle for `cfg`: the current one, or a fresh one if the settings changed.
-    fn throttle(&self, cfg: &config::Throttle) -> Arc<Throttle> {
+    fn throttle(&self, cfg: &ThrottleConfig) -> Arc<Throttle> {
         let mut slot = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
         if slot.0 != *cfg {
             tracing::info!("throttle settings changed: failure counters start afresh");
@@ -108,26 +113,26 @@ impl Shared {
 
     /// Builds a generation from a validated config.
     pub fn generation(&self, config: Config) -> Result<Generation, ReloadError> {
-        let authenticator = Arc::new(Authenticator::with_state(
-            &config,
-            self.replay.clone(),
-            self.throttle(&config.throttle),
-        ));
-        let signer = Arc::new(
-            Signer::new(&config.internal_header, &config.public_url)
+        let state = AuthState {
+            replay: self.replay.clone(),
+            throttle: self.throttle(&config.throttle),
+        };
+        let parts = stack::Parts {
+            authenticator: Arc::new(Authenticator::new(&config, state, self.clock.clone())),
+            signer: Arc::new(
+                Signer::new(
+                    &config.internal_header,
+                    &config.public_url,
+                    self.clock.clone(),
+                )
                 .ok_or(ReloadError::NoSigningKey)?,
-        );
+            ),
+            metrics: self.metrics.clone(),
+        };
         let stacks = (0..self.workers)
             .map(|_| {
-                stack::build(
-                    &config,
-                    stack::Parts {
-                        authenticator: authenticator.clone(),
-                        signer: signer.clone(),
-                        upstream: Upstream::new(&config.upstream, self.metrics.clone()),
-                        metrics: self.metrics.clone(),
-                    },
-                )
+                let upstream = Upstream::new(&config.upstream, self.metrics.clone());
+                stack::build(&config, parts.clone(), upstream)
             })
             .collect();
         let mut http = auto::Builder::new(TokioExecutor::new());

@@ -14,10 +14,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::config::error_chain;
-use crate::error::{self, GatewayError};
+use crate::body::Body;
+use crate::error::{self, error_chain, GatewayError};
 use crate::trace::Notes;
-use crate::Body;
 
 #[derive(Debug, Clone)]
 pub struct RescueLayer {
@@ -39,14 +38,29 @@ impl<S> Layer<S> for RescueLayer {
         Rescue {
             inner,
             challenge: self.challenge.clone(),
+            not_ready: None,
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
     challenge: Arc<HeaderValue>,
+    /// The inner service failed its readiness check: the next call is answered with this
+    /// error instead of calling a service that is not ready (tower's contract).
+    not_ready: Option<GatewayError>,
+}
+
+impl<S: Clone> Clone for Rescue<S> {
+    /// A clone is a new service: it must be polled ready itself.
+    fn clone(&self) -> Self {
+        Rescue {
+            inner: self.inner.clone(),
+            challenge: self.challenge.clone(),
+            not_ready: None,
+        }
+    }
 }
 
 impl<S> Service<Request<Body>> for Rescue<S>
@@ -58,17 +72,30 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Inner services are always ready; an error here would be a bug, surfaced per call.
-        match self.inner.poll_ready(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+        if self.not_ready.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(self.inner.poll_ready(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // Rescue cannot fail, so a readiness error becomes the answer to the next call;
+            // the inner service is not called for it.
+            Err(e) => {
+                self.not_ready = Some(e);
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let notes = req.extensions().get::<Arc<Notes>>().cloned();
+        let kind = match self.not_ready.take() {
+            Some(error) => Kind::Failed { error: Some(error) },
+            None => Kind::Calling {
+                future: self.inner.call(req),
+            },
+        };
         ResponseFuture {
-            inner: self.inner.call(req),
+            kind,
             challenge: self.challenge.clone(),
             notes,
         }
@@ -78,9 +105,17 @@ where
 pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        kind: Kind<F>,
         challenge: Arc<HeaderValue>,
         notes: Option<Arc<Notes>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Calling { #[pin] future: F },
+        Failed { error: Option<GatewayError> },
     }
 }
 
@@ -92,7 +127,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match ready!(this.inner.poll(cx)) {
+        let result = match this.kind.project() {
+            KindProj::Calling { future } => ready!(future.poll(cx)),
+            KindProj::Failed { error } => {
+                Err(error.take().unwrap_or(GatewayError::NotAuthenticated))
+            }
+        };
+        match result {
             Ok(res) => Poll::Ready(Ok(res)),
             Err(e) => {
                 let res = error::response(&e, this.challenge);

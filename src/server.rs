@@ -24,12 +24,14 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::body::BodyError;
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::conn::ClientAddr;
 use crate::metrics::{HandshakeFailure, Metrics};
 use crate::reload::{self, Generation, ReloadError, Reloader, Shared};
 use crate::shutdown::Lifecycle;
 use crate::tls::{self, TlsError};
-use crate::upstream::ClientAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -64,7 +66,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Gateway, ServeError> {
-        let shared = Arc::new(Shared::new(&config));
+        Self::with_clock(config, Clock::system())
+    }
+
+    /// A gateway whose authenticator and signer read `clock` (tests pin time with
+    /// [`Clock::manual`]).
+    pub fn with_clock(config: Config, clock: Clock) -> Result<Gateway, ServeError> {
+        let shared = Arc::new(Shared::new(&config, clock));
         let tls = TlsAcceptor::from(tls::server_config(shared.resolver.clone())?);
         let generation = shared.generation(config).map_err(|e| match e {
             ReloadError::NoSigningKey => ServeError::NoSigningKey,
@@ -299,7 +307,7 @@ impl Worker {
                 let http = generation.http.clone();
                 drop(generation);
                 let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let mut req = req.map(|b| b.map_err(crate::BodyError::new).boxed_unsync());
+                    let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
                     req.extensions_mut().insert(ClientAddr(peer));
                     // Per request, not per connection: a reload applies to kept-alive
                     // connections from their next request on.

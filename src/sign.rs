@@ -1,51 +1,36 @@
 //! The signed internal header: how the upstream learns who authenticated and how.
 //!
-//! Value: a compact JWS, HS256, header `{"alg":"HS256","typ":"JWT","kid":...}`, claims
-//! `iss aud sub client_id auth_method iat exp jti htm htu body_sha256` (DESIGN.md §5).
-//! `body_sha256` binds the header to the exact forwarded body and `htm`/`htu` to the
-//! request, so a captured header cannot be replayed onto another request.
+//! Value: a compact JWS (jws.rs), HS256, header `{"alg":"HS256","typ":"JWT","kid":...}`,
+//! claims `iss aud sub client_id auth_method iat exp jti htm htu body_sha256`
+//! (docs/design.md §5). `body_sha256` binds the header to the exact forwarded body and
+//! `htm`/`htu` to the request, so a captured header cannot be replayed onto another
+//! request. The upstream's side of this contract is verify.rs.
 //! Invariants: the header is set only from the [`Authenticated`] extension that the auth
 //! layer produced; a protected request without one is refused (fail closed). Key state is
-//! prepared once per config. This module also holds the verification side, for upstreams
-//! and the `verify-header` command.
+//! prepared once per config; time comes from the injected [`Clock`].
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use futures_util::future::{self, Either, Ready};
-use hmac::{Hmac, Mac};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
 use crate::auth::Authenticated;
-use crate::config::{InternalHeader, SigningKey};
+use crate::body::Body;
+use crate::clock::Clock;
+use crate::config::{InternalHeaderConfig, SigningKey};
 use crate::error::GatewayError;
+use crate::jws::{self, HmacKey};
+use crate::oauth::Algorithm;
 use crate::route::Protected;
-use crate::Body;
 
-/// Claims of the internal header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InternalClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub client_id: String,
-    pub auth_method: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-    pub htm: String,
-    pub htu: String,
-    pub body_sha256: String,
-}
-
+/// The claims as the signer writes them (borrowed; see `verify::InternalClaims` for the
+/// owned form a verifier reads).
 #[derive(Serialize)]
 struct ClaimsRef<'a> {
     iss: &'a str,
@@ -61,11 +46,26 @@ struct ClaimsRef<'a> {
     body_sha256: &'a str,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct JoseHeader<'a> {
     alg: &'a str,
     typ: &'a str,
     kid: &'a str,
+}
+
+/// The HS256 key state for one internal-header key.
+pub(crate) fn hmac_key(key: &SigningKey) -> HmacKey {
+    HmacKey::new(Algorithm::Hs256, key.secret.expose())
+}
+
+fn jose_prefix(kid: &str) -> String {
+    let header = serde_json::to_vec(&JoseHeader {
+        alg: "HS256",
+        typ: "JWT",
+        kid,
+    })
+    .unwrap_or_default();
+    jws::header_prefix(&header)
 }
 
 /// Signs internal headers with the first configured key.
@@ -77,7 +77,8 @@ pub struct Signer {
     public_url: String,
     /// `BASE64URL(JOSE header) "."`, computed once.
     header_prefix: String,
-    mac: Hmac<Sha256>,
+    key: HmacKey,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Signer {
@@ -90,26 +91,9 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-fn mac_for(key: &SigningKey) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key.secret.expose())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
-}
-
-fn jose_prefix(kid: &str) -> String {
-    let header = serde_json::to_vec(&JoseHeader {
-        alg: "HS256",
-        typ: "JWT",
-        kid,
-    })
-    .unwrap_or_default();
-    let mut out = URL_SAFE_NO_PAD.encode(header);
-    out.push('.');
-    out
-}
-
 impl Signer {
     /// `None` when no key is configured (config validation prevents that).
-    pub fn new(cfg: &InternalHeader, public_url: &str) -> Option<Signer> {
+    pub fn new(cfg: &InternalHeaderConfig, public_url: &str, clock: Clock) -> Option<Signer> {
         let key = cfg.keys.first()?;
         Some(Signer {
             name: cfg.name.clone(),
@@ -118,7 +102,8 @@ impl Signer {
             ttl_secs: cfg.ttl.as_secs() as i64,
             public_url: public_url.to_owned(),
             header_prefix: jose_prefix(&key.id),
-            mac: mac_for(key),
+            key: hmac_key(key),
+            clock,
         })
     }
 
@@ -126,8 +111,18 @@ impl Signer {
         &self.name
     }
 
-    /// The header value for one authenticated request.
+    /// The header value for one authenticated request, issued now.
     pub fn sign(
+        &self,
+        who: &Authenticated,
+        method: &str,
+        path: &str,
+    ) -> Result<String, serde_json::Error> {
+        self.sign_at(who, method, path, self.clock.now())
+    }
+
+    /// The header value for one authenticated request, issued at `now` (Unix seconds).
+    pub fn sign_at(
         &self,
         who: &Authenticated,
         method: &str,
@@ -136,14 +131,14 @@ impl Signer {
     ) -> Result<String, serde_json::Error> {
         let mut jti = [0u8; 16];
         rand::rng().fill_bytes(&mut jti);
-        let jti = URL_SAFE_NO_PAD.encode(jti);
-        let body_sha256 = URL_SAFE_NO_PAD.encode(Sha256::digest(&who.body));
+        let jti = jws::encode(jti);
+        let body_sha256 = jws::encode(Sha256::digest(&who.body));
         let htu = format!("{}{}", self.public_url, path);
         let claims = serde_json::to_vec(&ClaimsRef {
             iss: &self.issuer,
             aud: &self.audience,
-            sub: &who.client_id,
-            client_id: &who.client_id,
+            sub: who.client_id.as_str(),
+            client_id: who.client_id.as_str(),
             auth_method: who.method.as_str(),
             iat: now,
             exp: now + self.ttl_secs,
@@ -152,22 +147,12 @@ impl Signer {
             htu: &htu,
             body_sha256: &body_sha256,
         })?;
-        let mut out = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 48);
-        out.push_str(&self.header_prefix);
-        URL_SAFE_NO_PAD.encode_string(claims, &mut out);
-        let mut mac = self.mac.clone();
-        mac.update(out.as_bytes());
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut out);
-        Ok(out)
+        Ok(jws::sign_with_prefix(
+            &self.header_prefix,
+            &claims,
+            &self.key,
+        ))
     }
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone)]
@@ -215,7 +200,7 @@ where
             Some(who) => {
                 let value = self
                     .signer
-                    .sign(&who, req.method().as_str(), req.uri().path(), unix_now())
+                    .sign(&who, req.method().as_str(), req.uri().path())
                     .map_err(GatewayError::Sign)
                     .and_then(|v| {
                         HeaderValue::try_from(v).map_err(|_| GatewayError::NotAuthenticated)
@@ -237,275 +222,14 @@ where
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Verification (the upstream's side).
-
-/// Keys a verifier accepts, by id.
-#[derive(Clone)]
-pub struct VerifyKeys {
-    keys: Vec<(String, Hmac<Sha256>)>,
-}
-
-impl std::fmt::Debug for VerifyKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("VerifyKeys").field("ids", &ids).finish()
-    }
-}
-
-impl VerifyKeys {
-    pub fn new(keys: &[SigningKey]) -> Self {
-        Self {
-            keys: keys.iter().map(|k| (k.id.clone(), mac_for(k))).collect(),
-        }
-    }
-}
-
-/// What the verifier expects besides a valid signature.
-#[derive(Debug, Clone, Default)]
-pub struct Expected<'a> {
-    pub issuer: &'a str,
-    pub audience: &'a str,
-    /// Seconds of clock skew tolerated on `iat` and `exp`.
-    pub leeway: i64,
-    pub method: Option<&'a str>,
-    pub url: Option<&'a str>,
-    /// The exact body the upstream received.
-    pub body: Option<&'a [u8]>,
-    /// Unix seconds; `None` uses the system clock.
-    pub now: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("not a compact JWS")]
-    Malformed,
-    #[error("alg is not HS256")]
-    Algorithm,
-    #[error("unknown kid")]
-    UnknownKey,
-    #[error("signature does not verify")]
-    Signature,
-    #[error("expired")]
-    Expired,
-    #[error("issued in the future")]
-    NotYetValid,
-    #[error("iss mismatch")]
-    Issuer,
-    #[error("aud mismatch")]
-    Audience,
-    #[error("htm does not match the request method")]
-    Method,
-    #[error("htu does not match the request URL")]
-    Url,
-    #[error("body_sha256 does not match the body")]
-    BodyHash,
-}
-
-#[derive(Deserialize)]
-struct OwnedJoseHeader {
-    alg: String,
-    kid: Option<String>,
-}
-
-/// Verifies an internal header value: signature by `kid`, then `exp`, `iat`, `iss`, `aud`
-/// and, when given, method, URL and body hash.
-pub fn verify_internal_header(
-    value: &str,
-    keys: &VerifyKeys,
-    expected: &Expected<'_>,
-) -> Result<InternalClaims, VerifyError> {
-    let mut parts = value.split('.');
-    let (h, p, s) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) => (h, p, s),
-        _ => return Err(VerifyError::Malformed),
-    };
-    let header: OwnedJoseHeader = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(VerifyError::Malformed)?;
-    if header.alg != "HS256" {
-        return Err(VerifyError::Algorithm);
-    }
-    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-    let (_, mac) = keys
-        .keys
-        .iter()
-        .find(|(id, _)| *id == kid)
-        .ok_or(VerifyError::UnknownKey)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| VerifyError::Malformed)?;
-    let mut mac = mac.clone();
-    mac.update(&value.as_bytes()[..h.len() + 1 + p.len()]);
-    mac.verify_slice(&signature)
-        .map_err(|_| VerifyError::Signature)?;
-    let claims: InternalClaims = URL_SAFE_NO_PAD
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(VerifyError::Malformed)?;
-    let now = expected.now.unwrap_or_else(unix_now);
-    if now > claims.exp + expected.leeway {
-        return Err(VerifyError::Expired);
-    }
-    if claims.iat > now + expected.leeway {
-        return Err(VerifyError::NotYetValid);
-    }
-    if claims.iss != expected.issuer {
-        return Err(VerifyError::Issuer);
-    }
-    if claims.aud != expected.audience {
-        return Err(VerifyError::Audience);
-    }
-    if expected.method.is_some_and(|m| m != claims.htm) {
-        return Err(VerifyError::Method);
-    }
-    if expected.url.is_some_and(|u| u != claims.htu) {
-        return Err(VerifyError::Url);
-    }
-    if let Some(body) = expected.body {
-        if URL_SAFE_NO_PAD.encode(Sha256::digest(body)) != claims.body_sha256 {
-            return Err(VerifyError::BodyHash);
-        }
-    }
-    Ok(claims)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AuthMethod;
-    use crate::secret::Secret;
-    use bytes::Bytes;
-    use std::time::Duration;
-
-    fn key(id: &str, fill: u8) -> SigningKey {
-        SigningKey {
-            id: id.into(),
-            secret: Secret::new(vec![fill; 32]),
-        }
-    }
-
-    fn signer(keys: Vec<SigningKey>) -> Signer {
-        Signer::new(
-            &InternalHeader {
-                name: HeaderName::from_static("x-authenticated-client"),
-                issuer: "secretgate".into(),
-                audience: "legacy".into(),
-                ttl: Duration::from_secs(30),
-                keys,
-            },
-            "https://auth.example.com",
-        )
-        .unwrap()
-    }
-
-    fn who() -> Authenticated {
-        Authenticated {
-            client_id: "billing".into(),
-            method: AuthMethod::ClientSecretPost,
-            body: Bytes::from_static(b"grant_type=client_credentials&client_id=billing"),
-        }
-    }
-
-    fn expected<'a>(now: i64) -> Expected<'a> {
-        Expected {
-            issuer: "secretgate",
-            audience: "legacy",
-            now: Some(now),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn sign_then_verify() {
-        let s = signer(vec![key("k2", 2), key("k1", 1)]);
-        let now = 1_800_000_000;
-        let v = s.sign(&who(), "POST", "/oauth2/token", now).unwrap();
-        let both = VerifyKeys::new(&[key("k2", 2), key("k1", 1)]);
-        let claims = verify_internal_header(
-            &v,
-            &both,
-            &Expected {
-                method: Some("POST"),
-                url: Some("https://auth.example.com/oauth2/token"),
-                body: Some(&who().body),
-                ..expected(now)
-            },
-        )
-        .unwrap();
-        assert_eq!(claims.sub, "billing");
-        assert_eq!(claims.client_id, "billing");
-        assert_eq!(claims.auth_method, "client_secret_post");
-        assert_eq!(claims.exp, now + 30);
-        assert_eq!(URL_SAFE_NO_PAD.decode(&claims.jti).unwrap().len(), 16);
-        // Rotation: a verifier with only the old key refuses what the new key signed.
-        let old_only = VerifyKeys::new(&[key("k1", 1)]);
-        assert_eq!(
-            verify_internal_header(&v, &old_only, &expected(now)),
-            Err(VerifyError::UnknownKey)
-        );
-        // A verifier holding the right id with other bytes.
-        let wrong = VerifyKeys::new(&[key("k2", 9)]);
-        assert_eq!(
-            verify_internal_header(&v, &wrong, &expected(now)),
-            Err(VerifyError::Signature)
-        );
-        assert_eq!(
-            verify_internal_header(&v, &both, &expected(now + 31)),
-            Err(VerifyError::Expired)
-        );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
-                    body: Some(b"other"),
-                    ..expected(now)
-                }
-            ),
-            Err(VerifyError::BodyHash)
-        );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
-                    method: Some("GET"),
-                    ..expected(now)
-                }
-            ),
-            Err(VerifyError::Method)
-        );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
-                    audience: "other",
-                    ..expected(now)
-                }
-            ),
-            Err(VerifyError::Audience)
-        );
-    }
 
     #[test]
     fn jose_header_is_the_documented_one() {
         let prefix = jose_prefix("k1");
-        let json = URL_SAFE_NO_PAD
-            .decode(prefix.trim_end_matches('.'))
-            .unwrap();
+        let json = jws::decode(prefix.trim_end_matches('.')).unwrap();
         assert_eq!(json, br#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#);
-    }
-
-    #[test]
-    fn two_signatures_have_distinct_jti() {
-        let s = signer(vec![key("k1", 1)]);
-        let a = s.sign(&who(), "POST", "/t", 1).unwrap();
-        let b = s.sign(&who(), "POST", "/t", 1).unwrap();
-        assert_ne!(a, b);
     }
 }

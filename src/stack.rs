@@ -1,7 +1,9 @@
-//! The one place where the order of the request path is written down (DESIGN.md §1).
+//! The one place where the order of the request path is written down (docs/design.md §1).
 //!
 //! Outermost first. Everything above `RescueLayer` cannot fail; everything below it reports
-//! failures as [`GatewayError`] and rescue turns them into responses.
+//! failures as [`GatewayError`] and rescue turns them into responses. The innermost
+//! service is a parameter: the upstream client in the gateway, a `service_fn` in the
+//! in-process tests below, which drive the whole stack without a socket.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,21 +18,21 @@ use tower_http::sensitive_headers::{
 };
 
 use crate::auth::{AuthLayer, Authenticator};
+use crate::body::Body;
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
 use crate::route::RouteLayer;
 use crate::sign::{SignLayer, Signer};
 use crate::strip::StripInternalHeaderLayer;
 use crate::trace::{AccessLogLayer, MakeId, REQUEST_ID};
-use crate::upstream::Upstream;
-use crate::Body;
 
 /// Per-config state the stack is built from.
+#[derive(Clone)]
 pub struct Parts {
     pub authenticator: Arc<Authenticator>,
     pub signer: Arc<Signer>,
-    pub upstream: Upstream,
     /// Process-wide: survives reloads.
     pub metrics: Arc<Metrics>,
 }
@@ -39,19 +41,36 @@ pub struct Parts {
 /// config (see reload.rs).
 pub type Stack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
-/// Builds the request stack.
-pub fn build(config: &Config, parts: Parts) -> Stack {
-    BoxCloneSyncService::new(layered(config, parts))
+/// Builds the request stack in front of `inner` (the upstream client, in the gateway).
+pub fn build<S>(config: &Config, parts: Parts, inner: S) -> Stack
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(layered(config, parts, inner))
 }
 
-fn layered(
+fn layered<S>(
     config: &Config,
     parts: Parts,
+    inner: S,
 ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
        + Clone
        + Send
        + Sync
-       + 'static {
+       + 'static
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let request_id = HeaderName::from_static(REQUEST_ID);
     let internal = config.internal_header.name.clone();
     ServiceBuilder::new()
@@ -81,7 +100,7 @@ fn layered(
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))
         // 5. Strip the internal header from every inbound request, protected or not,
-        //    before any decision is made (DESIGN.md §5).
+        //    before any decision is made (docs/design.md §5).
         .layer(StripInternalHeaderLayer::new(internal))
         // 6. Route: mark protected endpoints; forward or deny the rest. Unprotected
         //    requests skip 7 and 8 and stream to the upstream untouched.
@@ -96,7 +115,7 @@ fn layered(
         // 8. Sign: add the internal header from the verified identity; a protected request
         //    without one is refused here (fail closed).
         .layer(SignLayer::new(parts.signer))
-        // 9. Upstream: pooled client, hop-by-hop removal, X-Forwarded-*, timeouts
-        //    (connect → 502, response headers → 504).
-        .service(parts.upstream)
+        // 9. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
+        //    timeouts (connect → 502, response headers → 504).
+        .service(inner)
 }

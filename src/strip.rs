@@ -54,7 +54,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // DESIGN.md §5: inbound copies are never forwarded. `remove` drops all values.
+        // docs/design.md §5: inbound copies are never forwarded. `remove` drops all values.
         req.headers_mut().remove(&*self.name);
         self.inner.call(req)
     }

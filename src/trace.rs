@@ -23,8 +23,8 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::MakeSpan;
 use tracing::Span;
 
-use crate::auth::AuthMethod;
 use crate::metrics::{Metrics, Outcome, RouteClass};
+use crate::oauth::{AuthMethod, ClientId};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -87,7 +87,7 @@ pub struct Note {
     pub outcome: Option<Outcome>,
     pub auth_method: Option<AuthMethod>,
     /// The client, when the id presented is registered (authenticated or not).
-    pub client_id: Option<String>,
+    pub client_id: Option<ClientId>,
     /// Why the gateway answered with an error itself: fixed text from error.rs, never
     /// request data.
     pub error: Option<String>,
@@ -109,8 +109,8 @@ impl Notes {
     }
 
     /// `client_id` must be a registered id: unknown ids are attacker-chosen text.
-    pub fn client(&self, client_id: &str) {
-        self.with(|n| n.client_id = Some(client_id.to_owned()));
+    pub fn client(&self, client_id: &ClientId) {
+        self.with(|n| n.client_id = Some(client_id.clone()));
     }
 
     pub fn outcome(&self, outcome: Outcome) {
@@ -234,7 +234,7 @@ impl Record {
         self.metrics.request(route, status, latency);
         if let Some(outcome) = note.outcome {
             self.metrics
-                .authentication(note.auth_method, outcome, note.client_id.as_deref());
+                .authentication(note.auth_method, outcome, note.client_id.as_ref());
         }
         let request_id = self
             .line
@@ -260,7 +260,7 @@ impl Record {
                     status,
                     latency_us = latency.as_micros() as u64,
                     route = route.as_str(),
-                    client_id = note.client_id.as_deref().unwrap_or("-"),
+                    client_id = note.client_id.as_ref().map_or("-", ClientId::as_str),
                     auth_method = note.auth_method.map_or("-", AuthMethod::as_str),
                     outcome = note.outcome.map_or("-", Outcome::as_str),
                     error = note.error.as_deref(),

@@ -7,7 +7,6 @@
 //! stream in both directions; nothing here buffers.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -23,14 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::config;
+use crate::body::{Body, BodyError};
+use crate::config::UpstreamConfig;
+use crate::conn::ClientAddr;
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, UpstreamError};
-use crate::Body;
-
-/// The peer address of the connection a request came on. Inserted by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -72,7 +68,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: &config::Upstream, metrics: Arc<Metrics>) -> Self {
+    pub fn new(cfg: &UpstreamConfig, metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -178,7 +174,7 @@ impl Future for ResponseFuture {
                 remove_hop_by_hop(&mut parts.headers);
                 Ok(Response::from_parts(
                     parts,
-                    body.map_err(crate::BodyError::new).boxed_unsync(),
+                    body.map_err(BodyError::new).boxed_unsync(),
                 ))
             }
         };

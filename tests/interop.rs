@@ -259,17 +259,19 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
     );
 
     // Expired: a header the gateway's signer made 10 minutes ago.
-    let signer = secretgate::sign::Signer::new(&gw.config.internal_header, PUBLIC_URL).unwrap();
+    let ten_minutes_ago = secretgate::Clock::manual(now() - 600);
+    let signer =
+        secretgate::sign::Signer::new(&gw.config.internal_header, PUBLIC_URL, ten_minutes_ago)
+            .unwrap();
     let old = signer
         .sign(
             &secretgate::auth::Authenticated {
                 client_id: POST_ID.into(),
-                method: secretgate::auth::AuthMethod::ClientSecretPost,
+                method: secretgate::oauth::AuthMethod::ClientSecretPost,
                 body: rec.body.clone(),
             },
             "POST",
             TOKEN_PATH,
-            now() - 600,
         )
         .unwrap();
     let (ok, out) = tokio::task::block_in_place(|| pyjwt_verify(&old, &key_file, None, &[]));

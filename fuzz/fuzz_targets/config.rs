@@ -3,7 +3,7 @@
 //! (`tls.crt`, `tls.key`), a signing key (`k1.key`) and a client secret (`s1`), so that the
 //! seeds in `fuzz/seeds/config` validate completely and mutations reach every check.
 //! Checks: never panics; an invalid config reports at least one problem; a valid one has the
-//! properties validation promises (DESIGN.md §2, §5, §6): at least one protected path, at
+//! properties validation promises (docs/design.md §2, §5, §6): at least one protected path, at
 //! least one client, unique VSCHAR client ids, each with at least one VSCHAR secret,
 //! `client_secret_jwt` secrets of at least 32 bytes, at least one internal-header key, every
 //! key at least 32 bytes with a unique id.
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use secretgate::auth::AuthMethod;
+use secretgate::oauth::AuthMethod;
 use secretgate::config::{ConfigError, MIN_HMAC_KEY_LEN};
 use secretgate::Config;
 

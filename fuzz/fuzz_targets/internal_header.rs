@@ -1,4 +1,4 @@
-//! Internal header values → `verify_internal_header`, the upstream side of DESIGN.md §5
+//! Internal header values → `verify_internal_header`, the upstream side of docs/design.md §5
 //! (library function and `verify-header` command). Checks: never panics; nothing verifies
 //! under keys with the right ids and other bytes (no input verifies without the key); what
 //! verifies under the real keys carries the HMAC-SHA256 an independent implementation

@@ -6,7 +6,7 @@
 //! the signature in canonical base64url (no second spelling of the same token); the registry
 //! accepts a MAC iff an independent HMAC with the client's key gives the same bytes, and the
 //! decoy key used for unknown clients accepts nothing; accepted claims satisfy RFC 7523 §3 as
-//! DESIGN.md §2 states it (exp not passed, jti 1..=256 bytes, replay TTL at most
+//! docs/design.md §2 states it (exp not passed, jti 1..=256 bytes, replay TTL at most
 //! max_age + 2 × leeway, strict audience is the issuer alone).
 #![no_main]
 use std::sync::OnceLock;
@@ -16,10 +16,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use secretgate::auth::jwt::{self, Algorithm};
+use secretgate::auth::jwt;
 use secretgate::auth::registry::Registry;
-use secretgate::auth::AuthMethod;
-use secretgate::config::{AudienceMode, Client};
+use secretgate::config::{AudienceMode, ClientConfig};
+use secretgate::oauth::{Algorithm, AuthMethod};
 use secretgate::secret::Secret;
 
 /// The key of client `c1`; the seeds in `fuzz/seeds/jws` are signed with it.
@@ -34,13 +34,13 @@ fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         Registry::new(&[
-            Client {
+            ClientConfig {
                 client_id: "c1".into(),
                 auth_method: AuthMethod::ClientSecretJwt,
                 algorithms: vec![Algorithm::Hs256, Algorithm::Hs384],
                 secrets: vec![Secret::new(KEY)],
             },
-            Client {
+            ClientConfig {
                 client_id: "b1".into(),
                 auth_method: AuthMethod::ClientSecretBasic,
                 algorithms: vec![Algorithm::Hs256],

@@ -8,7 +8,8 @@
 //! under that reading; and every pattern that parses classifies its own text as protected.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use secretgate::route::{classify, PathPattern};
+use secretgate::config::PathPattern;
+use secretgate::route::classify;
 
 /// The same patterns as `patterns()`; `None` is a `{placeholder}` (one non-empty segment).
 const REFERENCE: &[&[Option<&str>]] = &[

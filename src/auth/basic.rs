@@ -11,8 +11,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 use crate::auth::form::form_decode;
-use crate::config::is_vschar;
 use crate::error::RequestError;
+use crate::oauth::is_vschar;
 use crate::secret::Secret;
 
 /// Standard alphabet; padding accepted but not required, trailing bits must be zero.

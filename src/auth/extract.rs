@@ -1,6 +1,6 @@
 //! Finds every client credential in a request and decides which single method it uses.
 //!
-//! Pure functions over headers, query and decoded form parameters. Rules (DESIGN.md §2):
+//! Pure functions over headers, query and decoded form parameters. Rules (docs/design.md §2):
 //! exactly one method per request (RFC 6749 §2.3: "MUST NOT use more than one
 //! authentication method in each request"); no repeated parameter (RFC 6749 §3.2); no
 //! credentials in the query string (RFC 6749 §2.3.1: "MUST NOT be included in the request
@@ -11,22 +11,12 @@ use http::HeaderMap;
 
 use crate::auth::basic::{self, BasicCredentials};
 use crate::auth::form::Params;
-use crate::auth::jwt::ASSERTION_TYPE;
 use crate::error::{AuthFailure, GatewayError, RequestError};
+use crate::oauth::{
+    ASSERTION_TYPE, CLIENT_ASSERTION, CLIENT_ASSERTION_TYPE, CLIENT_ID, CLIENT_SECRET,
+    CREDENTIAL_PARAMS,
+};
 use crate::secret::Secret;
-
-pub const CLIENT_ID: &str = "client_id";
-pub const CLIENT_SECRET: &str = "client_secret";
-pub const CLIENT_ASSERTION: &str = "client_assertion";
-pub const CLIENT_ASSERTION_TYPE: &str = "client_assertion_type";
-
-/// Parameters that carry credentials; never accepted in the query string.
-const CREDENTIAL_PARAMS: [&str; 4] = [
-    CLIENT_ID,
-    CLIENT_SECRET,
-    CLIENT_ASSERTION,
-    CLIENT_ASSERTION_TYPE,
-];
 
 /// The credential a request presents.
 #[derive(Debug)]
@@ -165,14 +155,6 @@ fn value<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
-}
-
-/// Whether a parameter must not be forwarded: secret material (DESIGN.md §4).
-pub fn is_secret_param(name: &str) -> bool {
-    matches!(
-        name,
-        CLIENT_SECRET | CLIENT_ASSERTION | CLIENT_ASSERTION_TYPE
-    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Form bodies: strict `application/x-www-form-urlencoded` decoding, `multipart/form-data`
-//! transcoding, and re-encoding without secret material.
+//! Form bodies: which decoding a `Content-Type` calls for, strict
+//! `application/x-www-form-urlencoded` decoding, `multipart/form-data` transcoding, and
+//! encoding.
 //!
 //! Invariants: decoding is strict (a `%` must start two hex digits, names and values must be
 //! UTF-8) so the gateway and the upstream can never read a body differently; parameters are
@@ -7,8 +8,63 @@
 //! `decode(encode(x)) == x`.
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
 
 use crate::error::RequestError;
+
+/// Which decoding a request body calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKind {
+    UrlEncoded,
+    Multipart {
+        boundary: String,
+    },
+    /// Any other type, or none: the body cannot carry credentials.
+    Other,
+}
+
+/// Reads the one `Content-Type`. Several are refused (the upstream might read another
+/// one); an urlencoded body in any charset but UTF-8 is refused (the gateway decodes UTF-8
+/// and the upstream must read the same parameters).
+pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, RequestError> {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Ok(BodyKind::Other),
+        (Some(v), None) => v
+            .to_str()
+            .map_err(|_| RequestError::UnsupportedContentType)?,
+        (Some(_), Some(_)) => return Err(RequestError::UnsupportedContentType),
+    };
+    let mut pieces = value.split(';');
+    let essence = pieces.next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        for param in pieces {
+            let (name, val) = param.split_once('=').unwrap_or((param, ""));
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !val.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            {
+                return Err(RequestError::UnsupportedContentType);
+            }
+        }
+        Ok(BodyKind::UrlEncoded)
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+        multer::parse_boundary(value)
+            .map(|boundary| BodyKind::Multipart { boundary })
+            .map_err(|_| RequestError::MalformedMultipart)
+    } else {
+        Ok(BodyKind::Other)
+    }
+}
+
+/// Decodes a whole body of `kind`: `None` for a body that is not a form.
+pub async fn decode(kind: BodyKind, body: &Bytes) -> Result<Option<Params>, RequestError> {
+    match kind {
+        BodyKind::UrlEncoded => parse_urlencoded(body).map(Some),
+        BodyKind::Multipart { boundary } => parse_multipart(body.clone(), boundary).await.map(Some),
+        BodyKind::Other => Ok(None),
+    }
+}
 
 /// Decoded form parameters, in the order they came.
 pub type Params = Vec<(String, String)>;
@@ -178,6 +234,46 @@ mod tests {
         assert_eq!(parse_urlencoded(b"a=%4"), Err(RequestError::MalformedForm));
         assert_eq!(parse_urlencoded(b"a=%FF"), Err(RequestError::MalformedForm));
         assert_eq!(parse_urlencoded(b"a=caf%C3%A9").unwrap()[0].1, "café");
+    }
+
+    #[test]
+    fn content_types() {
+        let kind = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, ct.parse().unwrap());
+            body_kind(&h)
+        };
+        assert_eq!(body_kind(&HeaderMap::new()), Ok(BodyKind::Other));
+        assert_eq!(
+            kind("application/x-www-form-urlencoded"),
+            Ok(BodyKind::UrlEncoded)
+        );
+        assert_eq!(
+            kind("Application/X-WWW-Form-Urlencoded; charset=\"UTF-8\""),
+            Ok(BodyKind::UrlEncoded)
+        );
+        assert_eq!(
+            kind("application/x-www-form-urlencoded; charset=iso-8859-1"),
+            Err(RequestError::UnsupportedContentType)
+        );
+        assert_eq!(
+            kind("multipart/form-data; boundary=XyZ"),
+            Ok(BodyKind::Multipart {
+                boundary: "XyZ".into()
+            })
+        );
+        assert_eq!(
+            kind("multipart/form-data"),
+            Err(RequestError::MalformedMultipart)
+        );
+        assert_eq!(kind("application/json"), Ok(BodyKind::Other));
+        let mut two = HeaderMap::new();
+        two.append(CONTENT_TYPE, "application/json".parse().unwrap());
+        two.append(
+            CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        assert_eq!(body_kind(&two), Err(RequestError::UnsupportedContentType));
     }
 
     #[test]

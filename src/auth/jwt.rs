@@ -10,83 +10,18 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::AudienceMode;
-
-pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use crate::error::AssertionRejection;
+use crate::jws;
+use crate::oauth::Algorithm;
 
 /// Longest assertion accepted; real ones are a few hundred bytes.
 pub const MAX_ASSERTION_LEN: usize = 8 * 1024;
 /// Longest `jti` stored in the replay cache.
 pub const MAX_JTI_LEN: usize = 256;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    Hs256,
-    Hs384,
-    Hs512,
-}
-
-impl Algorithm {
-    /// Exact, case-sensitive names (RFC 7518 §3.1): `hs256` is not `HS256`.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "HS256" => Some(Algorithm::Hs256),
-            "HS384" => Some(Algorithm::Hs384),
-            "HS512" => Some(Algorithm::Hs512),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Hs256 => "HS256",
-            Algorithm::Hs384 => "HS384",
-            Algorithm::Hs512 => "HS512",
-        }
-    }
-}
-
-/// Why a well-formed assertion was refused (→ `401 invalid_client`). Fixed text only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("alg is not HS256, HS384 or HS512")]
-    UnsupportedAlgorithm,
-    #[error("alg is not allowed for this client")]
-    AlgorithmNotAllowed,
-    #[error("crit header present")]
-    CriticalHeader,
-    #[error("sub missing or not a string")]
-    MissingSubject,
-    #[error("iss differs from sub")]
-    IssuerMismatch,
-    #[error("signature does not verify")]
-    BadSignature,
-    #[error("aud missing")]
-    MissingAudience,
-    #[error("aud does not name this server")]
-    AudienceMismatch,
-    #[error("exp missing or not a number")]
-    MissingExpiry,
-    #[error("expired")]
-    Expired,
-    #[error("nbf in the future")]
-    NotYetValid,
-    #[error("iat in the future")]
-    IssuedInFuture,
-    #[error("iat older than max_age")]
-    TooOld,
-    #[error("no iat and exp further ahead than max_age")]
-    LifetimeTooLong,
-    #[error("nbf or iat is not a number")]
-    BadTimeClaim,
-    #[error("jti missing, empty, too long or not a string")]
-    MissingJti,
-}
 
 /// The decoded parts of a compact JWS, before any verification.
 #[derive(Debug)]
@@ -94,7 +29,7 @@ pub struct Compact<'a> {
     /// `BASE64URL(header) "." BASE64URL(payload)`: the bytes the MAC covers.
     pub signing_input: &'a str,
     pub signature: Vec<u8>,
-    pub alg: Result<Algorithm, Rejection>,
+    pub alg: Result<Algorithm, AssertionRejection>,
     pub crit: bool,
     pub claims: Claims,
 }
@@ -132,21 +67,14 @@ pub fn decode(assertion: &str) -> Option<Compact<'_>> {
     if assertion.len() > MAX_ASSERTION_LEN {
         return None;
     }
-    let mut parts = assertion.split('.');
-    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    // An empty signature is structurally fine (it is what `alg: none` sends) and is
-    // rejected later by the algorithm check, as `401 invalid_client`.
-    if parts.next().is_some() || h.is_empty() || p.is_empty() {
-        return None;
-    }
-    // URL_SAFE_NO_PAD rejects `=`, whitespace and the standard alphabet's `+` and `/`.
-    let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
-    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()?;
-    let signature = URL_SAFE_NO_PAD.decode(s).ok()?;
+    let segments = jws::split(assertion)?;
+    let header: Header = serde_json::from_slice(&jws::decode(segments.header)?).ok()?;
+    let claims: Claims = serde_json::from_slice(&jws::decode(segments.payload)?).ok()?;
+    let signature = jws::decode(segments.signature)?;
     Some(Compact {
-        signing_input: &assertion[..h.len() + 1 + p.len()],
+        signing_input: segments.signing_input,
         signature,
-        alg: Algorithm::from_name(&header.alg).ok_or(Rejection::UnsupportedAlgorithm),
+        alg: Algorithm::from_name(&header.alg).ok_or(AssertionRejection::UnsupportedAlgorithm),
         crit: header.crit.is_some(),
         claims,
     })
@@ -174,18 +102,18 @@ pub struct Accepted {
 }
 
 /// The subject, when it is a string.
-pub fn subject(claims: &Claims) -> Result<&str, Rejection> {
+pub fn subject(claims: &Claims) -> Result<&str, AssertionRejection> {
     match &claims.sub {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        _ => Err(Rejection::MissingSubject),
+        _ => Err(AssertionRejection::MissingSubject),
     }
 }
 
 /// RFC 7523 §3 items 1–2: `iss` and `sub` both name the client.
-pub fn check_issuer(claims: &Claims, sub: &str) -> Result<(), Rejection> {
+pub fn check_issuer(claims: &Claims, sub: &str) -> Result<(), AssertionRejection> {
     match &claims.iss {
         Some(Value::String(iss)) if iss == sub => Ok(()),
-        _ => Err(Rejection::IssuerMismatch),
+        _ => Err(AssertionRejection::IssuerMismatch),
     }
 }
 
@@ -197,7 +125,10 @@ fn numeric(value: &Value) -> Option<i64> {
 }
 
 /// Checks the time claims, `aud` and `jti`, after the MAC has verified.
-pub fn check_claims(claims: &Claims, want: &Expectations<'_>) -> Result<Accepted, Rejection> {
+pub fn check_claims(
+    claims: &Claims,
+    want: &Expectations<'_>,
+) -> Result<Accepted, AssertionRejection> {
     check_audience(claims.aud.as_ref(), want)?;
 
     let leeway = want.leeway.as_secs() as i64;
@@ -208,15 +139,15 @@ pub fn check_claims(claims: &Claims, want: &Expectations<'_>) -> Result<Accepted
         .exp
         .as_ref()
         .and_then(numeric)
-        .ok_or(Rejection::MissingExpiry)?;
+        .ok_or(AssertionRejection::MissingExpiry)?;
     if now > exp.saturating_add(leeway) {
-        return Err(Rejection::Expired);
+        return Err(AssertionRejection::Expired);
     }
     // RFC 7523 §3 item 5: nbf, when present, is honoured.
     if let Some(nbf) = &claims.nbf {
-        let nbf = numeric(nbf).ok_or(Rejection::BadTimeClaim)?;
+        let nbf = numeric(nbf).ok_or(AssertionRejection::BadTimeClaim)?;
         if nbf > now.saturating_add(leeway) {
-            return Err(Rejection::NotYetValid);
+            return Err(AssertionRejection::NotYetValid);
         }
     }
     // RFC 7523 §3 item 6: a server may reject assertions issued too long ago. Without iat,
@@ -224,25 +155,25 @@ pub fn check_claims(claims: &Claims, want: &Expectations<'_>) -> Result<Accepted
     let mut valid_until = exp.saturating_add(leeway);
     match &claims.iat {
         Some(iat) => {
-            let iat = numeric(iat).ok_or(Rejection::BadTimeClaim)?;
+            let iat = numeric(iat).ok_or(AssertionRejection::BadTimeClaim)?;
             if iat > now.saturating_add(leeway) {
-                return Err(Rejection::IssuedInFuture);
+                return Err(AssertionRejection::IssuedInFuture);
             }
             if now.saturating_sub(iat) > max_age.saturating_add(leeway) {
-                return Err(Rejection::TooOld);
+                return Err(AssertionRejection::TooOld);
             }
             valid_until = valid_until.min(iat.saturating_add(max_age).saturating_add(leeway));
         }
         None => {
             if exp.saturating_sub(now) > max_age.saturating_add(leeway) {
-                return Err(Rejection::LifetimeTooLong);
+                return Err(AssertionRejection::LifetimeTooLong);
             }
         }
     }
     // RFC 7523 §3 item 7 and OIDC Core §9: jti is required and single-use.
     let jti = match &claims.jti {
         Some(Value::String(j)) if !j.is_empty() && j.len() <= MAX_JTI_LEN => j.clone(),
-        _ => return Err(Rejection::MissingJti),
+        _ => return Err(AssertionRejection::MissingJti),
     };
     let ttl = valid_until.saturating_sub(now).max(1) as u64;
     Ok(Accepted {
@@ -254,28 +185,27 @@ pub fn check_claims(claims: &Claims, want: &Expectations<'_>) -> Result<Accepted
 /// RFC 7523 §3 item 3. `compat`: the issuer or the exact endpoint URL, as a string or in an
 /// array (what Authlib and openid-client send). `strict` (draft-ietf-oauth-rfc7523bis): the
 /// issuer as the sole string value, closing audience-injection attacks.
-fn check_audience(aud: Option<&Value>, want: &Expectations<'_>) -> Result<(), Rejection> {
+fn check_audience(aud: Option<&Value>, want: &Expectations<'_>) -> Result<(), AssertionRejection> {
     let names = |s: &str| match want.audience_mode {
         AudienceMode::Compat => s == want.issuer || s == want.endpoint_url,
         AudienceMode::Strict => s == want.issuer,
     };
     match (aud, want.audience_mode) {
-        (None, _) => Err(Rejection::MissingAudience),
+        (None, _) => Err(AssertionRejection::MissingAudience),
         (Some(Value::String(s)), _) if names(s) => Ok(()),
         (Some(Value::Array(items)), AudienceMode::Compat)
             if items.iter().any(|v| v.as_str().is_some_and(names)) =>
         {
             Ok(())
         }
-        (Some(_), _) => Err(Rejection::AudienceMismatch),
+        (Some(_), _) => Err(AssertionRejection::AudienceMismatch),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::{Hmac, Mac};
-    use sha2::Sha256;
+    use crate::jws::HmacKey;
 
     /// RFC 7515 Appendix A.1.
     const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -286,17 +216,17 @@ mod tests {
     fn rfc7515_a1_hmac_vector_j14() {
         let c = decode(A1_JWS).unwrap();
         assert_eq!(c.alg, Ok(Algorithm::Hs256));
-        let key = URL_SAFE_NO_PAD.decode(A1_KEY).unwrap();
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-        mac.update(c.signing_input.as_bytes());
-        mac.verify_slice(&c.signature)
-            .expect("RFC 7515 A.1 signature verifies");
+        let key = HmacKey::new(Algorithm::Hs256, &jws::decode(A1_KEY).unwrap());
+        assert!(
+            key.verify(c.signing_input.as_bytes(), &c.signature),
+            "RFC 7515 A.1 signature verifies"
+        );
         // As a client assertion it has no sub, no aud, no jti and expired in 2011.
-        assert_eq!(subject(&c.claims), Err(Rejection::MissingSubject));
+        assert_eq!(subject(&c.claims), Err(AssertionRejection::MissingSubject));
         let want = expectations(1_700_000_000);
         assert_eq!(
             check_claims(&c.claims, &want),
-            Err(Rejection::MissingAudience)
+            Err(AssertionRejection::MissingAudience)
         );
     }
 
@@ -332,7 +262,7 @@ mod tests {
         // {"alg":"HS256","alg":"none"} — duplicate members are rejected.
         let dup = format!(
             "{}.e30.c2ln",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","alg":"none"}"#)
+            jws::encode(r#"{"alg":"HS256","alg":"none"}"#)
         );
         assert!(decode(&dup).is_none());
     }
@@ -341,14 +271,11 @@ mod tests {
     fn algorithms_are_case_sensitive() {
         for (alg, want) in [
             ("HS256", Ok(Algorithm::Hs256)),
-            ("hs256", Err(Rejection::UnsupportedAlgorithm)),
-            ("none", Err(Rejection::UnsupportedAlgorithm)),
-            ("RS256", Err(Rejection::UnsupportedAlgorithm)),
+            ("hs256", Err(AssertionRejection::UnsupportedAlgorithm)),
+            ("none", Err(AssertionRejection::UnsupportedAlgorithm)),
+            ("RS256", Err(AssertionRejection::UnsupportedAlgorithm)),
         ] {
-            let jws = format!(
-                "{}.e30.c2ln",
-                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#))
-            );
+            let jws = format!("{}.e30.c2ln", jws::encode(format!(r#"{{"alg":"{alg}"}}"#)));
             assert_eq!(decode(&jws).unwrap().alg, want, "{alg}");
         }
     }
@@ -375,16 +302,16 @@ mod tests {
         assert!(check_claims(&both, &compat).is_ok());
         assert_eq!(
             check_claims(&other, &compat),
-            Err(Rejection::AudienceMismatch)
+            Err(AssertionRejection::AudienceMismatch)
         );
         assert!(check_claims(&issuer, &strict).is_ok());
         assert_eq!(
             check_claims(&endpoint, &strict),
-            Err(Rejection::AudienceMismatch)
+            Err(AssertionRejection::AudienceMismatch)
         );
         assert_eq!(
             check_claims(&both, &strict),
-            Err(Rejection::AudienceMismatch)
+            Err(AssertionRejection::AudienceMismatch)
         );
     }
 
@@ -400,32 +327,32 @@ mod tests {
         assert_eq!(ok.replay_ttl, Duration::from_secs(330));
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW - 31, "jti": "a"})),
-            Err(Rejection::Expired)
+            Err(AssertionRejection::Expired)
         );
         assert!(check(serde_json::json!({"aud": aud, "exp": NOW - 29, "jti": "a"})).is_ok());
         assert_eq!(
             check(serde_json::json!({"aud": aud, "jti": "a"})),
-            Err(Rejection::MissingExpiry)
+            Err(AssertionRejection::MissingExpiry)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": "soon", "jti": "a"})),
-            Err(Rejection::MissingExpiry)
+            Err(AssertionRejection::MissingExpiry)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 60, "iat": NOW - 400, "jti": "a"})),
-            Err(Rejection::TooOld)
+            Err(AssertionRejection::TooOld)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 60, "iat": NOW + 60, "jti": "a"})),
-            Err(Rejection::IssuedInFuture)
+            Err(AssertionRejection::IssuedInFuture)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 3600, "jti": "a"})),
-            Err(Rejection::LifetimeTooLong)
+            Err(AssertionRejection::LifetimeTooLong)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 60, "nbf": NOW + 60, "jti": "a"})),
-            Err(Rejection::NotYetValid)
+            Err(AssertionRejection::NotYetValid)
         );
         assert!(check(
             serde_json::json!({"aud": aud, "exp": NOW + 60, "nbf": NOW + 20, "jti": "a"})
@@ -433,11 +360,11 @@ mod tests {
         .is_ok());
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 60})),
-            Err(Rejection::MissingJti)
+            Err(AssertionRejection::MissingJti)
         );
         assert_eq!(
             check(serde_json::json!({"aud": aud, "exp": NOW + 60, "jti": 7})),
-            Err(Rejection::MissingJti)
+            Err(AssertionRejection::MissingJti)
         );
         assert!(
             check(serde_json::json!({"aud": aud, "exp": (NOW + 60) as f64 + 0.5, "jti": "a"}))
@@ -449,7 +376,10 @@ mod tests {
     fn issuer_must_equal_subject_j24() {
         let c = claims(serde_json::json!({"iss": "a", "sub": "b"}));
         assert_eq!(subject(&c), Ok("b"));
-        assert_eq!(check_issuer(&c, "b"), Err(Rejection::IssuerMismatch));
+        assert_eq!(
+            check_issuer(&c, "b"),
+            Err(AssertionRejection::IssuerMismatch)
+        );
         let c = claims(serde_json::json!({"iss": "b", "sub": "b"}));
         assert_eq!(check_issuer(&c, "b"), Ok(()));
     }

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Sha256, Sha384, Sha512};
+use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::auth::jwt::Algorithm;
-use crate::auth::AuthMethod;
-use crate::config::Client as ClientConfig;
+use crate::config::ClientConfig;
 use crate::error::AuthFailure;
+use crate::jws::HmacKey;
+use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
 
 type Digest = [u8; 32];
@@ -30,14 +30,13 @@ struct PreparedSecret {
     /// HMAC-SHA256(process key, secret): compared against the same digest of what the
     /// client presents, so lengths never leak and no raw secret is kept for comparison.
     digest: Digest,
-    hs256: Option<Hmac<Sha256>>,
-    hs384: Option<Hmac<Sha384>>,
-    hs512: Option<Hmac<Sha512>>,
+    /// One prepared MAC key per algorithm the client may use (jwt clients only).
+    macs: Vec<HmacKey>,
 }
 
 /// A registered client.
 pub struct RegisteredClient {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
     secrets: Vec<PreparedSecret>,
@@ -55,7 +54,7 @@ impl std::fmt::Debug for RegisteredClient {
 }
 
 pub struct Registry {
-    clients: HashMap<String, RegisteredClient>,
+    clients: HashMap<ClientId, RegisteredClient>,
     /// Keys the digest of presented secrets; random per registry, never leaves memory.
     digest_key: Hmac<Sha256>,
     /// Stands in for an unknown client so that the failure path does the same work.
@@ -74,11 +73,15 @@ impl Registry {
     pub fn new(clients: &[ClientConfig]) -> Registry {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let digest_key = keyed(&key);
+        let digest_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         let mut decoy_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut decoy_secret);
-        let all = [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512];
-        let decoy = prepare(&digest_key, &Secret::new(decoy_secret.to_vec()), &all);
+        let decoy = prepare(
+            &digest_key,
+            &Secret::new(decoy_secret.to_vec()),
+            &Algorithm::ALL,
+        );
         let clients = clients
             .iter()
             .map(|c| {
@@ -170,30 +173,15 @@ impl Registry {
             None => std::slice::from_ref(&self.decoy),
         };
         secrets.iter().fold(false, |ok, s| {
-            // `verify_slice` compares in constant time (RFC 7515 §10.7 timing note).
-            let this = match alg {
-                Algorithm::Hs256 => s.hs256.clone().map(|mut m| {
-                    m.update(signing_input);
-                    m.verify_slice(signature).is_ok()
-                }),
-                Algorithm::Hs384 => s.hs384.clone().map(|mut m| {
-                    m.update(signing_input);
-                    m.verify_slice(signature).is_ok()
-                }),
-                Algorithm::Hs512 => s.hs512.clone().map(|mut m| {
-                    m.update(signing_input);
-                    m.verify_slice(signature).is_ok()
-                }),
-            };
-            ok | this.unwrap_or(false)
+            // `verify` compares in constant time (RFC 7515 §10.7 timing note).
+            let this = s
+                .macs
+                .iter()
+                .find(|k| k.algorithm() == alg)
+                .is_some_and(|k| k.verify(signing_input, signature));
+            ok | this
         })
     }
-}
-
-fn keyed<M: Mac + hmac::digest::KeyInit>(key: &[u8]) -> M {
-    // HMAC accepts keys of any length; this cannot fail.
-    <M as hmac::digest::KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 fn prepare(digest_key: &Hmac<Sha256>, secret: &Secret, algs: &[Algorithm]) -> PreparedSecret {
@@ -204,26 +192,25 @@ fn prepare(digest_key: &Hmac<Sha256>, secret: &Secret, algs: &[Algorithm]) -> Pr
     let key = secret.expose();
     PreparedSecret {
         digest: mac.finalize().into_bytes().into(),
-        hs256: algs.contains(&Algorithm::Hs256).then(|| keyed(key)),
-        hs384: algs.contains(&Algorithm::Hs384).then(|| keyed(key)),
-        hs512: algs.contains(&Algorithm::Hs512).then(|| keyed(key)),
+        macs: algs.iter().map(|&alg| HmacKey::new(alg, key)).collect(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Sha512;
 
     fn registry() -> Registry {
         Registry::new(&[
             ClientConfig {
-                client_id: "billing".into(),
+                client_id: ClientId::new("billing"),
                 auth_method: AuthMethod::ClientSecretBasic,
                 algorithms: vec![Algorithm::Hs256],
                 secrets: vec![Secret::new("old-secret"), Secret::new("new-secret")],
             },
             ClientConfig {
-                client_id: "jwt".into(),
+                client_id: ClientId::new("jwt"),
                 auth_method: AuthMethod::ClientSecretJwt,
                 algorithms: vec![Algorithm::Hs256],
                 secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],

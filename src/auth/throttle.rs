@@ -15,13 +15,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::config::Throttle as ThrottleConfig;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many failed authentications; retry after {retry_after:?}")]
-pub struct Throttled {
-    pub retry_after: Duration,
-}
+use crate::config::ThrottleConfig;
+use crate::error::Throttled;
 
 /// Most distinct keys tracked at once; beyond that the oldest counters are dropped first.
 const MAX_KEYS: u64 = 200_000;

@@ -1,0 +1,274 @@
+//! The authenticator: everything one protected request goes through, in order.
+//!
+//! POST only → body read under limits (limit.rs) → form decoded (form.rs) → exactly one
+//! credential extracted (extract.rs) → throttle checked → credential verified against the
+//! registry (Basic, post) or as an assertion (jwt.rs, then the replay store) → body
+//! rebuilt without secret material (rebuild.rs). Built once per config generation; the
+//! replay store and the throttle outlive generations and are passed in.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Method, Request};
+
+use crate::auth::extract::{self, BodyForm, Extracted, Presented};
+use crate::auth::form;
+use crate::auth::jwt;
+use crate::auth::rebuild::rebuild;
+use crate::auth::registry::Registry;
+use crate::auth::replay::{ReplayError, ReplayStore};
+use crate::auth::throttle::Throttle;
+use crate::auth::Authenticated;
+use crate::body::{full, Body};
+use crate::clock::Clock;
+use crate::config::{AssertionConfig, Config, LimitsConfig};
+use crate::conn::ClientAddr;
+use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
+use crate::metrics::Outcome;
+use crate::oauth::{AuthMethod, ClientId};
+use crate::trace::Notes;
+
+/// State that outlives config generations: forgetting used jtis would reopen a replay
+/// window, and forgetting failures would reset brute-force counters on every reload.
+#[derive(Clone)]
+pub struct AuthState {
+    pub replay: Arc<dyn ReplayStore>,
+    pub throttle: Arc<Throttle>,
+}
+
+/// Everything authentication needs, built once per config.
+pub struct Authenticator {
+    registry: Registry,
+    state: AuthState,
+    issuer: String,
+    public_url: String,
+    assertion: AssertionConfig,
+    limits: LimitsConfig,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("registry", &self.registry)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, state: AuthState, clock: Clock) -> Self {
+        Self {
+            registry: Registry::new(&config.clients),
+            state,
+            issuer: config.issuer.clone(),
+            public_url: config.public_url.clone(),
+            assertion: config.assertion.clone(),
+            limits: config.limits.clone(),
+            clock,
+        }
+    }
+
+    pub fn replay_store(&self) -> &Arc<dyn ReplayStore> {
+        &self.state.replay
+    }
+
+    /// Authenticates a protected request and returns it rebuilt without secrets. The
+    /// outcome, method and (registered) client id go into the request's [`Notes`].
+    pub async fn authenticate(&self, req: Request<Body>) -> Result<Request<Body>, GatewayError> {
+        let notes = req.extensions().get::<Arc<Notes>>().cloned();
+        let result = self.authenticate_noted(req, notes.as_deref()).await;
+        if let Some(notes) = notes {
+            notes.outcome(match &result {
+                Ok(_) => Outcome::ok,
+                Err(e) => Outcome::of(e),
+            });
+        }
+        result
+    }
+
+    async fn authenticate_noted(
+        &self,
+        req: Request<Body>,
+        notes: Option<&Notes>,
+    ) -> Result<Request<Body>, GatewayError> {
+        // RFC 6749 §3.2: the token endpoint takes POST; so do introspection, revocation, PAR.
+        if req.method() != Method::POST {
+            crate::limit::drain(req.into_body()).await;
+            return Err(RequestError::MethodNotPost.into());
+        }
+        let (mut parts, body) = req.into_parts();
+        let bytes = crate::limit::read_body(
+            &parts.headers,
+            body,
+            self.limits.max_body,
+            self.limits.body_read_timeout,
+        )
+        .await?;
+
+        let params = form::decode(form::body_kind(&parts.headers)?, &bytes).await?;
+        let body_form = match &params {
+            Some(p) => BodyForm::Form(p),
+            None => BodyForm::Opaque {
+                empty: bytes.is_empty(),
+            },
+        };
+        let Extracted {
+            presented,
+            body_client_id,
+        } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
+
+        let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
+        let (client_id, method) = self.verify(
+            presented,
+            body_client_id.as_deref(),
+            parts.uri.path(),
+            peer,
+            notes,
+        )?;
+
+        let forwarded = rebuild(&mut parts.headers, params.as_ref(), bytes, &client_id);
+        parts.extensions.insert(Authenticated {
+            client_id,
+            method,
+            body: forwarded.clone(),
+        });
+        Ok(Request::from_parts(parts, full(forwarded)))
+    }
+
+    /// Verifies the presented credential, under brute-force throttling, and returns the
+    /// authenticated client and method.
+    fn verify(
+        &self,
+        presented: Presented,
+        body_client_id: Option<&str>,
+        path: &str,
+        peer: Option<IpAddr>,
+        notes: Option<&Notes>,
+    ) -> Result<(ClientId, AuthMethod), GatewayError> {
+        let compact = match &presented {
+            Presented::Jwt { assertion } => {
+                Some(jwt::decode(assertion).ok_or(RequestError::MalformedAssertion)?)
+            }
+            Presented::Basic(_) | Presented::Post { .. } => None,
+        };
+        let claimed: &str = match (&presented, &compact) {
+            (Presented::Basic(c), _) => &c.client_id,
+            (Presented::Post { client_id, .. }, _) => client_id,
+            (Presented::Jwt { .. }, Some(c)) => jwt::subject(&c.claims).unwrap_or(""),
+            (Presented::Jwt { .. }, None) => "",
+        };
+        let method = match &presented {
+            Presented::Basic(_) => AuthMethod::ClientSecretBasic,
+            Presented::Post { .. } => AuthMethod::ClientSecretPost,
+            Presented::Jwt { .. } => AuthMethod::ClientSecretJwt,
+        };
+        if let Some(notes) = notes {
+            notes.auth_method(method);
+            // Only a registered id is noted: anything else is attacker-chosen text, and
+            // may even be a secret pasted into the wrong field.
+            if let Some(client) = self.registry.get(claimed) {
+                notes.client(&client.client_id);
+            }
+        }
+        // RFC 6749 §2.3.1: brute-force protection, checked before any secret is tried.
+        if let Some(ip) = peer {
+            self.state
+                .throttle
+                .check(claimed, ip)
+                .map_err(GatewayError::Throttled)?;
+        }
+        let result = match (&presented, &compact) {
+            (Presented::Basic(c), _) => self
+                .registry
+                .verify_secret(&c.client_id, &c.secret, method)
+                .map(|client| client.client_id.clone())
+                .map_err(|f| GatewayError::auth(f, true)),
+            (Presented::Post { client_id, secret }, _) => self
+                .registry
+                .verify_secret(client_id, secret, method)
+                .map(|client| client.client_id.clone())
+                .map_err(|f| GatewayError::auth(f, false)),
+            (Presented::Jwt { .. }, Some(c)) => self.verify_assertion(c, body_client_id, path),
+            (Presented::Jwt { .. }, None) => Err(RequestError::MalformedAssertion.into()),
+        };
+        if let (Err(GatewayError::Authentication { .. }), Some(ip)) = (&result, peer) {
+            self.state.throttle.record_failure(claimed, ip);
+        }
+        result.map(|id| (id, method))
+    }
+
+    /// `client_secret_jwt`: returns the authenticated client id.
+    fn verify_assertion(
+        &self,
+        compact: &jwt::Compact<'_>,
+        body_client_id: Option<&str>,
+        path: &str,
+    ) -> Result<ClientId, GatewayError> {
+        let reject = |r: AssertionRejection| GatewayError::auth(AuthFailure::Assertion(r), false);
+        // RFC 8725 §3.1: only the HMAC algorithms, named exactly; never `none`.
+        let alg = compact.alg.map_err(reject)?;
+        // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
+        if compact.crit {
+            return Err(reject(AssertionRejection::CriticalHeader));
+        }
+        let sub = jwt::subject(&compact.claims).map_err(reject)?;
+        // docs/design.md §2: a body client_id must name the same client as the assertion.
+        if body_client_id.is_some_and(|id| id != sub) {
+            return Err(RequestError::ClientIdMismatch.into());
+        }
+        // RFC 7523 §3 items 1-2: iss and sub are both the client_id.
+        jwt::check_issuer(&compact.claims, sub).map_err(reject)?;
+
+        let client = self.registry.get(sub);
+        let usable = client
+            .filter(|c| c.method == AuthMethod::ClientSecretJwt && c.algorithms.contains(&alg));
+        // Always one MAC computation, with the decoy key when the client is unknown or may
+        // not use this algorithm, so timing does not tell these cases apart.
+        let mac_ok = self.registry.verify_mac(
+            usable,
+            alg,
+            compact.signing_input.as_bytes(),
+            &compact.signature,
+        );
+        let client = match client {
+            None => return Err(GatewayError::auth(AuthFailure::UnknownClient, false)),
+            Some(c) if c.method != AuthMethod::ClientSecretJwt => {
+                return Err(GatewayError::auth(AuthFailure::WrongMethod, false))
+            }
+            Some(_) if usable.is_none() => {
+                return Err(reject(AssertionRejection::AlgorithmNotAllowed))
+            }
+            Some(_) if !mac_ok => return Err(reject(AssertionRejection::BadSignature)),
+            Some(c) => c,
+        };
+
+        // `aud` may name the exact URL called (compat mode): only assertions need it.
+        let endpoint_url = format!("{}{}", self.public_url, path);
+        let accepted = jwt::check_claims(
+            &compact.claims,
+            &jwt::Expectations {
+                issuer: &self.issuer,
+                endpoint_url: &endpoint_url,
+                audience_mode: self.assertion.audience,
+                leeway: self.assertion.leeway,
+                max_age: self.assertion.max_age,
+                now: self.clock.now(),
+            },
+        )
+        .map_err(reject)?;
+        // RFC 7523 §3 item 7: a jti is used once. Recorded only after everything else
+        // passed, so a rejected assertion cannot burn a legitimate client's jti.
+        match self
+            .state
+            .replay
+            .check_and_record(sub, &accepted.jti, accepted.replay_ttl)
+        {
+            Ok(()) => Ok(client.client_id.clone()),
+            Err(ReplayError::Replayed) => {
+                Err(GatewayError::auth(AuthFailure::ReplayedAssertion, false))
+            }
+            Err(ReplayError::Full) => Err(GatewayError::ReplayStoreFull),
+        }
+    }
+}

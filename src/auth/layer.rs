@@ -1,0 +1,134 @@
+//! The tower layer that runs the [`Authenticator`] on requests routing marked
+//! [`Protected`], and passes every other request straight through.
+//!
+//! Invariant: only this layer inserts [`Authenticated`]; any copy already on a request is
+//! removed first, so nothing below can be told a client authenticated unless it did here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::auth::{Authenticated, Authenticator};
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::route::Protected;
+
+/// Tower layer running [`Authenticator`] on protected requests.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Arc<Authenticator>) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<Body>> for Auth<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = ResponseFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // Only this layer may say who authenticated; drop anything claiming otherwise.
+        req.extensions_mut().remove::<Authenticated>();
+        if req.extensions().get::<Protected>().is_none() {
+            return ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(req),
+                },
+            };
+        }
+        // `inner` was polled ready: take it, leave a fresh clone behind (tower's contract).
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let authenticator = self.authenticator.clone();
+        ResponseFuture {
+            state: State::Authenticating {
+                // The body read is async: one allocation per protected request.
+                future: Box::pin(async move { authenticator.authenticate(req).await }),
+                inner: Some(inner),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Authenticating (protected requests only), then the inner service's future.
+    pub struct ResponseFuture<S: Service<Request<Body>>> {
+        #[pin]
+        state: State<S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S: Service<Request<Body>>> {
+        Authenticating {
+            future: BoxFuture<Result<Request<Body>, GatewayError>>,
+            inner: Option<S>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+{
+    type Output = Result<Response<Body>, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Authenticating { future, inner } => {
+                    let req = ready!(future.as_mut().poll(cx))?;
+                    let Some(mut inner) = inner.take() else {
+                        return Poll::Ready(Err(GatewayError::NotAuthenticated));
+                    };
+                    let future = inner.call(req);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The body rebuild: what makes "no secret reaches the upstream" true for protected
+//! requests (docs/design.md §4).
+//!
+//! After a request has authenticated, its form body is re-encoded without
+//! `client_secret`, `client_assertion` and `client_assertion_type`, with exactly one
+//! `client_id` (added when the client authenticated with Basic or an assertion, so the
+//! legacy server still learns which client it serves), as
+//! `application/x-www-form-urlencoded` (multipart is transcoded). A body that is not a
+//! form (it could only authenticate with Basic) is forwarded byte for byte. The
+//! `Authorization` header, which carried the Basic credential, is removed, and
+//! `Content-Length` is set to the forwarded body's length (any `Transfer-Encoding` goes).
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::HeaderMap;
+
+use crate::auth::form::{self, Params};
+use crate::oauth::{is_secret_param, ClientId, CLIENT_ID};
+
+/// Rewrites `headers` for the upstream and returns the body to forward. `params` is the
+/// decoded form (`None` for a body that is not a form, forwarded as `original`).
+pub fn rebuild(
+    headers: &mut HeaderMap,
+    params: Option<&Params>,
+    original: Bytes,
+    client_id: &ClientId,
+) -> Bytes {
+    let forwarded = match params {
+        Some(p) => {
+            let mut kept: Vec<(&str, &str)> = Vec::with_capacity(p.len() + 1);
+            let mut has_client_id = false;
+            for (name, value) in p {
+                // docs/design.md §4: secret material is never forwarded.
+                if is_secret_param(name) {
+                    continue;
+                }
+                if name == CLIENT_ID {
+                    // Empty means omitted (RFC 6749 §3.1); a non-empty one was checked to
+                    // equal the authenticated client, and repeats were refused (§3.2).
+                    if value.is_empty() {
+                        continue;
+                    }
+                    has_client_id = true;
+                }
+                kept.push((name, value));
+            }
+            if !has_client_id {
+                kept.push((CLIENT_ID, client_id.as_str()));
+            }
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            Bytes::from(form::encode(kept))
+        }
+        None => original,
+    };
+    // The Basic header is the credential itself: it never goes upstream.
+    headers.remove(AUTHORIZATION);
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(forwarded.len()));
+    forwarded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(list: &[(&str, &str)]) -> Params {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn decoded(body: &[u8]) -> Vec<(String, String)> {
+        form_urlencoded::parse(body).into_owned().collect()
+    }
+
+    #[test]
+    fn secrets_go_and_the_client_id_is_added_once() {
+        let mut h = head(&[
+            ("authorization", "Basic abc"),
+            ("content-type", "multipart/form-data; boundary=x"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        let p = params(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", "s3cret"),
+            ("client_assertion", "a.b.c"),
+            ("client_assertion_type", "urn:x"),
+            ("client_id", ""),
+            ("scope", "a b"),
+        ]);
+        let body = rebuild(&mut h, Some(&p), Bytes::new(), &ClientId::new("billing"));
+        assert_eq!(
+            decoded(&body),
+            [
+                ("grant_type".to_owned(), "client_credentials".to_owned()),
+                ("scope".to_owned(), "a b".to_owned()),
+                ("client_id".to_owned(), "billing".to_owned()),
+            ]
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("s3cret"));
+        assert!(h.get(AUTHORIZATION).is_none());
+        assert!(h.get(TRANSFER_ENCODING).is_none());
+        assert_eq!(h[CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert_eq!(h[CONTENT_LENGTH], body.len().to_string().as_str());
+    }
+
+    #[test]
+    fn a_present_client_id_is_kept_in_place() {
+        let mut h = HeaderMap::new();
+        let p = params(&[("client_id", "reports"), ("client_secret", "x")]);
+        let body = rebuild(&mut h, Some(&p), Bytes::new(), &ClientId::new("reports"));
+        assert_eq!(&body[..], b"client_id=reports");
+    }
+
+    #[test]
+    fn other_bodies_are_forwarded_unchanged() {
+        let mut h = head(&[
+            ("authorization", "Basic abc"),
+            ("content-type", "application/json"),
+        ]);
+        let json = Bytes::from_static(br#"{"client_secret":"not a form"}"#);
+        let body = rebuild(&mut h, None, json.clone(), &ClientId::new("billing"));
+        assert_eq!(body, json);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert!(h.get(AUTHORIZATION).is_none());
+        assert_eq!(h[CONTENT_LENGTH], json.len().to_string().as_str());
+    }
+}

@@ -1,0 +1,112 @@
+//! Protected path patterns (`protected_paths`): `/oauth2/token`, `/{tid}/{aid}/oauth2/token`,
+//! where `{name}` matches exactly one non-empty segment. Parsed and checked here, at load;
+//! matched by the router (route.rs) against the decoded segments of a request path.
+
+/// One segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Any,
+}
+
+/// One protected path pattern from `protected_paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl PathPattern {
+    /// Token, introspection (RFC 7662), revocation (RFC 7009) and PAR (RFC 9126) endpoints
+    /// at their usual paths.
+    pub fn defaults() -> Vec<PathPattern> {
+        [
+            "/oauth2/token",
+            "/oauth2/introspect",
+            "/oauth2/revoke",
+            "/oauth2/par",
+        ]
+        .into_iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect()
+    }
+
+    pub fn parse(text: &str) -> Result<PathPattern, String> {
+        if !text.starts_with('/') {
+            return Err(format!("`{text}` must start with `/`"));
+        }
+        if text.contains(['?', '#', '%']) {
+            return Err(format!(
+                "`{text}` must be a plain path, without query, fragment or escapes"
+            ));
+        }
+        let mut segments = Vec::new();
+        for seg in text[1..].split('/') {
+            if seg.is_empty() || seg == "." || seg == ".." {
+                return Err(format!("`{text}` has an empty or dot segment"));
+            }
+            if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
+                if seg[1..seg.len() - 1].contains(['{', '}']) {
+                    return Err(format!("`{text}` has a malformed placeholder `{seg}`"));
+                }
+                segments.push(Segment::Any);
+            } else if seg.contains(['{', '}']) {
+                return Err(format!(
+                    "`{text}`: a placeholder must be a whole segment, like /{{tenant}}/oauth2/token"
+                ));
+            } else {
+                segments.push(Segment::Literal(seg.to_owned()));
+            }
+        }
+        Ok(PathPattern {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the decoded segments of a request path match, segment for segment.
+    pub fn matches(&self, decoded_segments: &[&str]) -> bool {
+        self.segments.len() == decoded_segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(decoded_segments)
+                .all(|(pat, seg)| match pat {
+                    Segment::Any => true,
+                    Segment::Literal(lit) => lit == seg,
+                })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        for bad in [
+            "oauth2/token",
+            "/a//b",
+            "/a/{x",
+            "/a/b{x}",
+            "/a/?q",
+            "/a/../b",
+            "/{}",
+        ] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn placeholders_match_one_segment() {
+        let p = PathPattern::parse("/{tid}/oauth2/token").unwrap();
+        assert!(p.matches(&["acme", "oauth2", "token"]));
+        assert!(!p.matches(&["oauth2", "token"]));
+        assert!(!p.matches(&["a", "b", "oauth2", "token"]));
+        assert_eq!(PathPattern::defaults().len(), 4);
+    }
+}

@@ -1,0 +1,140 @@
+//! The configuration as written: YAML deserialised by serde-saphyr into these structs.
+//!
+//! Every struct denies unknown keys (a typo in security configuration must fail, never be
+//! ignored) and serde-saphyr refuses duplicate keys (a client registered twice under one
+//! mapping key must not silently keep the last). Every field is optional so that
+//! validation (validate.rs), not serde, reports missing keys, and reports all of them.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listen: Option<String>,
+    pub tls: Option<RawTls>,
+    pub upstream: Option<RawUpstream>,
+    pub admin: Option<RawAdmin>,
+    pub public_url: Option<String>,
+    pub issuer: Option<String>,
+    pub protected_paths: Option<Vec<String>>,
+    pub unprotected: Option<String>,
+    pub assertion: Option<RawAssertion>,
+    pub internal_header: Option<RawInternalHeader>,
+    pub limits: Option<RawLimits>,
+    pub throttle: Option<RawThrottle>,
+    pub shutdown_grace: Option<String>,
+    pub workers: Option<RawWorkers>,
+    pub realm: Option<String>,
+    pub reload: Option<RawReload>,
+    pub metrics: Option<RawMetrics>,
+    pub clients: Option<Vec<RawClient>>,
+}
+
+/// `workers: 4` or `workers: auto`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawWorkers {
+    Count(u64),
+    Word(String),
+    // Only so that these get the key's own message rather than a parse error.
+    Negative(i64),
+    Fraction(f64),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub watch: Option<bool>,
+    pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub client_id_label: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub url: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAssertion {
+    pub audience: Option<String>,
+    pub leeway: Option<String>,
+    pub max_age: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub replay_capacity: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInternalHeader {
+    pub name: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub ttl: Option<String>,
+    pub keys: Option<Vec<RawKey>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub id: Option<String>,
+    pub file: Option<String>,
+    pub env: Option<String>,
+    pub value: Option<String>,
+}
+
+/// Where a secret comes from: exactly one of the fields (checked in secret_source.rs).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretSource {
+    pub file: Option<String>,
+    pub env: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_body: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottle {
+    pub max_failures: Option<u32>,
+    pub max_failures_per_address: Option<u32>,
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub client_id: Option<String>,
+    pub auth_method: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub secrets: Option<Vec<RawSecretSource>>,
+}

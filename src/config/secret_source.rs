@@ -1,0 +1,144 @@
+//! Secret sources: where a client secret or an internal-header key comes from. Exactly one
+//! of `file: PATH` (one trailing newline ignored), `env: VAR` or `value: "…"` (inline,
+//! accepted with a warning: meant for demos). Read once per load, never per request.
+
+use super::raw::RawSecretSource;
+use super::validate::Validator;
+use crate::secret::Secret;
+
+/// Kubernetes Secret files made with `echo` end in a newline that is not part of the secret.
+fn strip_one_newline(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(bytes.len() - 1);
+    }
+    bytes
+}
+
+impl Validator<'_> {
+    /// Reads secret material from exactly one of `file`, `env` or `value`.
+    pub(super) fn secret(&mut self, source: RawSecretSource, path: &str) -> Option<Secret> {
+        let (kind, given) = self.exactly_one(
+            path,
+            vec![
+                ("file", source.file),
+                ("env", source.env),
+                ("value", source.value),
+            ],
+        )?;
+        let bytes = match kind {
+            "file" => {
+                let resolved = self.base_dir.join(&given);
+                match self.read(&resolved) {
+                    Ok(bytes) => strip_one_newline(bytes),
+                    Err(e) => {
+                        self.problem(
+                            format!("{path}.file"),
+                            format!("cannot read {}: {e}", resolved.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            "env" => match std::env::var_os(&given) {
+                Some(value) => value.into_encoded_bytes(),
+                None => {
+                    self.problem(
+                        format!("{path}.env"),
+                        format!("environment variable {given} is not set"),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.warnings.push(format!(
+                    "{path}.value: inline secret in the config file; use `file` or `env` outside demos"
+                ));
+                given.into_bytes()
+            }
+        };
+        if bytes.is_empty() {
+            self.problem(path, "secret is empty");
+            return None;
+        }
+        Some(Secret::new(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_from_file_env_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
+        std::fs::write(dir.path().join("crlf"), "crlf\r\n").unwrap();
+        let mut v = Validator {
+            base_dir: dir.path(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            sources: Vec::new(),
+        };
+        let file = v.secret(
+            RawSecretSource {
+                file: Some("s".into()),
+                ..Default::default()
+            },
+            "x",
+        );
+        assert_eq!(file.unwrap().expose(), b"from-file");
+        let crlf = v.secret(
+            RawSecretSource {
+                file: Some("crlf".into()),
+                ..Default::default()
+            },
+            "x",
+        );
+        assert_eq!(crlf.unwrap().expose(), b"crlf");
+        assert_eq!(
+            v.sources.len(),
+            2,
+            "files read are recorded for the watcher"
+        );
+        std::env::set_var("SECRETGATE_UNIT_TEST_SECRET", "from-env");
+        let env = v.secret(
+            RawSecretSource {
+                env: Some("SECRETGATE_UNIT_TEST_SECRET".into()),
+                ..Default::default()
+            },
+            "y",
+        );
+        assert_eq!(env.unwrap().expose(), b"from-env");
+        let both = v.secret(
+            RawSecretSource {
+                env: Some("A".into()),
+                value: Some("b".into()),
+                ..Default::default()
+            },
+            "z",
+        );
+        assert!(both.is_none());
+        assert_eq!(v.problems.len(), 1);
+        assert_eq!(v.problems[0].path, "z");
+        assert!(v.problems[0].message.contains("`file`, `env` or `value`"));
+        let _ = v.secret(
+            RawSecretSource {
+                value: Some("inline".into()),
+                ..Default::default()
+            },
+            "w",
+        );
+        assert!(v.warnings[0].contains("inline secret"));
+        let missing = v.secret(
+            RawSecretSource {
+                file: Some("nope".into()),
+                ..Default::default()
+            },
+            "m",
+        );
+        assert!(missing.is_none());
+        assert_eq!(v.problems[1].path, "m.file");
+    }
+}

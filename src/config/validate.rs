@@ -1,0 +1,786 @@
+//! Validation: raw structs (raw.rs) → a typed [`Config`], with every problem collected.
+//!
+//! One method per config section; each records problems under the section's key path and
+//! returns what it could build, so that one bad key never hides another. The shared
+//! shapes (a required key, a duration, a word from a closed set, exactly one of several
+//! keys) are written once, below, and used by every section.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use rustls::sign::CertifiedKey;
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::error::error_chain;
+use crate::oauth::{is_vschar, Algorithm, AuthMethod, ClientId};
+
+/// Most worker threads accepted: far beyond any machine this runs on, low enough that a
+/// typo cannot start a million threads.
+const MAX_WORKERS: u64 = 1024;
+
+/// The CPUs this process may use (affinity and cgroup quota included), at least 1.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Validates `raw`, reading the files it names relative to `base_dir`. Returns the config
+/// (or every problem) and every file read, whatever the outcome.
+pub(super) fn validate(
+    raw: RawConfig,
+    base_dir: &Path,
+) -> (Result<Config, ConfigError>, Vec<Source>) {
+    let mut v = Validator {
+        base_dir,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        sources: Vec::new(),
+    };
+    let result = v.config(raw);
+    let sources = std::mem::take(&mut v.sources);
+    let result = match result {
+        Some(mut config) if v.problems.is_empty() => {
+            config.warnings = std::mem::take(&mut v.warnings);
+            config.sources = sources.clone();
+            Ok(config)
+        }
+        _ => Err(ConfigError::Invalid(std::mem::take(&mut v.problems))),
+    };
+    (result, sources)
+}
+
+pub(super) struct Validator<'a> {
+    pub(super) base_dir: &'a Path,
+    pub(super) problems: Vec<Problem>,
+    pub(super) warnings: Vec<String>,
+    pub(super) sources: Vec<Source>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Shapes shared by every section.
+
+impl Validator<'_> {
+    /// Reads a file the config names, recording it for the reload watcher.
+    pub(super) fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let (source, bytes) = Source::read(path);
+        self.sources.push(source);
+        bytes
+    }
+
+    pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Whether a problem was already recorded at `path` or below it.
+    fn has_problem_under(&self, path: &str) -> bool {
+        self.problems.iter().any(|p| p.path.starts_with(path))
+    }
+
+    fn required<T>(&mut self, value: Option<T>, path: &str) -> Option<T> {
+        if value.is_none() {
+            self.problem(path, "required key is missing");
+        }
+        value
+    }
+
+    /// A required text value turned into `T` by `parse`, whose error is the message.
+    fn parsed<T>(
+        &mut self,
+        value: Option<String>,
+        path: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = self.required(value, path)?;
+        parse(&text).map_err(|e| self.problem(path, e)).ok()
+    }
+
+    fn duration(&mut self, value: Option<String>, path: &str, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
+                self.problem(path, e);
+                default
+            }),
+        }
+    }
+
+    /// One word from a closed set, or `default` when absent.
+    fn choice<T: Copy>(
+        &mut self,
+        value: Option<String>,
+        path: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(word) = value else {
+            return default;
+        };
+        match options.iter().find(|(name, _)| *name == word) {
+            Some((_, v)) => *v,
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    path,
+                    format!("`{word}` is not one of: {}", names.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
+    /// Exactly one of several alternative keys: returns its name and value, or records
+    /// "give exactly one of `a`, `b` or `c`" at `path`.
+    pub(super) fn exactly_one<T>(
+        &mut self,
+        path: &str,
+        options: Vec<(&'static str, Option<T>)>,
+    ) -> Option<(&'static str, T)> {
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("`{n}`")).collect();
+        let mut given = options
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| (name, v)));
+        match (given.next(), given.next()) {
+            (Some(one), None) => Some(one),
+            _ => {
+                let list = match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => names.join(""),
+                };
+                self.problem(path, format!("give exactly one of {list}"));
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, value: Option<String>, path: &str) -> Option<SocketAddr> {
+        self.parsed(value, path, |text| {
+            text.parse().map_err(|_| {
+                format!("`{text}` is not an address; use IP:PORT such as 0.0.0.0:8443")
+            })
+        })
+    }
+
+    fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
+        let text = self.required(value, path)?;
+        let resolved = self.base_dir.join(text);
+        if !resolved.is_file() {
+            self.problem(path, format!("no such file: {}", resolved.display()));
+            return None;
+        }
+        Some(resolved)
+    }
+
+    fn algorithms(&mut self, names: Vec<String>, path: &str) -> Vec<Algorithm> {
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match Algorithm::from_name(name) {
+                Some(alg) if !out.contains(&alg) => out.push(alg),
+                Some(_) => {
+                    self.problem(format!("{path}[{i}]"), format!("`{name}` is listed twice"))
+                }
+                None => self.problem(
+                    format!("{path}[{i}]"),
+                    format!("`{name}` is not supported; use HS256, HS384 or HS512"),
+                ),
+            }
+        }
+        if names.is_empty() {
+            self.problem(path, "list at least one algorithm");
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sections.
+
+impl Validator<'_> {
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.socket_addr(raw.listen, "listen");
+        let tls = self.tls(raw.tls);
+        let upstream = self.upstream(raw.upstream);
+        let admin = raw
+            .admin
+            .and_then(|a| self.socket_addr(a.listen, "admin.listen"))
+            .map(|listen| AdminConfig { listen });
+        let public_url = self.parsed(raw.public_url, "public_url", parse_public_url);
+        let issuer = self.issuer(raw.issuer);
+        let protected_paths = self.protected_paths(raw.protected_paths);
+        let unprotected = self.choice(
+            raw.unprotected,
+            "unprotected",
+            &[
+                ("forward", UnprotectedPolicy::Forward),
+                ("deny", UnprotectedPolicy::Deny),
+            ],
+            UnprotectedPolicy::Forward,
+        );
+        let assertion = self.assertion(raw.assertion.unwrap_or_default());
+        let internal_header = self.internal_header(raw.internal_header);
+        let limits = self.limits(raw.limits.unwrap_or_default());
+        let throttle = self.throttle(raw.throttle.unwrap_or_default());
+        let shutdown_grace = self.duration(raw.shutdown_grace, "shutdown_grace", secs(30));
+        let workers = self.workers(raw.workers);
+        let realm = self.realm(raw.realm);
+        let reload = self.reload(raw.reload.unwrap_or_default());
+        let metrics = MetricsConfig {
+            client_id_label: raw
+                .metrics
+                .unwrap_or_default()
+                .client_id_label
+                .unwrap_or(false),
+        };
+        let clients = self.clients(raw.clients, &assertion.algorithms);
+        // Every `None` below recorded a problem when it was made.
+        Some(Config {
+            listen: listen?,
+            tls: tls?,
+            upstream: upstream?,
+            admin,
+            public_url: public_url?,
+            issuer: issuer?,
+            protected_paths,
+            unprotected,
+            assertion,
+            internal_header: internal_header?,
+            limits,
+            throttle,
+            shutdown_grace,
+            workers,
+            realm,
+            clients,
+            reload,
+            metrics,
+            // Filled in by `validate`, which owns the validator.
+            warnings: Vec::new(),
+            sources: Vec::new(),
+        })
+    }
+
+    fn tls(&mut self, raw: Option<RawTls>) -> Option<TlsConfig> {
+        let raw = self.required(raw, "tls").unwrap_or_default();
+        let cert_file = self.file_path(raw.cert_file, "tls.cert_file");
+        let key_file = self.file_path(raw.key_file, "tls.key_file");
+        let (cert_file, key_file) = (cert_file?, key_file?);
+        let certified = self.certified_key(&cert_file, &key_file)?;
+        Some(TlsConfig {
+            cert_file,
+            key_file,
+            certified,
+        })
+    }
+
+    fn certified_key(&mut self, cert: &Path, key: &Path) -> Option<Arc<CertifiedKey>> {
+        let cert_pem = self
+            .read(cert)
+            .map_err(|e| {
+                self.problem(
+                    "tls.cert_file",
+                    format!("cannot read {}: {e}", cert.display()),
+                )
+            })
+            .ok();
+        let key_pem = self
+            .read(key)
+            .map_err(|e| {
+                self.problem(
+                    "tls.key_file",
+                    format!("cannot read {}: {e}", key.display()),
+                )
+            })
+            .ok();
+        match crate::tls::certified_key_from_pem(&cert_pem?, &key_pem?, cert, key) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                self.problem("tls", error_chain(&e));
+                None
+            }
+        }
+    }
+
+    fn upstream(&mut self, raw: Option<RawUpstream>) -> Option<UpstreamConfig> {
+        let raw = self.required(raw, "upstream").unwrap_or_default();
+        let authority = self.parsed(raw.url, "upstream.url", parse_upstream_url);
+        let connect_timeout =
+            self.duration(raw.connect_timeout, "upstream.connect_timeout", secs(2));
+        let timeout = self.duration(raw.timeout, "upstream.timeout", secs(15));
+        let pool_idle_timeout = self.duration(
+            raw.pool_idle_timeout,
+            "upstream.pool_idle_timeout",
+            secs(60),
+        );
+        Some(UpstreamConfig {
+            authority: authority?,
+            connect_timeout,
+            timeout,
+            pool_idle_timeout,
+        })
+    }
+
+    fn issuer(&mut self, raw: Option<String>) -> Option<String> {
+        let issuer = self.required(raw, "issuer")?;
+        if issuer.is_empty() {
+            self.problem("issuer", "must not be empty");
+        }
+        Some(issuer)
+    }
+
+    fn protected_paths(&mut self, raw: Option<Vec<String>>) -> Vec<PathPattern> {
+        let Some(list) = raw else {
+            return PathPattern::defaults();
+        };
+        if list.is_empty() {
+            self.problem("protected_paths", "list at least one path");
+        }
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            match PathPattern::parse(p) {
+                Ok(pat) => out.push(pat),
+                Err(e) => self.problem(format!("protected_paths[{i}]"), e),
+            }
+        }
+        out
+    }
+
+    fn assertion(&mut self, raw: RawAssertion) -> AssertionConfig {
+        let audience = self.choice(
+            raw.audience,
+            "assertion.audience",
+            &[
+                ("compat", AudienceMode::Compat),
+                ("strict", AudienceMode::Strict),
+            ],
+            AudienceMode::Compat,
+        );
+        let assertion = AssertionConfig {
+            audience,
+            leeway: self.duration(raw.leeway, "assertion.leeway", secs(30)),
+            max_age: self.duration(raw.max_age, "assertion.max_age", secs(300)),
+            algorithms: match raw.algorithms {
+                None => vec![Algorithm::Hs256],
+                Some(names) => self.algorithms(names, "assertion.algorithms"),
+            },
+            replay_capacity: raw.replay_capacity.unwrap_or(100_000),
+        };
+        if assertion.replay_capacity == 0 {
+            self.problem("assertion.replay_capacity", "must be at least 1");
+        }
+        if assertion.max_age.is_zero() {
+            self.problem("assertion.max_age", "must be greater than zero");
+        }
+        assertion
+    }
+
+    fn internal_header(&mut self, raw: Option<RawInternalHeader>) -> Option<InternalHeaderConfig> {
+        let raw = self.required(raw, "internal_header").unwrap_or_default();
+        let name_text = raw
+            .name
+            .unwrap_or_else(|| "x-authenticated-client".to_owned());
+        let name = HeaderName::from_bytes(name_text.as_bytes())
+            .map_err(|_| {
+                self.problem(
+                    "internal_header.name",
+                    format!("`{name_text}` is not a header name"),
+                )
+            })
+            .ok();
+        let issuer = raw.issuer.unwrap_or_else(|| "secretgate".to_owned());
+        let audience = raw
+            .audience
+            .unwrap_or_else(|| "legacy-token-service".to_owned());
+        let ttl = self.duration(raw.ttl, "internal_header.ttl", secs(30));
+        if ttl < secs(1) {
+            self.problem("internal_header.ttl", "must be at least 1s");
+        }
+        let raw_keys = self
+            .required(raw.keys, "internal_header.keys")
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, key) in raw_keys.into_iter().enumerate() {
+            let path = format!("internal_header.keys[{i}]");
+            if let Some(k) = self.signing_key(key, &path, &mut ids) {
+                keys.push(k);
+            }
+        }
+        if keys.is_empty() && !self.has_problem_under("internal_header.keys") {
+            self.problem("internal_header.keys", "list at least one key");
+        }
+        Some(InternalHeaderConfig {
+            name: name?,
+            issuer,
+            audience,
+            ttl,
+            keys,
+        })
+    }
+
+    fn signing_key(
+        &mut self,
+        raw: RawKey,
+        path: &str,
+        ids: &mut HashSet<String>,
+    ) -> Option<SigningKey> {
+        let id = match raw.id {
+            Some(id) if !id.is_empty() && id.bytes().all(is_kid_byte) => Some(id),
+            Some(_) => {
+                self.problem(format!("{path}.id"), "use letters, digits, `-`, `_` or `.`");
+                None
+            }
+            None => {
+                self.problem(format!("{path}.id"), "required key is missing");
+                None
+            }
+        };
+        if let Some(id) = &id {
+            if !ids.insert(id.clone()) {
+                self.problem(format!("{path}.id"), format!("key id `{id}` is used twice"));
+            }
+        }
+        let source = RawSecretSource {
+            file: raw.file,
+            env: raw.env,
+            value: raw.value,
+        };
+        let secret = self.secret(source, path);
+        if let Some(s) = &secret {
+            if s.len() < MIN_HMAC_KEY_LEN {
+                self.problem(
+                    path,
+                    format!(
+                        "key is {} bytes; HS256 needs at least {MIN_HMAC_KEY_LEN}",
+                        s.len()
+                    ),
+                );
+            }
+        }
+        Some(SigningKey {
+            id: id?,
+            secret: secret?,
+        })
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> LimitsConfig {
+        let max_body = match raw.max_body {
+            None => 64 * 1024,
+            Some(text) => match parse_size(&text) {
+                Ok(0) => {
+                    self.problem("limits.max_body", "must be greater than zero");
+                    0
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.problem("limits.max_body", e);
+                    0
+                }
+            },
+        };
+        LimitsConfig {
+            max_body,
+            header_read_timeout: self.duration(
+                raw.header_read_timeout,
+                "limits.header_read_timeout",
+                secs(5),
+            ),
+            body_read_timeout: self.duration(
+                raw.body_read_timeout,
+                "limits.body_read_timeout",
+                secs(10),
+            ),
+        }
+    }
+
+    fn throttle(&mut self, raw: RawThrottle) -> ThrottleConfig {
+        let throttle = ThrottleConfig {
+            max_failures: raw.max_failures.unwrap_or(10),
+            max_failures_per_address: raw.max_failures_per_address.unwrap_or(100),
+            window: self.duration(raw.window, "throttle.window", secs(60)),
+        };
+        if throttle.max_failures == 0 {
+            self.problem("throttle.max_failures", "must be at least 1");
+        }
+        if throttle.max_failures_per_address == 0 {
+            self.problem("throttle.max_failures_per_address", "must be at least 1");
+        }
+        if throttle.window.is_zero() {
+            self.problem("throttle.window", "must be greater than zero");
+        }
+        throttle
+    }
+
+    fn workers(&mut self, raw: Option<RawWorkers>) -> usize {
+        match raw {
+            None => available_cpus(),
+            Some(RawWorkers::Word(w)) if w == "auto" => available_cpus(),
+            Some(RawWorkers::Count(n)) if (1..=MAX_WORKERS).contains(&n) => n as usize,
+            Some(other) => {
+                let given = match other {
+                    RawWorkers::Count(n) => n.to_string(),
+                    RawWorkers::Word(w) => format!("`{w}`"),
+                    RawWorkers::Negative(n) => n.to_string(),
+                    RawWorkers::Fraction(f) => f.to_string(),
+                };
+                self.problem(
+                    "workers",
+                    format!("must be `auto` or a number from 1 to {MAX_WORKERS}, not {given}"),
+                );
+                1
+            }
+        }
+    }
+
+    fn realm(&mut self, raw: Option<String>) -> String {
+        let realm = raw.unwrap_or_else(|| "secretgate".to_owned());
+        // It is sent inside a quoted-string (RFC 7617 §2): no quotes, no escapes.
+        if !realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            self.problem(
+                "realm",
+                "must be printable ASCII without quotes or backslashes",
+            );
+        }
+        realm
+    }
+
+    fn reload(&mut self, raw: RawReload) -> ReloadConfig {
+        let reload = ReloadConfig {
+            watch: raw.watch.unwrap_or(true),
+            poll_interval: self.duration(raw.poll_interval, "reload.poll_interval", secs(5)),
+        };
+        if reload.poll_interval < Duration::from_millis(100) {
+            self.problem("reload.poll_interval", "must be at least 100ms");
+        }
+        reload
+    }
+
+    fn clients(
+        &mut self,
+        raw: Option<Vec<RawClient>>,
+        default_algs: &[Algorithm],
+    ) -> Vec<ClientConfig> {
+        let raw = raw.unwrap_or_default();
+        if raw.is_empty() {
+            self.problem("clients", "register at least one client");
+        }
+        let mut seen = HashSet::new();
+        raw.into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.client(c, &format!("clients[{i}]"), default_algs, &mut seen))
+            .collect()
+    }
+
+    fn client(
+        &mut self,
+        c: RawClient,
+        path: &str,
+        default_algs: &[Algorithm],
+        seen: &mut HashSet<String>,
+    ) -> Option<ClientConfig> {
+        let client_id = self.required(c.client_id, &format!("{path}.client_id"));
+        if let Some(id) = &client_id {
+            // RFC 6749 Appendix A.1: client-id = *VSCHAR; an id outside that could
+            // never be presented in a Basic header.
+            if id.is_empty() || !id.bytes().all(is_vschar) {
+                self.problem(
+                    format!("{path}.client_id"),
+                    "must be non-empty visible ASCII (VSCHAR)",
+                );
+            } else if !seen.insert(id.clone()) {
+                self.problem(
+                    format!("{path}.client_id"),
+                    format!("client `{id}` is registered twice"),
+                );
+            }
+        }
+        let methods: Vec<(&str, AuthMethod)> =
+            AuthMethod::ALL.iter().map(|m| (m.as_str(), *m)).collect();
+        let method = self
+            .required(c.auth_method, &format!("{path}.auth_method"))
+            .and_then(|m| {
+                let found = methods.iter().find(|(n, _)| *n == m).map(|(_, v)| *v);
+                if found.is_none() {
+                    let names: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();
+                    self.problem(
+                        format!("{path}.auth_method"),
+                        format!("`{m}` is not one of: {}", names.join(", ")),
+                    );
+                }
+                found
+            });
+        let algorithms = match c.algorithms {
+            None => default_algs.to_vec(),
+            Some(names) => {
+                if method.is_some() && method != Some(AuthMethod::ClientSecretJwt) {
+                    self.problem(
+                        format!("{path}.algorithms"),
+                        "only client_secret_jwt clients take algorithms",
+                    );
+                }
+                self.algorithms(names, &format!("{path}.algorithms"))
+            }
+        };
+        let who = client_id.as_deref().unwrap_or("?");
+        let secrets = self.client_secrets(c.secrets, path, who, method);
+        Some(ClientConfig {
+            client_id: ClientId::new(client_id?),
+            auth_method: method?,
+            algorithms,
+            secrets,
+        })
+    }
+
+    fn client_secrets(
+        &mut self,
+        raw: Option<Vec<RawSecretSource>>,
+        path: &str,
+        who: &str,
+        method: Option<AuthMethod>,
+    ) -> Vec<crate::secret::Secret> {
+        let raw = self
+            .required(raw, &format!("{path}.secrets"))
+            .unwrap_or_default();
+        let mut secrets = Vec::new();
+        for (j, s) in raw.into_iter().enumerate() {
+            let spath = format!("{path}.secrets[{j}]");
+            let Some(secret) = self.secret(s, &spath) else {
+                continue;
+            };
+            // RFC 6749 Appendix A.2: client-secret = *VSCHAR.
+            if !secret.expose().iter().copied().all(is_vschar) {
+                self.problem(
+                    spath.clone(),
+                    "secret must be visible ASCII (VSCHAR), per RFC 6749 Appendix A.2",
+                );
+            }
+            // RFC 7518 §3.2: an HS256 key must be at least 256 bits.
+            if method == Some(AuthMethod::ClientSecretJwt) && secret.len() < MIN_HMAC_KEY_LEN {
+                self.problem(
+                    spath.clone(),
+                    format!(
+                        "client `{who}` uses client_secret_jwt and its secret is {} bytes; HMAC keys need at least {MIN_HMAC_KEY_LEN}",
+                        secret.len()
+                    ),
+                );
+            }
+            secrets.push(secret);
+        }
+        let secrets_path = format!("{path}.secrets");
+        if secrets.is_empty() && !self.has_problem_under(&secrets_path) {
+            self.problem(secrets_path, "list at least one secret");
+        }
+        secrets
+    }
+}
+
+fn is_kid_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+fn parse_upstream_url(url: &str) -> Result<http::uri::Authority, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https upstreams are not supported yet; the upstream is expected on loopback or a private network (use http://)".to_owned())
+        }
+        _ => return Err(format!("`{url}` must start with http://")),
+    }
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return Err(
+            "give only scheme, host and port; request paths are forwarded as they come".to_owned(),
+        );
+    }
+    uri.authority()
+        .cloned()
+        .ok_or_else(|| format!("`{url}` has no host"))
+}
+
+fn parse_public_url(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    if uri.scheme_str() != Some("https") && uri.scheme_str() != Some("http") {
+        return Err(format!("`{url}` must start with https://"));
+    }
+    if uri.authority().is_none() {
+        return Err(format!("`{url}` has no host"));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return Err(
+            "give only the origin (scheme, host, port); paths come from requests".to_owned(),
+        );
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validator(dir: &Path) -> Validator<'_> {
+        Validator {
+            base_dir: dir,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exactly_one_names_every_alternative() {
+        let mut v = validator(Path::new("."));
+        assert_eq!(
+            v.exactly_one("x", vec![("a", None), ("b", Some(2)), ("c", None)]),
+            Some(("b", 2))
+        );
+        assert!(v.problems.is_empty());
+        assert_eq!(
+            v.exactly_one("y", vec![("a", Some(1)), ("b", Some(2)), ("c", None)]),
+            None
+        );
+        assert_eq!(
+            v.exactly_one::<u8>("z", vec![("a", None), ("b", None)]),
+            None
+        );
+        let texts: Vec<String> = v.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "y: give exactly one of `a`, `b` or `c`",
+                "z: give exactly one of `a` or `b`"
+            ]
+        );
+    }
+
+    #[test]
+    fn choice_lists_the_accepted_words() {
+        let mut v = validator(Path::new("."));
+        let opts = [("forward", 1), ("deny", 2)];
+        assert_eq!(v.choice(None, "u", &opts, 1), 1);
+        assert_eq!(v.choice(Some("deny".into()), "u", &opts, 1), 2);
+        assert_eq!(v.choice(Some("drop".into()), "u", &opts, 1), 1);
+        assert_eq!(
+            v.problems[0].to_string(),
+            "u: `drop` is not one of: forward, deny"
+        );
+    }
+
+    #[test]
+    fn cpus_are_counted() {
+        assert!(available_cpus() >= 1);
+    }
+}

@@ -1,0 +1,195 @@
+//! The protocol's words: client authentication methods, assertion algorithms, parameter
+//! names and the client identifier. Everything else in the crate may use these; this
+//! module uses nothing of the crate, so it sits at the bottom of the module graph.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+/// The client authentication methods the gateway enforces (RFC 7591 §2
+/// `token_endpoint_auth_method` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    ClientSecretJwt,
+}
+
+impl AuthMethod {
+    /// Every method, in the order documentation lists them.
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::ClientSecretJwt,
+    ];
+
+    pub fn from_name(name: &str) -> Option<AuthMethod> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The HMAC algorithms a `client_secret_jwt` assertion may use (RFC 7518 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 3] = [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512];
+
+    /// Exact, case-sensitive names (RFC 7518 §3.1): `hs256` is not `HS256`.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
+        }
+    }
+}
+
+pub const CLIENT_ID: &str = "client_id";
+pub const CLIENT_SECRET: &str = "client_secret";
+pub const CLIENT_ASSERTION: &str = "client_assertion";
+pub const CLIENT_ASSERTION_TYPE: &str = "client_assertion_type";
+
+/// Parameters that carry client credentials (RFC 6749 §2.3.1, RFC 7521 §4.2).
+pub const CREDENTIAL_PARAMS: [&str; 4] = [
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CLIENT_ASSERTION,
+    CLIENT_ASSERTION_TYPE,
+];
+
+/// Whether a parameter is secret material, never forwarded (docs/design.md §4).
+pub fn is_secret_param(name: &str) -> bool {
+    matches!(
+        name,
+        CLIENT_SECRET | CLIENT_ASSERTION | CLIENT_ASSERTION_TYPE
+    )
+}
+
+/// RFC 7523 §2.2: the only `client_assertion_type` accepted.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// RFC 6749 Appendix A: VSCHAR = %x20-7E.
+pub fn is_vschar(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b)
+}
+
+/// A client identifier as registered (RFC 6749 §2.2; VSCHAR per Appendix A.1, checked when
+/// the registry is loaded). Cheap to clone: requests carry it from authentication to the
+/// signer, the access log and the metrics.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(id: &str) -> Self {
+        Self::new(id)
+    }
+}
+
+impl From<String> for ClientId {
+    fn from(id: String) -> Self {
+        Self::new(id)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for ClientId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ClientId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ClientId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ClientId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ClientId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_case_sensitive() {
+        for m in AuthMethod::ALL {
+            assert_eq!(AuthMethod::from_name(m.as_str()), Some(m));
+        }
+        assert_eq!(AuthMethod::from_name("Client_Secret_Basic"), None);
+        for a in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Algorithm::from_name("hs256"), None);
+        assert_eq!(Algorithm::from_name("none"), None);
+    }
+
+    #[test]
+    fn only_secret_material_is_secret() {
+        assert!(is_secret_param(CLIENT_SECRET));
+        assert!(is_secret_param(CLIENT_ASSERTION));
+        assert!(is_secret_param(CLIENT_ASSERTION_TYPE));
+        assert!(!is_secret_param(CLIENT_ID));
+        assert!(!is_secret_param("grant_type"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Verification of the internal header: the upstream's side of docs/design.md §5, as a
+//! library function ([`verify_internal_header`]) and behind the `verify-header` command.
+//!
+//! Order: structure, `alg` = HS256 exactly, key by `kid` (unknown ids refused), MAC in
+//! constant time, then the claims: `exp`/`iat` with the given leeway, `iss`, `aud`, and,
+//! when given, `htm`, `htu` and `body_sha256`. Nothing in the payload is read before the
+//! MAC verifies.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::SigningKey;
+use crate::jws::{self, HmacKey};
+use crate::sign::hmac_key;
+
+/// Claims of the internal header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub client_id: String,
+    pub auth_method: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub htm: String,
+    pub htu: String,
+    pub body_sha256: String,
+}
+
+/// Keys a verifier accepts, by id.
+#[derive(Clone)]
+pub struct VerifyKeys {
+    keys: Vec<(String, HmacKey)>,
+}
+
+impl std::fmt::Debug for VerifyKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("VerifyKeys").field("ids", &ids).finish()
+    }
+}
+
+impl VerifyKeys {
+    pub fn new(keys: &[SigningKey]) -> Self {
+        Self {
+            keys: keys.iter().map(|k| (k.id.clone(), hmac_key(k))).collect(),
+        }
+    }
+}
+
+/// What the verifier expects besides a valid signature.
+#[derive(Debug, Clone, Default)]
+pub struct Expected<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    /// Seconds of clock skew tolerated on `iat` and `exp`.
+    pub leeway: i64,
+    pub method: Option<&'a str>,
+    pub url: Option<&'a str>,
+    /// The exact body the upstream received.
+    pub body: Option<&'a [u8]>,
+    /// Unix seconds; `None` uses the system clock.
+    pub now: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("not a compact JWS")]
+    Malformed,
+    #[error("alg is not HS256")]
+    Algorithm,
+    #[error("unknown kid")]
+    UnknownKey,
+    #[error("signature does not verify")]
+    Signature,
+    #[error("expired")]
+    Expired,
+    #[error("issued in the future")]
+    NotYetValid,
+    #[error("iss mismatch")]
+    Issuer,
+    #[error("aud mismatch")]
+    Audience,
+    #[error("htm does not match the request method")]
+    Method,
+    #[error("htu does not match the request URL")]
+    Url,
+    #[error("body_sha256 does not match the body")]
+    BodyHash,
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    kid: Option<String>,
+}
+
+/// Verifies an internal header value: signature by `kid`, then `exp`, `iat`, `iss`, `aud`
+/// and, when given, method, URL and body hash.
+pub fn verify_internal_header(
+    value: &str,
+    keys: &VerifyKeys,
+    expected: &Expected<'_>,
+) -> Result<InternalClaims, VerifyError> {
+    let segments = jws::split(value).ok_or(VerifyError::Malformed)?;
+    let header: JoseHeader = jws::decode(segments.header)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(VerifyError::Malformed)?;
+    if header.alg != "HS256" {
+        return Err(VerifyError::Algorithm);
+    }
+    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+    let (_, key) = keys
+        .keys
+        .iter()
+        .find(|(id, _)| *id == kid)
+        .ok_or(VerifyError::UnknownKey)?;
+    let signature = jws::decode(segments.signature).ok_or(VerifyError::Malformed)?;
+    if !key.verify(segments.signing_input.as_bytes(), &signature) {
+        return Err(VerifyError::Signature);
+    }
+    let claims: InternalClaims = jws::decode(segments.payload)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(VerifyError::Malformed)?;
+    let now = expected.now.unwrap_or_else(|| Clock::system().now());
+    if now > claims.exp + expected.leeway {
+        return Err(VerifyError::Expired);
+    }
+    if claims.iat > now + expected.leeway {
+        return Err(VerifyError::NotYetValid);
+    }
+    if claims.iss != expected.issuer {
+        return Err(VerifyError::Issuer);
+    }
+    if claims.aud != expected.audience {
+        return Err(VerifyError::Audience);
+    }
+    if expected.method.is_some_and(|m| m != claims.htm) {
+        return Err(VerifyError::Method);
+    }
+    if expected.url.is_some_and(|u| u != claims.htu) {
+        return Err(VerifyError::Url);
+    }
+    if let Some(body) = expected.body {
+        if jws::encode(Sha256::digest(body)) != claims.body_sha256 {
+            return Err(VerifyError::BodyHash);
+        }
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Authenticated;
+    use crate::config::InternalHeaderConfig;
+    use crate::oauth::{AuthMethod, ClientId};
+    use crate::secret::Secret;
+    use crate::sign::Signer;
+    use bytes::Bytes;
+    use http::header::HeaderName;
+    use std::time::Duration;
+
+    fn key(id: &str, fill: u8) -> SigningKey {
+        SigningKey {
+            id: id.into(),
+            secret: Secret::new(vec![fill; 32]),
+        }
+    }
+
+    fn signer(keys: Vec<SigningKey>) -> Signer {
+        Signer::new(
+            &InternalHeaderConfig {
+                name: HeaderName::from_static("x-authenticated-client"),
+                issuer: "secretgate".into(),
+                audience: "legacy".into(),
+                ttl: Duration::from_secs(30),
+                keys,
+            },
+            "https://auth.example.com",
+            Clock::system(),
+        )
+        .unwrap()
+    }
+
+    fn who() -> Authenticated {
+        Authenticated {
+            client_id: ClientId::new("billing"),
+            method: AuthMethod::ClientSecretPost,
+            body: Bytes::from_static(b"grant_type=client_credentials&client_id=billing"),
+        }
+    }
+
+    fn expected<'a>(now: i64) -> Expected<'a> {
+        Expected {
+            issuer: "secretgate",
+            audience: "legacy",
+            now: Some(now),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sign_then_verify() {
+        let s = signer(vec![key("k2", 2), key("k1", 1)]);
+        let now = 1_800_000_000;
+        let v = s.sign_at(&who(), "POST", "/oauth2/token", now).unwrap();
+        let both = VerifyKeys::new(&[key("k2", 2), key("k1", 1)]);
+        let claims = verify_internal_header(
+            &v,
+            &both,
+            &Expected {
+                method: Some("POST"),
+                url: Some("https://auth.example.com/oauth2/token"),
+                body: Some(&who().body),
+                ..expected(now)
+            },
+        )
+        .unwrap();
+        assert_eq!(claims.sub, "billing");
+        assert_eq!(claims.client_id, "billing");
+        assert_eq!(claims.auth_method, "client_secret_post");
+        assert_eq!(claims.exp, now + 30);
+        assert_eq!(jws::decode(&claims.jti).unwrap().len(), 16);
+        // Rotation: a verifier with only the old key refuses what the new key signed.
+        let old_only = VerifyKeys::new(&[key("k1", 1)]);
+        assert_eq!(
+            verify_internal_header(&v, &old_only, &expected(now)),
+            Err(VerifyError::UnknownKey)
+        );
+        // A verifier holding the right id with other bytes.
+        let wrong = VerifyKeys::new(&[key("k2", 9)]);
+        assert_eq!(
+            verify_internal_header(&v, &wrong, &expected(now)),
+            Err(VerifyError::Signature)
+        );
+        assert_eq!(
+            verify_internal_header(&v, &both, &expected(now + 31)),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(
+            verify_internal_header(
+                &v,
+                &both,
+                &Expected {
+                    body: Some(b"other"),
+                    ..expected(now)
+                }
+            ),
+            Err(VerifyError::BodyHash)
+        );
+        assert_eq!(
+            verify_internal_header(
+                &v,
+                &both,
+                &Expected {
+                    method: Some("GET"),
+                    ..expected(now)
+                }
+            ),
+            Err(VerifyError::Method)
+        );
+        assert_eq!(
+            verify_internal_header(
+                &v,
+                &both,
+                &Expected {
+                    audience: "other",
+                    ..expected(now)
+                }
+            ),
+            Err(VerifyError::Audience)
+        );
+    }
+
+    #[test]
+    fn two_signatures_have_distinct_jti() {
+        let s = signer(vec![key("k1", 1)]);
+        let a = s.sign_at(&who(), "POST", "/t", 1).unwrap();
+        let b = s.sign_at(&who(), "POST", "/t", 1).unwrap();
+        assert_ne!(a, b);
+    }
+}
