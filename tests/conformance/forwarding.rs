@@ -64,6 +64,7 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
         method: Some("POST"),
         url: Some(&url),
         body: Some(&rec.body),
+        now: Some(now()),
         ..Default::default()
     };
     let mut other_body = rec.body.to_vec();

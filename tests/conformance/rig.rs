@@ -94,7 +94,10 @@ impl Rig {
     }
 
     /// `top_level` is YAML appended after the clients list (top-level keys, unindented).
+    /// The gateway's clock is pinned (support::pin_clock): no row depends on the wall
+    /// clock.
     pub(crate) async fn with(top_level: &str) -> Rig {
+        pin_clock();
         let upstream = RecordingUpstream::start(Behaviour::Token).await;
         let extra = format!("{}{top_level}", extra_clients());
         let gw = Gateway::start_with(upstream.addr, &extra).await;
@@ -241,6 +244,7 @@ impl Rig {
                 method: Some("POST"),
                 url: Some(&url),
                 body: Some(&rec.body),
+                now: Some(now()),
                 ..Default::default()
             },
         )

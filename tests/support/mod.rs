@@ -266,6 +266,7 @@ internal_header:
     - id: k1
       file: "{keyfile}"
 shutdown_grace: 10s
+workers: 1
 clients:
   - client_id: {BASIC_ID}
     auth_method: client_secret_basic
@@ -328,7 +329,8 @@ impl Gateway {
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = admin_listener.local_addr().unwrap();
-        let mut gateway = secretgate::Gateway::new(config.clone()).expect("gateway starts");
+        let mut gateway =
+            secretgate::Gateway::with_clock(config.clone(), clock()).expect("gateway starts");
         if let Some(path) = &file {
             gateway = gateway.reload_from(path);
         }
@@ -547,11 +549,28 @@ pub fn basic(id: &str, secret: &str) -> String {
     secretgate::auth::basic::encode(id, secret)
 }
 
+/// The clock test gateways read, and [`now`]: the system clock, unless the test binary
+/// pinned it with [`pin_clock`].
+static CLOCK: std::sync::OnceLock<secretgate::Clock> = std::sync::OnceLock::new();
+
+/// The time a pinned clock shows: far from today, so that a test which mixed in the wall
+/// clock would fail.
+pub const PINNED_NOW: i64 = 1_900_000_000;
+
+/// Pins every gateway this test binary starts, and [`now`], to [`PINNED_NOW`], so that
+/// time-based checks do not depend on the wall clock. Call before the first gateway starts.
+pub fn pin_clock() {
+    let clock = CLOCK.get_or_init(|| secretgate::Clock::manual(PINNED_NOW));
+    assert_eq!(clock.now(), PINNED_NOW, "the clock was not pinned first");
+}
+
+pub fn clock() -> secretgate::Clock {
+    CLOCK.get_or_init(secretgate::Clock::system).clone()
+}
+
+/// Unix seconds on the test gateways' clock.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    clock().now()
 }
 
 /// Mints an HMAC client assertion with arbitrary header and claims.
