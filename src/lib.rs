@@ -46,6 +46,9 @@ pub mod trace;
 pub mod upstream;
 pub mod verify;
 
+#[cfg(test)]
+mod testing;
+
 pub use body::{Body, BodyError, BoxError};
 pub use clock::Clock;
 pub use config::Config;

@@ -152,3 +152,74 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::StatusCode;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::body::full;
+
+    /// An inner service whose readiness fails once, counting its calls.
+    #[derive(Clone)]
+    struct FailsReadiness {
+        failed: Arc<AtomicUsize>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Service<Request<Body>> for FailsReadiness {
+        type Response = Response<Body>;
+        type Error = GatewayError;
+        type Future = std::future::Ready<Result<Response<Body>, GatewayError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+            if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                Poll::Ready(Err(GatewayError::UpstreamUnavailable("not ready".into())))
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        fn call(&mut self, _req: Request<Body>) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(full("inner"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_answers_the_call_without_calling_the_service() {
+        let inner = FailsReadiness {
+            failed: Arc::new(AtomicUsize::new(0)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        };
+        let mut svc = RescueLayer::new("r").layer(inner.clone());
+        let req = || Request::post("/oauth2/token").body(full("")).unwrap();
+        let res = svc.ready().await.unwrap().call(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            0,
+            "not called when not ready"
+        );
+        // Ready again: the next call goes through.
+        let res = svc.ready().await.unwrap().call(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn every_error_becomes_its_json_response() {
+        let svc = RescueLayer::new("r").layer(tower::service_fn(|_req: Request<Body>| async {
+            Err::<Response<Body>, _>(GatewayError::BodyTooLarge)
+        }));
+        let res = svc
+            .oneshot(Request::post("/").body(full("")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(res.headers()["content-type"], "application/json");
+    }
+}

@@ -150,6 +150,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::full;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    /// A Route layer in front of a `service_fn` that answers whether the request was
+    /// marked protected.
+    async fn route(policy: UnprotectedPolicy, path: &str) -> Result<bool, GatewayError> {
+        let svc = ServiceBuilder::new()
+            .layer(RouteLayer::new(
+                pats(&["/oauth2/token", "/{tid}/oauth2/token"]),
+                policy,
+            ))
+            .service_fn(|req: Request<Body>| async move {
+                let marked = req.extensions().get::<Protected>().is_some();
+                let mut res = Response::new(full(""));
+                *res.status_mut() = if marked {
+                    http::StatusCode::OK
+                } else {
+                    http::StatusCode::NO_CONTENT
+                };
+                Ok::<_, GatewayError>(res)
+            });
+        let res = svc
+            .oneshot(Request::post(path).body(full("")).unwrap())
+            .await?;
+        Ok(res.status() == http::StatusCode::OK)
+    }
+
+    #[tokio::test]
+    async fn the_layer_marks_forwards_denies_and_refuses() {
+        use UnprotectedPolicy::*;
+        assert!(route(Forward, "/oauth2/token").await.unwrap());
+        assert!(route(Forward, "/acme/oauth2/%74oken").await.unwrap());
+        assert!(!route(Forward, "/.well-known/jwks.json").await.unwrap());
+        assert!(matches!(
+            route(Deny, "/.well-known/jwks.json").await,
+            Err(GatewayError::UnprotectedDenied)
+        ));
+        assert!(route(Deny, "/oauth2/token").await.unwrap());
+        assert!(matches!(
+            route(Forward, "/oauth2/x/../token").await,
+            Err(GatewayError::Request(RequestError::AmbiguousPath))
+        ));
+    }
 
     fn pats(list: &[&str]) -> Vec<PathPattern> {
         list.iter()

@@ -224,7 +224,79 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use tower::{ServiceBuilder, ServiceExt};
+
     use super::*;
+    use crate::body::full;
+    use crate::oauth::{AuthMethod, ClientId};
+    use crate::testing;
+
+    /// A Sign layer in front of a counting `service_fn`.
+    fn sign_stack(
+        calls: Arc<AtomicUsize>,
+    ) -> (
+        impl Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+        tempfile::TempDir,
+    ) {
+        let (config, dir) = testing::config("");
+        let parts = testing::parts(&config);
+        let svc = ServiceBuilder::new()
+            .layer(SignLayer::new(parts.signer))
+            .service_fn(move |req: Request<Body>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let signed = req.headers().contains_key("x-authenticated-client");
+                async move {
+                    Ok::<_, GatewayError>(Response::new(full(if signed {
+                        "signed"
+                    } else {
+                        "unsigned"
+                    })))
+                }
+            });
+        (svc, dir)
+    }
+
+    #[tokio::test]
+    async fn a_protected_request_without_an_identity_is_refused_fail_closed() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (svc, _dir) = sign_stack(calls.clone());
+        let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
+        req.extensions_mut().insert(Protected);
+        let result = svc.oneshot(req).await;
+        assert!(matches!(result, Err(GatewayError::NotAuthenticated)));
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing went further");
+    }
+
+    #[tokio::test]
+    async fn only_an_authenticated_request_is_signed() {
+        use http_body_util::BodyExt;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (svc, _dir) = sign_stack(calls.clone());
+        let unprotected = Request::get("/x").body(full("")).unwrap();
+        let res = svc.oneshot(unprotected).await.unwrap();
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes(),
+            "unsigned"
+        );
+
+        let (svc, _dir) = sign_stack(calls.clone());
+        let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
+        req.extensions_mut().insert(Protected);
+        req.extensions_mut().insert(Authenticated {
+            client_id: ClientId::new("billing"),
+            method: AuthMethod::ClientSecretBasic,
+            body: Bytes::new(),
+        });
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes(),
+            "signed"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn jose_header_is_the_documented_one() {

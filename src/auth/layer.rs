@@ -132,3 +132,40 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::body::full;
+    use crate::oauth::{AuthMethod, ClientId};
+    use crate::testing;
+
+    /// An `Authenticated` extension that did not come from this layer never survives it:
+    /// on an unprotected request it is removed, so the signer cannot be fooled.
+    #[tokio::test]
+    async fn only_this_layer_says_who_authenticated() {
+        let (config, _dir) = testing::config("");
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(testing::parts(&config).authenticator))
+            .service_fn(|req: Request<Body>| async move {
+                let claimed = req.extensions().get::<Authenticated>().is_some();
+                Ok::<_, GatewayError>(Response::new(full(if claimed {
+                    "claimed"
+                } else {
+                    "none"
+                })))
+            });
+        let mut req = Request::post("/anything").body(full("")).unwrap();
+        req.extensions_mut().insert(Authenticated {
+            client_id: ClientId::new(testing::BASIC_ID),
+            method: AuthMethod::ClientSecretBasic,
+            body: Bytes::new(),
+        });
+        let res = svc.oneshot(req).await.unwrap();
+        use http_body_util::BodyExt;
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "none");
+    }
+}
