@@ -2,13 +2,15 @@
 //!
 //! Two phases, as in pingora: [`Config::from_yaml`] parses text into the raw structs
 //! (raw.rs: unknown and duplicate keys are errors, since a typo in security configuration
-//! must never be silently ignored), then validation (validate.rs, one method per section)
+//! must never be silently ignored), then validation (validate.rs, one method per section;
+//! clients.rs for the client registry)
 //! turns every raw value into its typed form and collects *every* problem with its key
 //! path (`clients[2].secrets[0].file: ...`) instead of stopping at the first. Secret
 //! material is read from files or environment variables (secret_source.rs) here, once, so
 //! the request path never touches the filesystem. Section types are named `…Config`; the
 //! runtime things built from them (the upstream client, the throttle) keep the plain name.
 
+mod clients;
 pub mod path;
 mod raw;
 mod secret_source;

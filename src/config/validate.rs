@@ -18,7 +18,7 @@ use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::error::error_chain;
-use crate::oauth::{is_vschar, Algorithm, AuthMethod, ClientId};
+use crate::oauth::Algorithm;
 
 /// Most worker threads accepted: far beyond any machine this runs on, low enough that a
 /// typo cannot start a million threads.
@@ -84,11 +84,11 @@ impl Validator<'_> {
     }
 
     /// Whether a problem was already recorded at `path` or below it.
-    fn has_problem_under(&self, path: &str) -> bool {
+    pub(super) fn has_problem_under(&self, path: &str) -> bool {
         self.problems.iter().any(|p| p.path.starts_with(path))
     }
 
-    fn required<T>(&mut self, value: Option<T>, path: &str) -> Option<T> {
+    pub(super) fn required<T>(&mut self, value: Option<T>, path: &str) -> Option<T> {
         if value.is_none() {
             self.problem(path, "required key is missing");
         }
@@ -96,7 +96,7 @@ impl Validator<'_> {
     }
 
     /// A required text value turned into `T` by `parse`, whose error is the message.
-    fn parsed<T>(
+    pub(super) fn parsed<T>(
         &mut self,
         value: Option<String>,
         path: &str,
@@ -106,7 +106,12 @@ impl Validator<'_> {
         parse(&text).map_err(|e| self.problem(path, e)).ok()
     }
 
-    fn duration(&mut self, value: Option<String>, path: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        value: Option<String>,
+        path: &str,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(text) => parse_duration(&text).unwrap_or_else(|e| {
@@ -117,7 +122,7 @@ impl Validator<'_> {
     }
 
     /// One word from a closed set, or `default` when absent.
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         value: Option<String>,
         path: &str,
@@ -184,7 +189,7 @@ impl Validator<'_> {
         Some(resolved)
     }
 
-    fn algorithms(&mut self, names: Vec<String>, path: &str) -> Vec<Algorithm> {
+    pub(super) fn algorithms(&mut self, names: Vec<String>, path: &str) -> Vec<Algorithm> {
         let mut out = Vec::new();
         for (i, name) in names.iter().enumerate() {
             match Algorithm::from_name(name) {
@@ -567,124 +572,6 @@ impl Validator<'_> {
             self.problem("reload.poll_interval", "must be at least 100ms");
         }
         reload
-    }
-
-    fn clients(
-        &mut self,
-        raw: Option<Vec<RawClient>>,
-        default_algs: &[Algorithm],
-    ) -> Vec<ClientConfig> {
-        let raw = raw.unwrap_or_default();
-        if raw.is_empty() {
-            self.problem("clients", "register at least one client");
-        }
-        let mut seen = HashSet::new();
-        raw.into_iter()
-            .enumerate()
-            .filter_map(|(i, c)| self.client(c, &format!("clients[{i}]"), default_algs, &mut seen))
-            .collect()
-    }
-
-    fn client(
-        &mut self,
-        c: RawClient,
-        path: &str,
-        default_algs: &[Algorithm],
-        seen: &mut HashSet<String>,
-    ) -> Option<ClientConfig> {
-        let client_id = self.required(c.client_id, &format!("{path}.client_id"));
-        if let Some(id) = &client_id {
-            // RFC 6749 Appendix A.1: client-id = *VSCHAR; an id outside that could
-            // never be presented in a Basic header.
-            if id.is_empty() || !id.bytes().all(is_vschar) {
-                self.problem(
-                    format!("{path}.client_id"),
-                    "must be non-empty visible ASCII (VSCHAR)",
-                );
-            } else if !seen.insert(id.clone()) {
-                self.problem(
-                    format!("{path}.client_id"),
-                    format!("client `{id}` is registered twice"),
-                );
-            }
-        }
-        let methods: Vec<(&str, AuthMethod)> =
-            AuthMethod::ALL.iter().map(|m| (m.as_str(), *m)).collect();
-        let method = self
-            .required(c.auth_method, &format!("{path}.auth_method"))
-            .and_then(|m| {
-                let found = methods.iter().find(|(n, _)| *n == m).map(|(_, v)| *v);
-                if found.is_none() {
-                    let names: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();
-                    self.problem(
-                        format!("{path}.auth_method"),
-                        format!("`{m}` is not one of: {}", names.join(", ")),
-                    );
-                }
-                found
-            });
-        let algorithms = match c.algorithms {
-            None => default_algs.to_vec(),
-            Some(names) => {
-                if method.is_some() && method != Some(AuthMethod::ClientSecretJwt) {
-                    self.problem(
-                        format!("{path}.algorithms"),
-                        "only client_secret_jwt clients take algorithms",
-                    );
-                }
-                self.algorithms(names, &format!("{path}.algorithms"))
-            }
-        };
-        let who = client_id.as_deref().unwrap_or("?");
-        let secrets = self.client_secrets(c.secrets, path, who, method);
-        Some(ClientConfig {
-            client_id: ClientId::new(client_id?),
-            auth_method: method?,
-            algorithms,
-            secrets,
-        })
-    }
-
-    fn client_secrets(
-        &mut self,
-        raw: Option<Vec<RawSecretSource>>,
-        path: &str,
-        who: &str,
-        method: Option<AuthMethod>,
-    ) -> Vec<crate::secret::Secret> {
-        let raw = self
-            .required(raw, &format!("{path}.secrets"))
-            .unwrap_or_default();
-        let mut secrets = Vec::new();
-        for (j, s) in raw.into_iter().enumerate() {
-            let spath = format!("{path}.secrets[{j}]");
-            let Some(secret) = self.secret(s, &spath) else {
-                continue;
-            };
-            // RFC 6749 Appendix A.2: client-secret = *VSCHAR.
-            if !secret.expose().iter().copied().all(is_vschar) {
-                self.problem(
-                    spath.clone(),
-                    "secret must be visible ASCII (VSCHAR), per RFC 6749 Appendix A.2",
-                );
-            }
-            // RFC 7518 §3.2: an HS256 key must be at least 256 bits.
-            if method == Some(AuthMethod::ClientSecretJwt) && secret.len() < MIN_HMAC_KEY_LEN {
-                self.problem(
-                    spath.clone(),
-                    format!(
-                        "client `{who}` uses client_secret_jwt and its secret is {} bytes; HMAC keys need at least {MIN_HMAC_KEY_LEN}",
-                        secret.len()
-                    ),
-                );
-            }
-            secrets.push(secret);
-        }
-        let secrets_path = format!("{path}.secrets");
-        if secrets.is_empty() && !self.has_problem_under(&secrets_path) {
-            self.problem(secrets_path, "list at least one secret");
-        }
-        secrets
     }
 }
 

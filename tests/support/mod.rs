@@ -573,33 +573,21 @@ pub fn now() -> i64 {
     clock().now()
 }
 
-/// Mints an HMAC client assertion with arbitrary header and claims.
+/// Mints an HMAC client assertion with arbitrary header and claims, through the library's
+/// one JWS implementation (`alg` from the header; anything but HS384/HS512 signs HS256,
+/// so `none`, `RS256` or `hs256` headers still get a MAC to be refused for).
 pub fn mint(header: serde_json::Value, claims: serde_json::Value, key: &[u8]) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use hmac::Mac;
-    let h = URL_SAFE_NO_PAD.encode(header.to_string());
-    let p = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{h}.{p}");
-    let alg = header["alg"].as_str().unwrap_or("HS256");
-    let sig = match alg {
-        "HS384" => {
-            let mut m = hmac::Hmac::<sha2::Sha384>::new_from_slice(key).unwrap();
-            m.update(input.as_bytes());
-            m.finalize().into_bytes().to_vec()
-        }
-        "HS512" => {
-            let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
-            m.update(input.as_bytes());
-            m.finalize().into_bytes().to_vec()
-        }
-        _ => {
-            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-            m.update(input.as_bytes());
-            m.finalize().into_bytes().to_vec()
-        }
-    };
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    use secretgate::jws::{self, HmacKey};
+    use secretgate::oauth::Algorithm;
+    let alg = header["alg"]
+        .as_str()
+        .and_then(Algorithm::from_name)
+        .unwrap_or(Algorithm::Hs256);
+    jws::sign(
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+        &HmacKey::new(alg, key),
+    )
 }
 
 static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
