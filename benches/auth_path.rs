@@ -204,7 +204,12 @@ fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>) -> S
         .get::<Authenticated>()
         .expect("Authenticated extension");
     let header = signer
-        .sign(who, out.method().as_str(), out.uri().path())
+        .sign(
+            who,
+            out.method().as_str(),
+            out.uri().path(),
+            out.uri().query(),
+        )
         .expect("sign");
     black_box(out);
     header
@@ -289,7 +294,7 @@ fn benches(c: &mut Criterion) {
         body: Bytes::from(format!("{GRANT}&client_id={BASIC_ID}")),
     };
     c.bench_function("sign_only", |b| {
-        b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH)))
+        b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, None)))
     });
 
     // The floor: one HMAC-SHA256 over as many bytes as the request's credential-bearing part.
@@ -311,7 +316,7 @@ fn benches(c: &mut Criterion) {
     // presented secret, or the assertion MAC), SHA-256 of the forwarded body, HMAC of the
     // internal header's signing input (~ the size `sign_only` produces).
     let sign_input = {
-        let v = signer.sign(&who, "POST", TOKEN_PATH).unwrap();
+        let v = signer.sign(&who, "POST", TOKEN_PATH, None).unwrap();
         v.rsplit_once('.').unwrap().0.len()
     };
     let mut g = c.benchmark_group("crypto_floor");

@@ -118,13 +118,15 @@ async fn issue(
             h,
             keys,
             &Expected {
-                issuer: "secretgate",
-                audience: "demo-token-service",
                 leeway: 5,
-                method: Some(parts.method.as_str()),
-                url: Some(&url),
-                body: Some(&body),
-                now: None,
+                ..Expected::request(
+                    "secretgate",
+                    "demo-token-service",
+                    parts.method.as_str(),
+                    &url,
+                    parts.uri.query(),
+                    &body,
+                )
             },
         )
     });

@@ -52,6 +52,14 @@ pub enum RequestError {
     MalformedAssertion,
     #[error("request path is not in canonical form")]
     AmbiguousPath,
+    #[error("request path is a lookalike of a protected endpoint")]
+    LookalikePath,
+    #[error("client credentials sent to a path that does not authenticate clients")]
+    CredentialsOnUnprotectedPath,
+    #[error("query string on a protected endpoint")]
+    QueryNotAllowed,
+    #[error("a parameter name is a lookalike of a credential parameter")]
+    LookalikeParameter,
 }
 
 /// Why authentication failed. Logged (fixed text), never sent: the client always sees the
@@ -130,6 +138,8 @@ pub enum GatewayError {
     },
     #[error("request body exceeds limits.max_body")]
     BodyTooLarge,
+    #[error("request body has a Content-Encoding the gateway does not read")]
+    UnsupportedContentEncoding,
     #[error("request body not received within limits.body_read_timeout")]
     BodyReadTimeout,
     #[error("reading the request body failed")]
@@ -196,7 +206,12 @@ fn request_row(e: RequestError) -> Row {
         }
         MissingAssertion => "client_assertion is missing.",
         MalformedAssertion => "client_assertion is not a compact JWS.",
-        AmbiguousPath => "The request path is not in canonical form.",
+        AmbiguousPath | LookalikePath => "The request path is not in canonical form.",
+        CredentialsOnUnprotectedPath => {
+            "Client credentials are accepted only by the endpoints that authenticate clients."
+        }
+        QueryNotAllowed => "This endpoint does not accept a query string.",
+        LookalikeParameter => "Spell client_id, client_secret and client_assertion exactly.",
     };
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
 }
@@ -214,6 +229,11 @@ fn table(e: &GatewayError) -> Row {
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
             "The request body is too large.",
+        ),
+        GatewayError::UnsupportedContentEncoding => row(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Send the body without Content-Encoding.",
         ),
         GatewayError::BodyReadTimeout => row(
             StatusCode::REQUEST_TIMEOUT,
@@ -359,6 +379,10 @@ mod tests {
             MissingAssertion,
             MalformedAssertion,
             AmbiguousPath,
+            LookalikePath,
+            CredentialsOnUnprotectedPath,
+            QueryNotAllowed,
+            LookalikeParameter,
         ] {
             let r = request_row(e);
             assert!(!r.description.contains(['"', '\\']));

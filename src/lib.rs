@@ -9,8 +9,8 @@
 //! Modules, bottom of the dependency graph first (every `use crate::` points down this
 //! list; `.ci/modgraph.py` fails CI on a cycle):
 //! - vocabulary: [`oauth`] (methods, algorithms, parameter names, `ClientId`), [`secret`],
-//!   [`clock`], [`body`], [`conn`], [`jws`], [`error`] (error payloads and the one
-//!   error → response table);
+//!   [`clock`], [`body`], [`conn`], [`jws`], [`lenient`], [`error`] (error payloads and
+//!   the one error → response table);
 //! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
 //!   [`sign`], [`verify`], [`rescue`];
@@ -29,6 +29,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod jws;
+pub mod lenient;
 pub mod limit;
 pub mod metrics;
 pub mod oauth;
@@ -53,4 +54,6 @@ pub use body::{Body, BodyError, BoxError};
 pub use clock::Clock;
 pub use config::Config;
 pub use server::{serve, Gateway, ServeError};
-pub use verify::{verify_internal_header, Expected, InternalClaims, VerifyError, VerifyKeys};
+pub use verify::{
+    verify_internal_header, Check, Expected, InternalClaims, VerifyError, VerifyKeys,
+};

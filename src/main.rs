@@ -10,7 +10,7 @@ use secretgate::clock::Clock;
 use secretgate::config::{Config, SigningKey};
 use secretgate::oauth::Algorithm;
 use secretgate::secret::Secret;
-use secretgate::verify::{verify_internal_header, Expected, VerifyKeys};
+use secretgate::verify::{verify_internal_header, Check, Expected, VerifyKeys};
 
 #[derive(Parser)]
 #[command(
@@ -272,15 +272,22 @@ struct VerifyArgs {
     /// Seconds of clock skew tolerated.
     #[arg(long, default_value_t = 0)]
     leeway: i64,
-    /// Also require this HTTP method in `htm`.
-    #[arg(long)]
+    /// The request's HTTP method (`htm`).
+    #[arg(long, required_unless_present = "unbound")]
     method: Option<String>,
-    /// Also require this URL in `htu`.
-    #[arg(long)]
+    /// The public URL the client called, without query (`htu`).
+    #[arg(long, required_unless_present = "unbound")]
     url: Option<String>,
-    /// Also require `body_sha256` to match this file's bytes.
+    /// The request's query string, without `?` (`query_sha256`); absent: it had none.
     #[arg(long)]
+    query: Option<String>,
+    /// A file with the exact body the upstream received (`body_sha256`).
+    #[arg(long, required_unless_present = "unbound")]
     body_file: Option<PathBuf>,
+    /// Check signature, time, issuer and audience only, not the binding to a request
+    /// (for diagnostics: an unbound header can be moved to another request).
+    #[arg(long, conflicts_with_all = ["method", "url", "query", "body_file"])]
+    unbound: bool,
     /// The header value; read from stdin when absent.
     value: Option<String>,
 }
@@ -307,18 +314,34 @@ fn verify(args: VerifyArgs) -> anyhow::Result<String> {
         id: args.kid,
         secret: Secret::new(key),
     }]);
-    let claims = verify_internal_header(
-        value.trim(),
-        &keys,
-        &Expected {
-            issuer: &args.issuer,
-            audience: &args.audience,
-            leeway: args.leeway,
-            method: args.method.as_deref(),
-            url: args.url.as_deref(),
-            body: body.as_deref(),
-            now: None,
+    let check = |v| {
+        if args.unbound {
+            Check::Skip
+        } else {
+            Check::Equals(v)
+        }
+    };
+    let expected = Expected {
+        issuer: &args.issuer,
+        audience: &args.audience,
+        leeway: args.leeway,
+        method: check(args.method.as_deref().unwrap_or_default()),
+        url: check(args.url.as_deref().unwrap_or_default()),
+        query: if args.unbound {
+            Check::Skip
+        } else {
+            Check::Equals(args.query.as_deref())
         },
-    )?;
+        body: if args.unbound {
+            Check::Skip
+        } else {
+            Check::Equals(body.as_deref().unwrap_or_default())
+        },
+        now: None,
+    };
+    if args.unbound {
+        eprintln!("warning: --unbound: the header was not checked against a request");
+    }
+    let claims = verify_internal_header(value.trim(), &keys, &expected)?;
     Ok(serde_json::to_string_pretty(&claims)?)
 }

@@ -77,6 +77,7 @@ impl Outcome {
             GatewayError::ReplayStoreFull => Outcome::unavailable,
             GatewayError::Request(_)
             | GatewayError::BodyTooLarge
+            | GatewayError::UnsupportedContentEncoding
             | GatewayError::BodyReadTimeout
             | GatewayError::BodyRead(_)
             | GatewayError::UnprotectedDenied => Outcome::invalid_request,

@@ -4,7 +4,8 @@
 //! claims `iss aud sub client_id auth_method iat exp jti htm htu body_sha256`
 //! (docs/design.md §5). `body_sha256` binds the header to the exact forwarded body and
 //! `htm`/`htu` to the request, so a captured header cannot be replayed onto another
-//! request. The upstream's side of this contract is verify.rs.
+//! request; when a query is allowed on protected endpoints, `query_sha256` binds it too.
+//! The upstream's side of this contract is verify.rs.
 //! Invariants: the header is set only from the [`Authenticated`] extension that the auth
 //! layer produced; a protected request without one is refused (fail closed). Key state is
 //! prepared once per config; time comes from the injected [`Clock`].
@@ -43,6 +44,8 @@ struct ClaimsRef<'a> {
     jti: &'a str,
     htm: &'a str,
     htu: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_sha256: Option<&'a str>,
     body_sha256: &'a str,
 }
 
@@ -117,16 +120,19 @@ impl Signer {
         who: &Authenticated,
         method: &str,
         path: &str,
+        query: Option<&str>,
     ) -> Result<String, serde_json::Error> {
-        self.sign_at(who, method, path, self.clock.now())
+        self.sign_at(who, method, path, query, self.clock.now())
     }
 
     /// The header value for one authenticated request, issued at `now` (Unix seconds).
+    /// A query (only with `protected_query: allow`) is bound by its digest.
     pub fn sign_at(
         &self,
         who: &Authenticated,
         method: &str,
         path: &str,
+        query: Option<&str>,
         now: i64,
     ) -> Result<String, serde_json::Error> {
         let mut jti = [0u8; 16];
@@ -134,6 +140,7 @@ impl Signer {
         let jti = jws::encode(jti);
         let body_sha256 = jws::encode(Sha256::digest(&who.body));
         let htu = format!("{}{}", self.public_url, path);
+        let query_sha256 = query.map(|q| jws::encode(Sha256::digest(q)));
         let claims = serde_json::to_vec(&ClaimsRef {
             iss: &self.issuer,
             aud: &self.audience,
@@ -145,6 +152,7 @@ impl Signer {
             jti: &jti,
             htm: method,
             htu: &htu,
+            query_sha256: query_sha256.as_deref(),
             body_sha256: &body_sha256,
         })?;
         Ok(jws::sign_with_prefix(
@@ -200,13 +208,21 @@ where
             Some(who) => {
                 let value = self
                     .signer
-                    .sign(&who, req.method().as_str(), req.uri().path())
+                    .sign(
+                        &who,
+                        req.method().as_str(),
+                        req.uri().path(),
+                        req.uri().query(),
+                    )
                     .map_err(GatewayError::Sign)
                     .and_then(|v| {
                         HeaderValue::try_from(v).map_err(|_| GatewayError::NotAuthenticated)
                     });
                 match value {
-                    Ok(v) => {
+                    Ok(mut v) => {
+                        // Marked sensitive: hyper's HPACK never indexes it and Debug output
+                        // prints it as "Sensitive".
+                        v.set_sensitive(true);
                         req.headers_mut().insert(self.signer.name.clone(), v);
                     }
                     Err(e) => return Either::Left(future::ready(Err(e))),

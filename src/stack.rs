@@ -274,13 +274,15 @@ mod tests {
             values[0].to_str().unwrap(),
             &keys,
             &Expected {
-                issuer: "secretgate",
-                audience: "legacy-token-service",
-                method: Some("POST"),
-                url: Some("https://auth.example.com/oauth2/token"),
-                body: Some(&forwarded),
                 now: Some(NOW),
-                ..Default::default()
+                ..Expected::request(
+                    "secretgate",
+                    "legacy-token-service",
+                    "POST",
+                    "https://auth.example.com/oauth2/token",
+                    None,
+                    &forwarded,
+                )
             },
         )
         .unwrap();

@@ -2,9 +2,12 @@
 //! library function ([`verify_internal_header`]) and behind the `verify-header` command.
 //!
 //! Order: structure, `alg` = HS256 exactly, key by `kid` (unknown ids refused), MAC in
-//! constant time, then the claims: `exp`/`iat` with the given leeway, `iss`, `aud`, and,
-//! when given, `htm`, `htu` and `body_sha256`. Nothing in the payload is read before the
-//! MAC verifies.
+//! constant time, then the claims: `exp`/`iat` with the given leeway, `iss`, `aud`, then
+//! the binding to the request: `htm`, `htu`, `query_sha256` and `body_sha256`. Nothing in
+//! the payload is read before the MAC verifies.
+//! The binding is checked by default: [`Expected::request`] takes the request's method,
+//! URL, query and body, and a caller who really means to skip one must write
+//! [`Check::Skip`] for it.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,6 +30,9 @@ pub struct InternalClaims {
     pub jti: String,
     pub htm: String,
     pub htu: String,
+    /// Only when the request had a query (`protected_query: allow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_sha256: Option<String>,
     pub body_sha256: String,
 }
 
@@ -51,19 +57,57 @@ impl VerifyKeys {
     }
 }
 
-/// What the verifier expects besides a valid signature.
-#[derive(Debug, Clone, Default)]
+/// One binding check: the value the request has, or an explicit decision not to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check<T> {
+    /// The claim must match this value of the request.
+    Equals(T),
+    /// Not checked. Only for diagnostics: a header not bound to its request can be moved
+    /// to another one.
+    Skip,
+}
+
+/// What the verifier expects besides a valid signature. There is no default: build it
+/// with [`Expected::request`], which binds every check.
+#[derive(Debug, Clone)]
 pub struct Expected<'a> {
     pub issuer: &'a str,
     pub audience: &'a str,
     /// Seconds of clock skew tolerated on `iat` and `exp`.
     pub leeway: i64,
-    pub method: Option<&'a str>,
-    pub url: Option<&'a str>,
-    /// The exact body the upstream received.
-    pub body: Option<&'a [u8]>,
+    /// The request method (`htm`).
+    pub method: Check<&'a str>,
+    /// The public URL of the endpoint called, without query (`htu`).
+    pub url: Check<&'a str>,
+    /// The query string received, without `?` (`None`: the request had none).
+    pub query: Check<Option<&'a str>>,
+    /// The exact body received (`body_sha256`).
+    pub body: Check<&'a [u8]>,
     /// Unix seconds; `None` uses the system clock.
     pub now: Option<i64>,
+}
+
+impl<'a> Expected<'a> {
+    /// Expectations bound to one request: method, URL, query and body are all checked.
+    pub fn request(
+        issuer: &'a str,
+        audience: &'a str,
+        method: &'a str,
+        url: &'a str,
+        query: Option<&'a str>,
+        body: &'a [u8],
+    ) -> Self {
+        Expected {
+            issuer,
+            audience,
+            leeway: 0,
+            method: Check::Equals(method),
+            url: Check::Equals(url),
+            query: Check::Equals(query),
+            body: Check::Equals(body),
+            now: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +132,8 @@ pub enum VerifyError {
     Method,
     #[error("htu does not match the request URL")]
     Url,
+    #[error("query_sha256 does not match the query")]
+    Query,
     #[error("body_sha256 does not match the body")]
     BodyHash,
 }
@@ -99,7 +145,7 @@ struct JoseHeader {
 }
 
 /// Verifies an internal header value: signature by `kid`, then `exp`, `iat`, `iss`, `aud`
-/// and, when given, method, URL and body hash.
+/// and the binding to the request (every check not explicitly skipped).
 pub fn verify_internal_header(
     value: &str,
     keys: &VerifyKeys,
@@ -138,13 +184,23 @@ pub fn verify_internal_header(
     if claims.aud != expected.audience {
         return Err(VerifyError::Audience);
     }
-    if expected.method.is_some_and(|m| m != claims.htm) {
-        return Err(VerifyError::Method);
+    if let Check::Equals(method) = expected.method {
+        if method != claims.htm {
+            return Err(VerifyError::Method);
+        }
     }
-    if expected.url.is_some_and(|u| u != claims.htu) {
-        return Err(VerifyError::Url);
+    if let Check::Equals(url) = expected.url {
+        if url != claims.htu {
+            return Err(VerifyError::Url);
+        }
     }
-    if let Some(body) = expected.body {
+    if let Check::Equals(query) = expected.query {
+        let digest = query.map(|q| jws::encode(Sha256::digest(q)));
+        if digest != claims.query_sha256 {
+            return Err(VerifyError::Query);
+        }
+    }
+    if let Check::Equals(body) = expected.body {
         if jws::encode(Sha256::digest(body)) != claims.body_sha256 {
             return Err(VerifyError::BodyHash);
         }
@@ -194,12 +250,14 @@ mod tests {
         }
     }
 
+    const URL: &str = "https://auth.example.com/oauth2/token";
+    const BODY: &[u8] = b"grant_type=client_credentials&client_id=billing";
+
+    /// Bound to the request `who()` makes: POST to the token URL, no query.
     fn expected<'a>(now: i64) -> Expected<'a> {
         Expected {
-            issuer: "secretgate",
-            audience: "legacy",
             now: Some(now),
-            ..Default::default()
+            ..Expected::request("secretgate", "legacy", "POST", URL, None, BODY)
         }
     }
 
@@ -207,23 +265,16 @@ mod tests {
     fn sign_then_verify() {
         let s = signer(vec![key("k2", 2), key("k1", 1)]);
         let now = 1_800_000_000;
-        let v = s.sign_at(&who(), "POST", "/oauth2/token", now).unwrap();
+        let v = s
+            .sign_at(&who(), "POST", "/oauth2/token", None, now)
+            .unwrap();
         let both = VerifyKeys::new(&[key("k2", 2), key("k1", 1)]);
-        let claims = verify_internal_header(
-            &v,
-            &both,
-            &Expected {
-                method: Some("POST"),
-                url: Some("https://auth.example.com/oauth2/token"),
-                body: Some(&who().body),
-                ..expected(now)
-            },
-        )
-        .unwrap();
+        let claims = verify_internal_header(&v, &both, &expected(now)).unwrap();
         assert_eq!(claims.sub, "billing");
         assert_eq!(claims.client_id, "billing");
         assert_eq!(claims.auth_method, "client_secret_post");
         assert_eq!(claims.exp, now + 30);
+        assert_eq!(claims.query_sha256, None);
         assert_eq!(jws::decode(&claims.jti).unwrap().len(), 16);
         // Rotation: a verifier with only the old key refuses what the new key signed.
         let old_only = VerifyKeys::new(&[key("k1", 1)]);
@@ -241,46 +292,92 @@ mod tests {
             verify_internal_header(&v, &both, &expected(now + 31)),
             Err(VerifyError::Expired)
         );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
-                    body: Some(b"other"),
+        for (changed, error) in [
+            (
+                Expected {
+                    body: Check::Equals(b"other"),
                     ..expected(now)
-                }
+                },
+                VerifyError::BodyHash,
             ),
-            Err(VerifyError::BodyHash)
-        );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
-                    method: Some("GET"),
+            (
+                Expected {
+                    method: Check::Equals("GET"),
                     ..expected(now)
-                }
+                },
+                VerifyError::Method,
             ),
-            Err(VerifyError::Method)
-        );
-        assert_eq!(
-            verify_internal_header(
-                &v,
-                &both,
-                &Expected {
+            (
+                Expected {
+                    url: Check::Equals("https://auth.example.com/oauth2/revoke"),
+                    ..expected(now)
+                },
+                VerifyError::Url,
+            ),
+            (
+                Expected {
+                    query: Check::Equals(Some("scope=admin")),
+                    ..expected(now)
+                },
+                VerifyError::Query,
+            ),
+            (
+                Expected {
                     audience: "other",
                     ..expected(now)
-                }
+                },
+                VerifyError::Audience,
             ),
-            Err(VerifyError::Audience)
+        ] {
+            assert_eq!(verify_internal_header(&v, &both, &changed), Err(error));
+        }
+        // Skipping a check is possible, but only by saying so.
+        let unbound = Expected {
+            method: Check::Skip,
+            url: Check::Skip,
+            query: Check::Skip,
+            body: Check::Skip,
+            ..expected(now)
+        };
+        let other_request = Expected {
+            body: Check::Equals(b"other"),
+            ..unbound.clone()
+        };
+        assert!(verify_internal_header(&v, &both, &unbound).is_ok());
+        assert_eq!(
+            verify_internal_header(&v, &both, &other_request),
+            Err(VerifyError::BodyHash)
+        );
+    }
+
+    #[test]
+    fn a_query_is_bound_by_its_digest() {
+        let s = signer(vec![key("k1", 1)]);
+        let keys = VerifyKeys::new(&[key("k1", 1)]);
+        let now = 1_800_000_000;
+        let v = s
+            .sign_at(&who(), "POST", "/oauth2/token", Some("tenant=a"), now)
+            .unwrap();
+        let with = |query| Expected {
+            query: Check::Equals(query),
+            ..expected(now)
+        };
+        assert!(verify_internal_header(&v, &keys, &with(Some("tenant=a"))).is_ok());
+        assert_eq!(
+            verify_internal_header(&v, &keys, &with(Some("tenant=b"))),
+            Err(VerifyError::Query)
+        );
+        assert_eq!(
+            verify_internal_header(&v, &keys, &with(None)),
+            Err(VerifyError::Query)
         );
     }
 
     #[test]
     fn two_signatures_have_distinct_jti() {
         let s = signer(vec![key("k1", 1)]);
-        let a = s.sign_at(&who(), "POST", "/t", 1).unwrap();
-        let b = s.sign_at(&who(), "POST", "/t", 1).unwrap();
+        let a = s.sign_at(&who(), "POST", "/t", None, 1).unwrap();
+        let b = s.sign_at(&who(), "POST", "/t", None, 1).unwrap();
         assert_ne!(a, b);
     }
 }

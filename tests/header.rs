@@ -11,11 +11,15 @@ use support::*;
 const K1: &str = "the-old-signing-key-0123456789abcdef";
 const K2: &str = "the-new-signing-key-0123456789abcdef";
 
+/// Key checks only: these tests are about which key signed, not about the request.
 fn expected() -> secretgate::Expected<'static> {
+    use secretgate::Check::Skip;
     secretgate::Expected {
-        issuer: "secretgate",
-        audience: "legacy-token-service",
-        ..Default::default()
+        method: Skip,
+        url: Skip,
+        query: Skip,
+        body: Skip,
+        ..secretgate::Expected::request("secretgate", "legacy-token-service", "", "", None, b"")
     }
 }
 
@@ -108,16 +112,34 @@ async fn verify_header_command_prints_claims_or_the_reason() {
     assert_eq!(claims["client_id"], BASIC_ID);
     assert_eq!(claims["auth_method"], "client_secret_basic");
 
+    let verify = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_secretgate"))
+            .args(["verify-header", "--key-file"])
+            .arg(&key_file)
+            .args(extra)
+            .arg(&header)
+            .output()
+            .unwrap()
+    };
+    let body_path = body_file.to_str().unwrap();
+    let bound = ["--method", "POST", "--url", &url, "--body-file", body_path];
+
+    // A query the request did not have: refused.
+    let out = verify(&[&bound[..], &["--query", "scope=admin"]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("query_sha256 does not match"));
+
+    // The binding is not optional: without the request's method, URL and body the command
+    // refuses to run, unless --unbound says so explicitly.
+    let out = verify(&[]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let out = verify(&["--unbound"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not checked against a request"));
+
     // A different body: refused, with the reason, non-zero exit.
     std::fs::write(&body_file, b"grant_type=tampered").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_secretgate"))
-        .args(["verify-header", "--key-file"])
-        .arg(&key_file)
-        .arg("--body-file")
-        .arg(&body_file)
-        .arg(&header)
-        .output()
-        .unwrap();
+    let out = verify(&bound);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("body_sha256 does not match"));
 }

@@ -148,14 +148,14 @@ async fn authlib_gets_tokens_with_all_three_methods() {
         let claims = secretgate::verify_internal_header(
             header,
             &keys,
-            &secretgate::Expected {
-                issuer: "secretgate",
-                audience: "legacy-token-service",
-                method: Some("POST"),
-                url: Some(&url),
-                body: Some(&rec.body),
-                ..Default::default()
-            },
+            &secretgate::Expected::request(
+                "secretgate",
+                "legacy-token-service",
+                "POST",
+                &url,
+                rec.uri.query(),
+                &rec.body,
+            ),
         )
         .unwrap();
         assert_eq!(claims.client_id, id);
@@ -272,6 +272,7 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
             },
             "POST",
             TOKEN_PATH,
+            None,
         )
         .unwrap();
     let (ok, out) = tokio::task::block_in_place(|| pyjwt_verify(&old, &key_file, None, &[]));

@@ -90,11 +90,14 @@ fn last_kid(upstream: &RecordingUpstream) -> String {
     let claims = secretgate::verify_internal_header(
         &header,
         &verify_keys(&[("k1", K1), ("k2", K2)]),
-        &secretgate::Expected {
-            issuer: "secretgate",
-            audience: "legacy-token-service",
-            ..Default::default()
-        },
+        &secretgate::Expected::request(
+            "secretgate",
+            "legacy-token-service",
+            rec.method.as_str(),
+            &format!("{PUBLIC_URL}{}", rec.uri.path()),
+            rec.uri.query(),
+            &rec.body,
+        ),
     )
     .expect("the upstream's header verifies with the published keys");
     assert_eq!(claims.client_id, BASIC_ID);

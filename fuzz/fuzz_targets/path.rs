@@ -1,15 +1,18 @@
 //! Request paths → `route::classify`, the decision the route layer makes for every request,
 //! with the default protected paths plus `/{tid}/{aid}/oauth2/token`; and the same input as
 //! a `protected_paths` entry → `PathPattern::parse`.
-//! Checks: never panics; classification cannot be dodged (src/route.rs module doc): whenever a
-//! path is classified unprotected, an upstream that percent-decodes and then resolves dot
-//! segments and empty segments (RFC 3986 §5.2.4), or that resolves them first and decodes
-//! afterwards, does not see a protected endpoint either; a path classified protected is one
-//! under that reading; and every pattern that parses classifies its own text as protected.
+//! Checks: never panics; classification cannot be dodged (src/route/canonical.rs): whenever
+//! a path is classified unprotected, no upstream reading of it names a protected endpoint:
+//! not one that percent-decodes and then resolves dot segments and empty segments (RFC 3986
+//! §5.2.4), not one that resolves first and decodes afterwards, and not a lenient one
+//! (backslash as `/`, `;` path parameters and `::` stream names cut, ASCII case ignored,
+//! trailing dots and spaces trimmed, a file extension dropped from the last segment); a path
+//! classified protected is one under the strict reading; and every pattern that parses
+//! classifies its own text as protected.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use secretgate::config::PathPattern;
-use secretgate::route::classify;
+use secretgate::route::{classify, PathClass};
 
 /// The same patterns as `patterns()`; `None` is a `{placeholder}` (one non-empty segment).
 const REFERENCE: &[&[Option<&str>]] = &[
@@ -64,6 +67,58 @@ fn resolve(path: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// A lenient server's reading, written independently of the gateway's (ASCII only):
+/// backslash as `/`, each segment's `;…` and `::…` cut off, then dot and empty segments
+/// resolved, then case and trailing dots and spaces ignored.
+fn lenient(decoded: &[u8]) -> Vec<Vec<u8>> {
+    let slashed: Vec<u8> = decoded
+        .iter()
+        .map(|&b| if b == b'\\' { b'/' } else { b })
+        .collect();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    for seg in slashed.split(|&b| b == b'/') {
+        let seg = seg.split(|&b| b == b';').next().unwrap_or(b"");
+        let cut = seg.windows(2).position(|w| w == b"::").unwrap_or(seg.len());
+        let mut seg = seg[..cut].to_ascii_lowercase();
+        match seg.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                segments.pop();
+                continue;
+            }
+            _ => {}
+        }
+        while seg.last().is_some_and(|b| *b == b'.' || *b == b' ') {
+            seg.pop();
+        }
+        if !seg.is_empty() {
+            segments.push(seg);
+        }
+    }
+    segments
+}
+
+/// The lenient reading, also with a file extension dropped from the last segment.
+fn lenient_protected(decoded: &[u8]) -> bool {
+    let mut segments = lenient(decoded);
+    if protected(&segments) {
+        return true;
+    }
+    match segments.last_mut() {
+        Some(last) => match last.iter().rposition(|&b| b == b'.') {
+            Some(dot) => {
+                last.truncate(dot);
+                while last.last().is_some_and(|b| *b == b'.' || *b == b' ') {
+                    last.pop();
+                }
+                protected(&segments)
+            }
+            None => false,
+        },
+        None => false,
+    }
+}
+
 fn protected(segments: &[Vec<u8>]) -> bool {
     REFERENCE.iter().any(|pat| {
         pat.len() == segments.len()
@@ -84,7 +139,11 @@ fuzz_target!(|data: &[u8]| {
         resolve(&decoded).into_iter().map(<[u8]>::to_vec).collect();
     let resolve_then_decode: Vec<Vec<u8>> = resolve(data).into_iter().map(decode).collect();
     match classify(&patterns(), path) {
-        Ok(false) => {
+        Ok(PathClass::Unprotected) => {
+            assert!(
+                !lenient_protected(&decoded),
+                "a lenient server's reading of an unprotected path is protected"
+            );
             assert!(
                 !protected(&decode_then_resolve),
                 "protected path classified unprotected (decode, then resolve)"
@@ -94,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
                 "protected path classified unprotected (resolve, then decode)"
             );
         }
-        Ok(true) => assert!(
+        Ok(PathClass::Protected) => assert!(
             protected(&decode_then_resolve),
             "unprotected path classified protected"
         ),
@@ -105,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(pattern.as_str(), path);
         assert_eq!(
             classify(&[pattern], path),
-            Ok(true),
+            Ok(PathClass::Protected),
             "a pattern does not match its own text"
         );
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use http::{Method, Request};
 
+use crate::auth::contain;
 use crate::auth::extract::{self, BodyForm, Extracted, Presented};
 use crate::auth::form;
 use crate::auth::jwt;
@@ -21,7 +22,7 @@ use crate::auth::throttle::Throttle;
 use crate::auth::Authenticated;
 use crate::body::{full, Body};
 use crate::clock::Clock;
-use crate::config::{AssertionConfig, Config, LimitsConfig};
+use crate::config::{AssertionConfig, Config, LimitsConfig, QueryPolicy};
 use crate::conn::ClientAddr;
 use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
 use crate::metrics::Outcome;
@@ -44,6 +45,7 @@ pub struct Authenticator {
     public_url: String,
     assertion: AssertionConfig,
     limits: LimitsConfig,
+    query: QueryPolicy,
     clock: Clock,
 }
 
@@ -65,8 +67,13 @@ impl Authenticator {
             public_url: config.public_url.clone(),
             assertion: config.assertion.clone(),
             limits: config.limits.clone(),
+            query: config.protected_query,
             clock,
         }
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
     }
 
     pub fn replay_store(&self) -> &Arc<dyn ReplayStore> {
@@ -97,6 +104,12 @@ impl Authenticator {
             crate::limit::drain(req.into_body()).await;
             return Err(RequestError::MethodNotPost.into());
         }
+        // The gateway and the upstream must read the same bytes: an encoded body would be
+        // decoded by one and not the other (RFC 9110 §8.4).
+        if contain::has_content_coding(req.headers()) {
+            crate::limit::drain(req.into_body()).await;
+            return Err(GatewayError::UnsupportedContentEncoding);
+        }
         let (mut parts, body) = req.into_parts();
         let bytes = crate::limit::read_body(
             &parts.headers,
@@ -117,6 +130,11 @@ impl Authenticator {
             presented,
             body_client_id,
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
+        // A query the gateway forwards must be one the signed header binds (sign.rs); by
+        // default there is none.
+        if parts.uri.query().is_some() && self.query == QueryPolicy::Deny {
+            return Err(RequestError::QueryNotAllowed.into());
+        }
 
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
         let (client_id, method) = self.verify(

@@ -5,6 +5,10 @@
 //! authentication method in each request"); no repeated parameter (RFC 6749 §3.2); no
 //! credentials in the query string (RFC 6749 §2.3.1: "MUST NOT be included in the request
 //! URI"); a parameter sent without a value counts as omitted (RFC 6749 §3.1).
+//! Names are also read as a lenient server would (lenient.rs): two names it would read
+//! as one are a repeat, and a name it would read as a credential parameter must be that
+//! parameter spelled exactly, so the upstream can never find a credential the gateway
+//! did not see.
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -12,6 +16,7 @@ use http::HeaderMap;
 use crate::auth::basic::{self, BasicCredentials};
 use crate::auth::form::Params;
 use crate::error::{AuthFailure, GatewayError, RequestError};
+use crate::lenient;
 use crate::oauth::{
     ASSERTION_TYPE, CLIENT_ASSERTION, CLIENT_ASSERTION_TYPE, CLIENT_ID, CLIENT_SECRET,
     CREDENTIAL_PARAMS,
@@ -49,9 +54,7 @@ pub fn extract(
     body: &BodyForm<'_>,
 ) -> Result<Extracted, GatewayError> {
     if let Some(q) = query {
-        if form_urlencoded::parse(q.as_bytes())
-            .any(|(name, _)| CREDENTIAL_PARAMS.contains(&name.as_ref()))
-        {
+        if lenient::param_names(q.as_bytes()).any(|name| CREDENTIAL_PARAMS.contains(&&*name)) {
             return Err(RequestError::CredentialsInQuery.into());
         }
     }
@@ -138,14 +141,24 @@ pub fn extract(
     }
 }
 
-/// RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."
+/// RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once",
+/// with names compared as a lenient server compares them (`scope` and `Scope` are one).
+/// A name such a server reads as a credential parameter must be spelled exactly: it would
+/// otherwise reach the upstream, which might act on it.
 fn reject_repeats(params: &Params) -> Result<(), RequestError> {
     let mut seen = std::collections::HashSet::with_capacity(params.len());
-    if params.iter().all(|(name, _)| seen.insert(name.as_str())) {
-        Ok(())
-    } else {
-        Err(RequestError::RepeatedParameter)
+    for (name, _) in params {
+        // The name is already decoded once; reading it leniently decodes it again, as a
+        // server that decodes twice would.
+        let loose = lenient::param_name(name.as_bytes());
+        if CREDENTIAL_PARAMS.contains(&&*loose) && loose != name.as_str() {
+            return Err(RequestError::LookalikeParameter);
+        }
+        if !seen.insert(loose) {
+            return Err(RequestError::RepeatedParameter);
+        }
     }
+    Ok(())
 }
 
 /// The value of `name`, treating an empty value as absent (RFC 6749 §3.1).
@@ -232,14 +245,35 @@ mod tests {
             )),
             RequestError::CredentialsInQuery
         );
+        for q in ["client%5Fid=a", "Client_Secret=s", "client.assertion=x"] {
+            assert_eq!(
+                request_error(extract(&headers(&[]), Some(q), &BodyForm::Form(&p))),
+                RequestError::CredentialsInQuery,
+                "{q}"
+            );
+        }
+        let loose_repeat = params(&[("scope", "a"), ("Scope", "b")]);
         assert_eq!(
             request_error(extract(
-                &headers(&[]),
-                Some("client%5Fid=a"),
-                &BodyForm::Form(&p)
+                &headers(&[BASIC]),
+                None,
+                &BodyForm::Form(&loose_repeat)
             )),
-            RequestError::CredentialsInQuery
+            RequestError::RepeatedParameter
         );
+        for lookalike in [
+            "Client_Secret",
+            "client.secret",
+            "CLIENT_ID",
+            "client%5Fassertion",
+        ] {
+            let p = params(&[("grant_type", "x"), (lookalike, "s")]);
+            assert_eq!(
+                request_error(extract(&headers(&[BASIC]), None, &BodyForm::Form(&p))),
+                RequestError::LookalikeParameter,
+                "{lookalike}"
+            );
+        }
     }
 
     #[test]

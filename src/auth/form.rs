@@ -161,6 +161,23 @@ pub async fn parse_multipart(body: Bytes, boundary: String) -> Result<Params, Re
     Ok(params)
 }
 
+/// The names of every part of a `multipart/form-data` body, files included (for checking
+/// what an unprotected request would forward; the values are not kept).
+pub async fn multipart_names(body: Bytes, boundary: String) -> Result<Vec<String>, RequestError> {
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(u64::MAX));
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut names = Vec::new();
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => names.push(field.name().unwrap_or_default().to_owned()),
+            Ok(None) => return Ok(names),
+            Err(_) => return Err(RequestError::MalformedMultipart),
+        }
+    }
+}
+
 /// Characters left as they are: RFC 3986 unreserved. Everything else is `%XX`, space is `+`.
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'*')

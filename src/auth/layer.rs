@@ -1,8 +1,10 @@
 //! The tower layer that runs the [`Authenticator`] on requests routing marked
-//! [`Protected`], and passes every other request straight through.
+//! [`Protected`], and the containment checks (contain.rs) on every other request.
 //!
-//! Invariant: only this layer inserts [`Authenticated`]; any copy already on a request is
-//! removed first, so nothing below can be told a client authenticated unless it did here.
+//! Invariants: a request leaves this layer rejected, or authenticated with its secret
+//! removed, or carrying no client credential at all. Only this layer inserts
+//! [`Authenticated`]; any copy already on a request is removed first, so nothing below can
+//! be told a client authenticated unless it did here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,12 +15,13 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::auth::contain::{self, Head};
 use crate::auth::{Authenticated, Authenticator};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::route::Protected;
 
-/// Tower layer running [`Authenticator`] on protected requests.
+/// Tower layer running [`Authenticator`] on protected requests, containment on the rest.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     authenticator: Arc<Authenticator>,
@@ -66,21 +69,36 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         // Only this layer may say who authenticated; drop anything claiming otherwise.
         req.extensions_mut().remove::<Authenticated>();
-        if req.extensions().get::<Protected>().is_none() {
-            return ResponseFuture {
-                state: State::Calling {
-                    future: self.inner.call(req),
-                },
+        let authenticator = self.authenticator.clone();
+        let preparing: BoxFuture<Result<Request<Body>, GatewayError>> =
+            if req.extensions().get::<Protected>().is_some() {
+                // The body read is async: one allocation per protected request.
+                Box::pin(async move { authenticator.authenticate(req).await })
+            } else {
+                match contain::check_head(req.headers(), req.uri().query()) {
+                    Err(error) => {
+                        return ResponseFuture {
+                            state: State::Refused { error: Some(error) },
+                        }
+                    }
+                    Ok(Head::Clean) => {
+                        return ResponseFuture {
+                            state: State::Calling {
+                                future: self.inner.call(req),
+                            },
+                        }
+                    }
+                    Ok(Head::FormBody(kind)) => Box::pin(async move {
+                        contain::check_body(req, kind, authenticator.limits()).await
+                    }),
+                }
             };
-        }
         // `inner` was polled ready: take it, leave a fresh clone behind (tower's contract).
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        let authenticator = self.authenticator.clone();
         ResponseFuture {
-            state: State::Authenticating {
-                // The body read is async: one allocation per protected request.
-                future: Box::pin(async move { authenticator.authenticate(req).await }),
+            state: State::Preparing {
+                future: preparing,
                 inner: Some(inner),
             },
         }
@@ -88,7 +106,8 @@ where
 }
 
 pin_project! {
-    /// Authenticating (protected requests only), then the inner service's future.
+    /// Authenticating (protected requests) or reading a form body to check it
+    /// (unprotected ones), then the inner service's future.
     pub struct ResponseFuture<S: Service<Request<Body>>> {
         #[pin]
         state: State<S>,
@@ -98,9 +117,12 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S: Service<Request<Body>>> {
-        Authenticating {
+        Preparing {
             future: BoxFuture<Result<Request<Body>, GatewayError>>,
             inner: Option<S>,
+        },
+        Refused {
+            error: Option<GatewayError>,
         },
         Calling {
             #[pin]
@@ -119,7 +141,10 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Authenticating { future, inner } => {
+                StateProj::Refused { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or(GatewayError::NotAuthenticated)))
+                }
+                StateProj::Preparing { future, inner } => {
                     let req = ready!(future.as_mut().poll(cx))?;
                     let Some(mut inner) = inner.take() else {
                         return Poll::Ready(Err(GatewayError::NotAuthenticated));

@@ -5,17 +5,21 @@
 //! (urlencoded or multipart), extracts exactly one credential, verifies it against the
 //! registry (Basic, post) or as an assertion (jwt, with replay protection), then rebuilds
 //! the request without any secret material and attaches an [`Authenticated`] extension for
-//! the signer. Unprotected requests pass straight through [`AuthLayer`].
-//! Invariant: a request leaves this layer either rejected or carrying no `Authorization`,
-//! `client_secret`, `client_assertion` or `client_assertion_type` (docs/design.md §4).
+//! the signer. Every other request is checked by `contain`: if it carries a client
+//! credential (Basic, or a secret in the query or a form body) it is refused, since
+//! nothing would remove it before the upstream.
+//! Invariant: a request leaves [`AuthLayer`] either rejected or carrying no
+//! `Authorization: Basic`, `client_secret`, `client_assertion` or `client_assertion_type`
+//! (docs/design.md §4).
 //!
-//! Parts, one job each: `extract` (which credential), `basic` and `form` (parsers), `jwt`
+//! Parts, one job each: `contain` (unprotected requests), `extract` (which credential), `basic` and `form` (parsers), `jwt`
 //! (assertion checks), `registry` (who may authenticate, prepared keys), `replay` and
 //! `throttle` (state shared across generations), `rebuild` (the forwarded body),
 //! `authenticator` (the order of the steps) and `layer` (the tower service).
 
 mod authenticator;
 pub mod basic;
+pub mod contain;
 pub mod extract;
 pub mod form;
 pub mod jwt;

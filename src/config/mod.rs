@@ -47,6 +47,8 @@ pub struct Config {
     pub issuer: String,
     pub protected_paths: Vec<PathPattern>,
     pub unprotected: UnprotectedPolicy,
+    /// Whether a protected endpoint accepts a query string.
+    pub protected_query: QueryPolicy,
     pub assertion: AssertionConfig,
     pub internal_header: InternalHeaderConfig,
     pub limits: LimitsConfig,
@@ -153,6 +155,14 @@ pub enum UnprotectedPolicy {
     Deny,
 }
 
+/// `protected_query`: whether protected endpoints accept a query string. When allowed, the
+/// internal header binds it (`query_sha256`), so the upstream acts on no unsigned input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryPolicy {
+    Deny,
+    Allow,
+}
+
 /// `assertion.audience`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudienceMode {
@@ -196,8 +206,14 @@ pub struct SigningKey {
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub max_body: usize,
+    /// Largest request head (HTTP/1.1 request line and headers; HTTP/2 header list).
+    pub max_header_size: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most client connections open at once, over all workers.
+    pub max_connections: usize,
 }
 
 /// `throttle`: failed-authentication throttling (RFC 6749 §2.3.1 brute-force protection).

@@ -69,15 +69,26 @@ impl PathPattern {
     }
 
     /// Whether the decoded segments of a request path match, segment for segment.
-    pub fn matches(&self, decoded_segments: &[&str]) -> bool {
-        self.segments.len() == decoded_segments.len()
+    pub fn matches<S: AsRef<str>>(&self, decoded_segments: &[S]) -> bool {
+        self.matches_by(decoded_segments, |literal, segment| literal == segment)
+    }
+
+    /// [`PathPattern::matches`] with another comparison of literal segments (`{name}`
+    /// still matches any non-empty segment): the router uses it to find paths another
+    /// server would read as this endpoint.
+    pub fn matches_by<S: AsRef<str>>(
+        &self,
+        segments: &[S],
+        literal_eq: impl Fn(&str, &str) -> bool,
+    ) -> bool {
+        self.segments.len() == segments.len()
             && self
                 .segments
                 .iter()
-                .zip(decoded_segments)
+                .zip(segments)
                 .all(|(pat, seg)| match pat {
-                    Segment::Any => true,
-                    Segment::Literal(lit) => lit == seg,
+                    Segment::Any => !seg.as_ref().is_empty(),
+                    Segment::Literal(lit) => literal_eq(lit, seg.as_ref()),
                 })
     }
 }

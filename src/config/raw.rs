@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub issuer: Option<String>,
     pub protected_paths: Option<Vec<String>>,
     pub unprotected: Option<String>,
+    pub protected_query: Option<String>,
     pub assertion: Option<RawAssertion>,
     pub internal_header: Option<RawInternalHeader>,
     pub limits: Option<RawLimits>,
@@ -118,8 +119,11 @@ pub(super) struct RawSecretSource {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub max_body: Option<String>,
+    pub max_header_size: Option<String>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

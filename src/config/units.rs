@@ -58,6 +58,17 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Renders a size the way the config accepts it (for messages and docs).
+pub fn format_size(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{}MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{}KiB", n >> 10)
+    } else {
+        n.to_string()
+    }
+}
+
 /// Renders a duration the way the config accepts it (for messages and docs).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -98,6 +109,13 @@ mod tests {
         assert!(parse_size("64 KiB").is_err());
         assert!(parse_size("KiB").is_err());
         assert!(parse_size("1TiB").is_err());
+    }
+
+    #[test]
+    fn sizes_format_as_they_are_written() {
+        for text in ["8KiB", "1MiB", "512", "1536"] {
+            assert_eq!(format_size(parse_size(text).unwrap()), text);
+        }
     }
 
     #[test]

@@ -15,10 +15,14 @@ use http::header::HeaderName;
 use rustls::sign::CertifiedKey;
 
 use super::raw::*;
-use super::units::{parse_duration, parse_size};
+use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use crate::error::error_chain;
 use crate::oauth::Algorithm;
+
+/// Default `limits.max_connections`: at about 20 KiB per idle TLS connection (see
+/// BENCHMARKS.md), 10,000 connections stay near 200 MiB.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Most worker threads accepted: far beyond any machine this runs on, low enough that a
 /// typo cannot start a million threads.
@@ -234,6 +238,12 @@ impl Validator<'_> {
             ],
             UnprotectedPolicy::Forward,
         );
+        let protected_query = self.choice(
+            raw.protected_query,
+            "protected_query",
+            &[("deny", QueryPolicy::Deny), ("allow", QueryPolicy::Allow)],
+            QueryPolicy::Deny,
+        );
         let assertion = self.assertion(raw.assertion.unwrap_or_default());
         let internal_header = self.internal_header(raw.internal_header);
         let limits = self.limits(raw.limits.unwrap_or_default());
@@ -260,6 +270,7 @@ impl Validator<'_> {
             issuer: issuer?,
             protected_paths,
             unprotected,
+            protected_query,
             assertion,
             internal_header: internal_header?,
             limits,
@@ -479,23 +490,45 @@ impl Validator<'_> {
         })
     }
 
-    fn limits(&mut self, raw: RawLimits) -> LimitsConfig {
-        let max_body = match raw.max_body {
-            None => 64 * 1024,
-            Some(text) => match parse_size(&text) {
-                Ok(0) => {
-                    self.problem("limits.max_body", "must be greater than zero");
-                    0
-                }
-                Ok(n) => n,
-                Err(e) => {
-                    self.problem("limits.max_body", e);
-                    0
-                }
-            },
+    fn size(&mut self, value: Option<String>, path: &str, default: usize, min: usize) -> usize {
+        let Some(text) = value else {
+            return default;
         };
-        LimitsConfig {
-            max_body,
+        match parse_size(&text) {
+            Ok(n) if n >= min => n,
+            Ok(_) if min == 1 => {
+                self.problem(path, "must be greater than zero");
+                default
+            }
+            Ok(_) => {
+                self.problem(path, format!("must be at least {}", format_size(min)));
+                default
+            }
+            Err(e) => {
+                self.problem(path, e);
+                default
+            }
+        }
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> LimitsConfig {
+        let max_connections = match raw.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(0) => {
+                self.problem("limits.max_connections", "must be at least 1");
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let limits = LimitsConfig {
+            max_body: self.size(raw.max_body, "limits.max_body", 64 * 1024, 1),
+            // hyper needs a read buffer of at least 8 KiB; the head must fit in it.
+            max_header_size: self.size(
+                raw.max_header_size,
+                "limits.max_header_size",
+                16 * 1024,
+                8 * 1024,
+            ),
             header_read_timeout: self.duration(
                 raw.header_read_timeout,
                 "limits.header_read_timeout",
@@ -506,7 +539,16 @@ impl Validator<'_> {
                 "limits.body_read_timeout",
                 secs(10),
             ),
+            idle_timeout: self.duration(raw.idle_timeout, "limits.idle_timeout", secs(60)),
+            max_connections,
+        };
+        if limits.max_header_size > 1024 * 1024 {
+            self.problem("limits.max_header_size", "must be at most 1MiB");
         }
+        if limits.idle_timeout.is_zero() {
+            self.problem("limits.idle_timeout", "must be greater than zero");
+        }
+        limits
     }
 
     fn throttle(&mut self, raw: RawThrottle) -> ThrottleConfig {

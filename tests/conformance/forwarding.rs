@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use secretgate::{verify_internal_header, Expected, VerifyError, VerifyKeys};
+use secretgate::{verify_internal_header, Check, Expected, VerifyError, VerifyKeys};
 
 use crate::rig::*;
 use crate::support::*;
@@ -59,13 +59,15 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
     let keys = VerifyKeys::new(&rig.gw.config.internal_header.keys);
     let url = format!("{PUBLIC_URL}{path}");
     let base = Expected {
-        issuer: "secretgate",
-        audience: "legacy-token-service",
-        method: Some("POST"),
-        url: Some(&url),
-        body: Some(&rec.body),
         now: Some(now()),
-        ..Default::default()
+        ..Expected::request(
+            "secretgate",
+            "legacy-token-service",
+            "POST",
+            &url,
+            rec.uri.query(),
+            &rec.body,
+        )
     };
     let mut other_body = rec.body.to_vec();
     other_body.extend_from_slice(b"&scope=admin");
@@ -74,7 +76,7 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
             value,
             &keys,
             &Expected {
-                body: Some(&other_body),
+                body: Check::Equals(&other_body),
                 ..base.clone()
             }
         ),
@@ -86,7 +88,7 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
             value,
             &keys,
             &Expected {
-                url: Some(&other_url),
+                url: Check::Equals(&other_url),
                 ..base.clone()
             }
         ),

@@ -239,13 +239,15 @@ impl Rig {
             values[0].to_str().unwrap(),
             &VerifyKeys::new(&self.gw.config.internal_header.keys),
             &Expected {
-                issuer: "secretgate",
-                audience: "legacy-token-service",
-                method: Some("POST"),
-                url: Some(&url),
-                body: Some(&rec.body),
                 now: Some(now()),
-                ..Default::default()
+                ..Expected::request(
+                    "secretgate",
+                    "legacy-token-service",
+                    "POST",
+                    &url,
+                    rec.uri.query(),
+                    &rec.body,
+                )
             },
         )
         .expect("the internal header verifies");

@@ -1,10 +1,11 @@
-//! Routing: decides whether a request targets a protected endpoint.
+//! Routing: decides whether a request targets a protected endpoint, and marks it.
 //!
-//! Protected paths are patterns (config/path.rs) such as `/{tid}/{aid}/oauth2/token`, where `{name}` matches
-//! exactly one non-empty segment. Matching works on the percent-decoded path, and paths that
-//! could be read differently by the gateway and the upstream (bad escapes, encoded `/`,
-//! dot segments, empty segments) are refused outright: otherwise `/oauth2/%74oken` would
-//! pass as unprotected here and be served as the token endpoint upstream.
+//! Protected paths are patterns (config/path.rs) such as `/{tid}/{aid}/oauth2/token`, where
+//! `{name}` matches exactly one non-empty segment. How a path is read is canonical.rs:
+//! matching works on the percent-decoded path; a path the gateway and the upstream could
+//! read differently (bad escapes, encoded `/`, backslashes, dot segments) is refused, and so
+//! is one that a lenient server would route to a protected endpoint (`/OAuth2/Token`,
+//! `/oauth2/token;x`): otherwise it would be forwarded unauthenticated, secret and all.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,59 +16,17 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::config::{PathPattern, UnprotectedPolicy};
-use crate::error::{GatewayError, RequestError};
+use crate::error::GatewayError;
 use crate::metrics::RouteClass;
 use crate::trace::note;
+
+mod canonical;
+
+pub use canonical::{classify, PathClass};
 
 /// Marks a request as aimed at a protected endpoint. Inserted only by [`Route`].
 #[derive(Debug, Clone, Copy)]
 pub struct Protected;
-
-/// Classifies `path`: `Ok(true)` for protected, `Ok(false)` for unprotected, `Err` for a
-/// path that is ambiguous between us and the upstream.
-pub fn classify(patterns: &[PathPattern], path: &str) -> Result<bool, RequestError> {
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| RequestError::AmbiguousPath)?;
-    // A `%` left over, `%2F`, `%2E` and friends change meaning once decoded; refuse them so
-    // the upstream's reading of the path is the same as ours.
-    if has_bad_escape(path) || path.contains("%2F") || path.contains("%2f") {
-        return Err(RequestError::AmbiguousPath);
-    }
-    let trimmed = decoded
-        .strip_prefix('/')
-        .ok_or(RequestError::AmbiguousPath)?;
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        return Ok(false);
-    }
-    let segments: Vec<&str> = trimmed.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return Err(RequestError::AmbiguousPath);
-    }
-    Ok(patterns.iter().any(|p| p.matches(&segments)))
-}
-
-fn has_bad_escape(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-            if !ok {
-                return true;
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    false
-}
 
 #[derive(Debug)]
 struct RouteConfig {
@@ -128,12 +87,12 @@ where
                 note(&req, |n| n.route(RouteClass::invalid));
                 Either::Left(future::ready(Err(e.into())))
             }
-            Ok(true) => {
+            Ok(PathClass::Protected) => {
                 note(&req, |n| n.route(RouteClass::protected));
                 req.extensions_mut().insert(Protected);
                 Either::Right(self.inner.call(req))
             }
-            Ok(false) => match self.config.unprotected {
+            Ok(PathClass::Unprotected) => match self.config.unprotected {
                 UnprotectedPolicy::Forward => {
                     note(&req, |n| n.route(RouteClass::unprotected));
                     Either::Right(self.inner.call(req))
@@ -151,16 +110,18 @@ where
 mod tests {
     use super::*;
     use crate::body::full;
+    use crate::error::RequestError;
     use tower::{ServiceBuilder, ServiceExt};
 
     /// A Route layer in front of a `service_fn` that answers whether the request was
     /// marked protected.
     async fn route(policy: UnprotectedPolicy, path: &str) -> Result<bool, GatewayError> {
+        let patterns = ["/oauth2/token", "/{tid}/oauth2/token"]
+            .iter()
+            .map(|p| PathPattern::parse(p).unwrap())
+            .collect();
         let svc = ServiceBuilder::new()
-            .layer(RouteLayer::new(
-                pats(&["/oauth2/token", "/{tid}/oauth2/token"]),
-                policy,
-            ))
+            .layer(RouteLayer::new(patterns, policy))
             .service_fn(|req: Request<Body>| async move {
                 let marked = req.extensions().get::<Protected>().is_some();
                 let mut res = Response::new(full(""));
@@ -192,57 +153,10 @@ mod tests {
             route(Forward, "/oauth2/x/../token").await,
             Err(GatewayError::Request(RequestError::AmbiguousPath))
         ));
-    }
-
-    fn pats(list: &[&str]) -> Vec<PathPattern> {
-        list.iter()
-            .map(|p| PathPattern::parse(p).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn placeholders_match_one_segment() {
-        let p = pats(&["/oauth2/token", "/{tid}/{aid}/oauth2/token"]);
-        assert_eq!(classify(&p, "/oauth2/token"), Ok(true));
-        assert_eq!(classify(&p, "/oauth2/token/"), Ok(true));
-        assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(true));
-        assert_eq!(classify(&p, "/acme/oauth2/token"), Ok(false));
-        assert_eq!(classify(&p, "/a/b/c/oauth2/token"), Ok(false));
-        assert_eq!(classify(&p, "/.well-known/openid-configuration"), Ok(false));
-        assert_eq!(classify(&p, "/"), Ok(false));
-    }
-
-    #[test]
-    fn encoded_paths_cannot_dodge_protection() {
-        let p = pats(&["/oauth2/token"]);
-        assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(true));
-        assert_eq!(
-            classify(&p, "/oauth2%2Ftoken"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/x/../oauth2/token"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/oauth2//token"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/oauth2/./token"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/oauth2/%2e%2e/oauth2/token"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/oauth2/tok%zzen"),
-            Err(RequestError::AmbiguousPath)
-        );
-        assert_eq!(
-            classify(&p, "/oauth2/tok%e"),
-            Err(RequestError::AmbiguousPath)
-        );
+        // A lookalike is refused whatever the policy for unprotected paths.
+        assert!(matches!(
+            route(Forward, "/OAuth2/Token").await,
+            Err(GatewayError::Request(RequestError::LookalikePath))
+        ));
     }
 }

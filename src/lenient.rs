@@ -1,0 +1,108 @@
+//! How the most lenient server behind the gateway might read a name: the gateway reads
+//! strictly, but refuses anything a lenient upstream would read as a protected endpoint
+//! or a credential parameter while the gateway did not (docs/design.md §4.5, §4.6).
+//!
+//! - Case folding as Java's `equalsIgnoreCase` and .NET's `OrdinalIgnoreCase` do it
+//!   (upper case, then lower case: the Kelvin sign `K` is `k`, `ſ` is `s`, `ı` is `i`),
+//!   with full-width ASCII (U+FF01–U+FF5E) read as ASCII (IIS "best fit").
+//! - Parameter names as PHP, ASP.NET and servlet containers decode them: `+` is a space,
+//!   `%XX` a byte (a bad escape stays literal), case-insensitive, PHP's `a[]` array suffix
+//!   cut off and its `.` and space read as `_`.
+
+use std::borrow::Cow;
+
+/// One character folded: see the module documentation.
+pub fn fold_char(c: char) -> impl Iterator<Item = char> {
+    c.to_uppercase()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+}
+
+/// `text` folded.
+pub fn fold(text: &str) -> String {
+    text.chars().flat_map(fold_char).collect()
+}
+
+/// A parameter name (still form-encoded, as it appears in a query or an urlencoded body)
+/// as a lenient server reads it. Names made only of `a-z`, `0-9` and `_` (all the OAuth
+/// parameters) are returned as they are, without allocating.
+pub fn param_name(raw: &[u8]) -> Cow<'_, str> {
+    let plain = raw
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if plain {
+        // Only ASCII bytes, so this cannot fail.
+        if let Ok(s) = std::str::from_utf8(raw) {
+            return Cow::Borrowed(s);
+        }
+    }
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    let text = String::from_utf8_lossy(&decoded);
+    // PHP: `name[]` and `name[key]` fill an array called `name`.
+    let text = text.split('[').next().unwrap_or("");
+    let folded: String = text
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .chars()
+        .flat_map(fold_char)
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .collect();
+    Cow::Owned(folded)
+}
+
+/// The names of the parameters in a query string or urlencoded body, read leniently:
+/// pairs split at `&` and at `;` (older CGI and Python parsers split at both).
+pub fn param_names(form: &[u8]) -> impl Iterator<Item = Cow<'_, str>> {
+    form.split(|&b| b == b'&' || b == b';')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let name = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => &pair[..i],
+                None => pair,
+            };
+            param_name(name)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_is_as_lenient_as_java_and_dotnet() {
+        assert_eq!(fold("To\u{212A}en"), "token");
+        assert_eq!(fold("\u{17F}ecret"), "secret");
+        assert_eq!(fold("cl\u{131}ent"), "client");
+        assert_eq!(fold("ＴＯＫＥＮ"), "token");
+    }
+
+    #[test]
+    fn parameter_names_as_lenient_servers_read_them() {
+        for (raw, read) in [
+            ("client_secret", "client_secret"),
+            ("Client_Secret", "client_secret"),
+            ("client%5Fsecret", "client_secret"),
+            ("client.secret", "client_secret"),
+            ("client+secret", "client_secret"),
+            ("client%20secret", "client_secret"),
+            ("client_secret[]", "client_secret"),
+            ("client_secret[x]", "client_secret"),
+            ("%20client_secret", "client_secret"),
+            ("CLIENT_ASSERTION", "client_assertion"),
+            ("cl%C4%B1ent_secret", "client_secret"),
+            ("client_secret%zz", "client_secret%zz"),
+            ("scope", "scope"),
+        ] {
+            assert_eq!(param_name(raw.as_bytes()), read, "{raw}");
+        }
+        assert!(matches!(param_name(b"grant_type"), Cow::Borrowed(_)));
+        let names: Vec<_> = param_names(b"a=1&Client.Secret=x;b&&c=").collect();
+        assert_eq!(names, ["a", "client_secret", "b", "c"]);
+    }
+}

@@ -1,0 +1,280 @@
+//! Which endpoint a request path names, read so that no server behind the gateway can read
+//! it as another one (docs/design.md §4.5).
+//!
+//! Two steps. First the path must be canonical: percent-decoded to UTF-8 without leftovers,
+//! no encoded `/`, no backslash (literal or `%5C`), no control character, no empty, `.` or
+//! `..` segment. Then it is matched exactly against `protected_paths`. A path that does not
+//! match exactly is compared once more, *loosely*, the way common servers normalise a
+//! path before routing it; if it matches loosely it is refused, because the upstream may
+//! well serve it as the protected endpoint while the gateway would have forwarded it
+//! unauthenticated, with its secret. The loose reading, segment by segment:
+//!
+//! | normalisation | servers that do it |
+//! |---|---|
+//! | `;…` path parameters removed (`/oauth2/token;jsessionid=x`) | Tomcat, Jetty, Spring, WebLogic |
+//! | letter case ignored, with Unicode case folding (`K` Kelvin sign is `k`, `ſ` is `s`) | IIS, ASP.NET, Spring with case-insensitive matching, Java `equalsIgnoreCase` |
+//! | trailing dots and spaces removed (`/oauth2/token.`, `%20`) | IIS / Windows file names |
+//! | `::$DATA` and other NTFS stream suffixes removed | IIS |
+//! | full-width letters read as ASCII (`ｔｏｋｅｎ`) | IIS "best fit" mapping |
+//! | a file extension removed from the last segment (`/oauth2/token.json`) | Spring suffix pattern matching |
+//! | percent-decoding applied twice (`%2574oken`) | IIS double decoding, some frameworks |
+//!
+//! Invariant: a path is either protected (and authenticated), or unprotected and not
+//! loosely equal to any protected pattern, or refused.
+
+use std::borrow::Cow;
+
+use crate::config::PathPattern;
+use crate::error::RequestError;
+use crate::lenient;
+
+/// What a request path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathClass {
+    Protected,
+    Unprotected,
+}
+
+/// Classifies `path` (as received, still percent-encoded).
+pub fn classify(patterns: &[PathPattern], path: &str) -> Result<PathClass, RequestError> {
+    let decoded = decode(path)?;
+    let segments = canonical_segments(&decoded)?;
+    if patterns.iter().any(|p| p.matches(&segments)) {
+        return Ok(PathClass::Protected);
+    }
+    if looks_protected(patterns, &segments) {
+        return Err(RequestError::LookalikePath);
+    }
+    Ok(PathClass::Unprotected)
+}
+
+/// The percent-decoded path, if it decodes one way only.
+fn decode(path: &str) -> Result<Cow<'_, str>, RequestError> {
+    // A `%` left over, `%2F`, `%2E` and friends change meaning once decoded; refuse them so
+    // the upstream's reading of the path is the same as ours.
+    if has_bad_escape(path) || path.contains("%2F") || path.contains("%2f") {
+        return Err(RequestError::AmbiguousPath);
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| RequestError::AmbiguousPath)?;
+    // Windows servers read `\` as `/`; a control character (`%00` truncation, `%0A` in a log
+    // line) has no place in a path. Neither can be read the same way everywhere.
+    if decoded.contains('\\') || decoded.chars().any(char::is_control) {
+        return Err(RequestError::AmbiguousPath);
+    }
+    Ok(decoded)
+}
+
+/// The segments of a decoded canonical path (one trailing `/` ignored; `/` alone has
+/// none), or why the path is not canonical.
+fn canonical_segments(decoded: &str) -> Result<Vec<&str>, RequestError> {
+    let trimmed = decoded
+        .strip_prefix('/')
+        .ok_or(RequestError::AmbiguousPath)?;
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    // Empty and dot segments, also as a lenient server sees them once it has cut `;…`
+    // parameters off (Tomcat reads `/x/..;/oauth2/token` as `/oauth2/token`) or trimmed
+    // trailing dots and spaces.
+    let dubious = |s: &&str| {
+        if s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return s.is_empty();
+        }
+        let cut = cut_suffixes(s);
+        cut.is_empty() || cut.bytes().all(|b| b == b'.') || loosen(s).is_empty()
+    };
+    if segments.iter().any(dubious) {
+        return Err(RequestError::AmbiguousPath);
+    }
+    Ok(segments)
+}
+
+fn has_bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Whether another server could read these (canonical, decoded) segments as a protected
+/// endpoint: see the table in the module documentation.
+fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
+    let loose = |segments: &[&str]| -> Vec<String> {
+        segments
+            .iter()
+            .map(|s| loosen(s))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut readings = vec![loose(segments)];
+    // Decoded a second time: `%2574oken` is `%74oken` to us and `token` to a server that
+    // decodes twice (and a second decoding may produce new separators).
+    let joined = segments.join("/");
+    if joined.contains('%') {
+        let twice = percent_encoding::percent_decode_str(&joined).decode_utf8_lossy();
+        let resplit: Vec<&str> = twice.split(['/', '\\']).collect();
+        readings.push(loose(&resplit));
+    }
+    // Spring's suffix pattern matching serves `/oauth2/token.json` as `/oauth2/token`.
+    for i in 0..readings.len() {
+        if let Some((stem, _ext)) = readings[i].last().and_then(|l| l.rsplit_once('.')) {
+            let mut without_ext = readings[i].clone();
+            let last = without_ext.len() - 1;
+            without_ext[last] = stem.trim_end_matches(['.', ' ']).to_owned();
+            readings.push(without_ext);
+        }
+    }
+    readings.iter().any(|reading| {
+        patterns
+            .iter()
+            .any(|p| p.matches_by(reading, |literal, seg| loosen(literal) == seg))
+    })
+}
+
+/// A segment without its `;…` path parameters and `::…` NTFS stream name.
+fn cut_suffixes(segment: &str) -> &str {
+    let segment = segment.split(';').next().unwrap_or("");
+    segment.split("::").next().unwrap_or("")
+}
+
+/// One segment as a lenient server reads it: path parameters and NTFS stream names cut
+/// off, case-folded, full-width forms made ASCII, trailing dots and white space trimmed.
+fn loosen(segment: &str) -> String {
+    let folded = lenient::fold(cut_suffixes(segment));
+    folded
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PathClass::*;
+
+    fn pats(list: &[&str]) -> Vec<PathPattern> {
+        list.iter()
+            .map(|p| PathPattern::parse(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn placeholders_match_one_segment() {
+        let p = pats(&["/oauth2/token", "/{tid}/{aid}/oauth2/token"]);
+        assert_eq!(classify(&p, "/oauth2/token"), Ok(Protected));
+        assert_eq!(classify(&p, "/oauth2/token/"), Ok(Protected));
+        assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(Protected));
+        assert_eq!(classify(&p, "/acme;x/app/oauth2/token"), Ok(Protected));
+        assert_eq!(classify(&p, "/acme/oauth2/token"), Ok(Unprotected));
+        assert_eq!(classify(&p, "/a/b/c/oauth2/token"), Ok(Unprotected));
+        assert_eq!(
+            classify(&p, "/.well-known/openid-configuration"),
+            Ok(Unprotected)
+        );
+        assert_eq!(classify(&p, "/"), Ok(Unprotected));
+    }
+
+    #[test]
+    fn encoded_paths_cannot_dodge_protection() {
+        let p = pats(&["/oauth2/token"]);
+        assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(Protected));
+        for ambiguous in [
+            "/oauth2%2Ftoken",
+            "/x/../oauth2/token",
+            "/oauth2//token",
+            "/oauth2/./token",
+            "/oauth2/%2e%2e/oauth2/token",
+            "/oauth2/tok%zzen",
+            "/oauth2/tok%e",
+            "/oauth2\\token",
+            "/oauth2%5Ctoken",
+            "/oauth2%5ctoken",
+            "/x%5C..%5Coauth2/token",
+            "/oauth2/token%00.json",
+            "/oauth2/token%0A",
+            "/oauth2/%C0%AFtoken",
+            "oauth2/token",
+            "/x/..;/oauth2/token",
+            "/x/..;x=1/oauth2/token",
+            "/oauth2/.;/token",
+            "/oauth2/;x/token",
+            "/x/.../oauth2/token",
+            "/x/.%20/oauth2/token",
+            "/;jsessionid=1",
+        ] {
+            assert_eq!(
+                classify(&p, ambiguous),
+                Err(RequestError::AmbiguousPath),
+                "{ambiguous}"
+            );
+        }
+    }
+
+    /// Spellings that common servers route to the protected endpoint: refused, not
+    /// forwarded as unprotected.
+    #[test]
+    fn lookalikes_of_a_protected_path_are_refused() {
+        let p = pats(&["/oauth2/token", "/{tid}/{aid}/oauth2/token"]);
+        for lookalike in [
+            "/oauth2/token;x",
+            "/oauth2/token;jsessionid=ABC123",
+            "/oauth2;x/token",
+            "/oauth2/token%3Bx",
+            "/OAuth2/Token",
+            "/OAUTH2/TOKEN",
+            "/oauth2/to%E2%84%AAen",
+            "/oauth2/token.",
+            "/oauth2/token%20",
+            "/oauth2/token..",
+            "/oauth2/token::$DATA",
+            "/oauth2/%EF%BD%94%EF%BD%8F%EF%BD%8B%EF%BD%85%EF%BD%8E",
+            "/oauth2/token.json",
+            "/oauth2/token.do",
+            "/oauth2/%2574oken",
+            "/oauth2%252Ftoken",
+            "/acme/app/OAuth2/token",
+            "/acme/app/oauth2/token;v=1",
+        ] {
+            assert_eq!(
+                classify(&p, lookalike),
+                Err(RequestError::LookalikePath),
+                "{lookalike}"
+            );
+        }
+        // Near the protected paths but not read as them by anyone: forwarded.
+        for other in [
+            "/oauth2/tokens",
+            "/oauth2/token/extra",
+            "/oauth2/authorize;x",
+            "/login;jsessionid=ABC123",
+            "/oauth2/revoke",
+            "/static/app.js",
+            "/acme/oauth2/token;x",
+        ] {
+            assert_eq!(classify(&p, other), Ok(Unprotected), "{other}");
+        }
+    }
+
+    #[test]
+    fn segments_are_loosened_as_lenient_servers_do() {
+        assert_eq!(loosen("To\u{212A}en"), "token");
+        assert_eq!(loosen("ＴＯＫＥＮ. ;x"), "token");
+        assert_eq!(loosen("token::$DATA"), "token");
+    }
+}
