@@ -180,6 +180,19 @@ struct HandshakeLabels {
     reason: HandshakeFailure,
 }
 
+/// Why a connection was closed before its TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ConnectionRefusal {
+    /// `limits.max_connections` were open.
+    limit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: ConnectionRefusal,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum ReplayRejection {
@@ -212,6 +225,7 @@ pub struct Metrics {
     last_reload_success: Gauge,
     tls_handshake_failures: Family<HandshakeLabels, Counter>,
     connections: Gauge,
+    connections_refused: Family<RefusalLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -315,6 +329,12 @@ impl Metrics {
             "Client connections open (TLS established)",
             connections.clone(),
         );
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed before the TLS handshake, by reason",
+            connections_refused.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -336,6 +356,7 @@ impl Metrics {
             last_reload_success,
             tls_handshake_failures,
             connections,
+            connections_refused,
         };
         m.config_loaded();
         m
@@ -414,6 +435,12 @@ impl Metrics {
     pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
         self.tls_handshake_failures
             .get_or_create(&HandshakeLabels { reason })
+            .inc();
+    }
+
+    pub fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused
+            .get_or_create(&RefusalLabels { reason })
             .inc();
     }
 

@@ -135,11 +135,22 @@ impl Shared {
                 stack::build(&config, parts.clone(), upstream)
             })
             .collect();
+        let limits = &config.limits;
         let mut http = auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1: a request head that does not fit in `max_header_size` is answered 431 by
+        // hyper (the read buffer is the bound), and a head, including the wait for the next
+        // one on a kept-alive connection, must arrive within `header_read_timeout`.
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.limits.header_read_timeout);
-        http.http2().timer(TokioTimer::new());
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_size);
+        // HTTP/2: the same bound on the header list, and pings so that a peer that is gone
+        // is noticed; `idle_timeout` (server.rs) closes connections with nothing in flight.
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+            .keep_alive_interval(limits.idle_timeout / 2)
+            .keep_alive_timeout(limits.header_read_timeout);
         self.metrics
             .set_client_id_label(config.metrics.client_id_label);
         Ok(Generation {

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
 use crate::route::RouteLayer;
 use crate::sign::{SignLayer, Signer};
-use crate::strip::StripInternalHeaderLayer;
+use crate::strip::StripLayer;
 use crate::trace::{AccessLogLayer, MakeId, REQUEST_ID};
 
 /// Per-config state the stack is built from.
@@ -84,36 +84,41 @@ where
             internal.clone(),
         ]))
         .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
-        // 2. Request id: reuse the client's or make one, and echo it on every response,
-        //    including the error responses rescue writes below.
+        // 2. Strip what only the gateway may set, before anything reads it: every inbound
+        //    copy of the internal header (docs/design.md §5.4), the forwarding, client-IP,
+        //    URL-override and method-override headers, and an x-request-id that is not a
+        //    short plain token (it is logged and forwarded).
+        .layer(StripLayer::new(internal))
+        // 3. Request id: reuse the client's (if it survived 2) or make one, and echo it on
+        //    every response, including the error responses rescue writes below.
         .layer(SetRequestIdLayer::new(
             request_id.clone(),
             MakeId::default(),
         ))
         .layer(PropagateRequestIdLayer::new(request_id))
-        // 3. Trace: one span per request (id, method, path — never the query), one access
+        // 4. Trace: one span per request (id, method, path — never the query), one access
         //    line (route, client, auth method, outcome, status, latency) and the request
         //    metrics. Placed above rescue so it records the status the client actually
         //    got, errors included.
         .layer(AccessLogLayer::new(parts.metrics))
-        // 4. Rescue: every error below becomes its JSON OAuth response via the one table
+        // 5. Rescue: every error below becomes its JSON OAuth response via the one table
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))
-        // 5. Strip the internal header from every inbound request, protected or not,
-        //    before any decision is made (docs/design.md §5).
-        .layer(StripInternalHeaderLayer::new(internal))
-        // 6. Route: mark protected endpoints; forward or deny the rest. Unprotected
-        //    requests skip 7 and 8 and stream to the upstream untouched.
+        // 6. Route: refuse paths that are not canonical or that a lenient server would read
+        //    as a protected endpoint; mark protected endpoints; forward or deny the rest.
         .layer(RouteLayer::new(
             config.protected_paths.clone(),
             config.unprotected,
         ))
-        // 7. Authenticate (protected only): POST only, body buffered under
+        // 7. Authenticate protected requests: POST only, body buffered under
         //    limits.max_body and limits.body_read_timeout (limit.rs), one method, verify,
-        //    then remove every trace of the secret and re-encode the body.
+        //    then remove every trace of the secret and re-encode the body. Contain the
+        //    rest: a request that carries a credential to a path that does not
+        //    authenticate is refused (a form body is read under the same limits to check);
+        //    everything else streams on untouched.
         .layer(AuthLayer::new(parts.authenticator))
-        // 8. Sign: add the internal header from the verified identity; a protected request
-        //    without one is refused here (fail closed).
+        // 8. Sign: add the internal header from the verified identity (marked sensitive);
+        //    a protected request without one is refused here (fail closed).
         .layer(SignLayer::new(parts.signer))
         // 9. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
         //    timeouts (connect → 502, response headers → 504).

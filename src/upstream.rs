@@ -2,9 +2,11 @@
 //!
 //! Rewrites the request URI to the upstream origin, removes hop-by-hop headers (RFC 9110
 //! §7.6.1) both ways, sets `X-Forwarded-For/Proto/Host` from what the gateway itself saw
-//! (client-sent copies are replaced, never trusted), and bounds the wait for response
-//! headers by `upstream.timeout`. Refused or broken upstream → 502; timeout → 504. Bodies
-//! stream in both directions; nothing here buffers.
+//! (client-sent copies were removed by strip.rs), and bounds the wait for response
+//! headers by `upstream.timeout`. Refused or broken upstream → 502; timeout → 504. A
+//! request whose own body failed (a malformed chunk, a client that went away) is the
+//! client's error, not the upstream's: 400, and not counted as an upstream failure.
+//! Bodies stream in both directions; nothing here buffers.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -110,8 +112,7 @@ impl Upstream {
         remove_hop_by_hop(headers);
         // hyper-util sets Host from the upstream URI.
         headers.remove(header::HOST);
-        // Only what this gateway saw is forwarded; client-supplied values could be forged.
-        headers.remove(&X_FORWARDED_FOR);
+        // Only what this gateway saw is forwarded; client-supplied values were stripped.
         if let Some(ip) = peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
             headers.insert(X_FORWARDED_FOR, ip);
         }
@@ -164,6 +165,9 @@ impl Future for ResponseFuture {
                 this.metrics.upstream_error(UpstreamError::timeout);
                 Err(GatewayError::UpstreamTimeout(*this.timeout))
             }
+            // The request's own body failed: the client's doing, whatever the client
+            // library made of it.
+            Ok(Err(e)) if client_body_failed(&e) => Err(GatewayError::BodyRead(Box::new(e))),
             Ok(Err(e)) => {
                 this.metrics.upstream_error(UpstreamError::unavailable);
                 Err(GatewayError::UpstreamUnavailable(Box::new(e)))
@@ -180,6 +184,20 @@ impl Future for ResponseFuture {
         };
         Poll::Ready(result)
     }
+}
+
+/// Whether a failed upstream exchange failed because of the request body the client was
+/// sending. Protected bodies are in memory and cannot fail, so a [`BodyError`] anywhere in
+/// the error's chain comes from a streamed client body.
+fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<BodyError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! The TLS listener and connection handling, and [`serve`], the entry point used by the
 //! binary and the tests.
 //!
-//! `workers` threads, each with its own event loop, accept from one socket. Per connection:
-//! accept → TLS handshake (bounded by `limits.header_read_timeout`) → hyper-util `auto`
-//! connection (HTTP/1.1 or HTTP/2 as ALPN chose; HTTP/1 header reads bounded too) → the
-//! stack. On shutdown: stop accepting, mark not-ready, ask every connection to finish
-//! gracefully (HTTP/1 closes after the in-flight response, HTTP/2 sends GOAWAY) and wait up
-//! to `shutdown_grace`.
+//! `workers` threads, each with its own event loop, accept from one socket. Per connection
+//! (connection.rs): the connection cap → TLS handshake (bounded by
+//! `limits.header_read_timeout`) → hyper-util `auto` connection (HTTP/1.1 or HTTP/2 as
+//! ALPN chose; HTTP/1 header reads bounded too) → the stack; idle connections are closed
+//! after `limits.idle_timeout`. On shutdown: stop accepting, mark not-ready, ask every
+//! connection to finish gracefully (HTTP/1 closes after the in-flight response, HTTP/2
+//! sends GOAWAY) and wait up to `shutdown_grace`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,23 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::Request;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use crate::body::BodyError;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::conn::ClientAddr;
-use crate::metrics::{HandshakeFailure, Metrics};
+use crate::metrics::Metrics;
 use crate::reload::{self, Generation, ReloadError, Reloader, Shared};
 use crate::shutdown::Lifecycle;
 use crate::tls::{self, TlsError};
+
+mod connection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -132,6 +127,7 @@ impl Gateway {
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel();
         let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
         let workers = self.shared.workers;
+        let slots = Arc::new(connection::Slots::default());
         for index in 0..workers {
             let worker = Worker {
                 index,
@@ -139,6 +135,7 @@ impl Gateway {
                 tls: self.tls.clone(),
                 current: self.current.clone(),
                 metrics: self.shared.metrics.clone(),
+                slots: slots.clone(),
                 stop: stop_rx.clone(),
                 closed: closed_tx.clone(),
             };
@@ -236,6 +233,7 @@ struct Worker {
     tls: TlsAcceptor,
     current: Arc<ArcSwap<Generation>>,
     metrics: Arc<Metrics>,
+    slots: Arc<connection::Slots>,
     stop: tokio::sync::watch::Receiver<bool>,
     /// Told once this worker's copy of the listening socket is closed.
     closed: tokio::sync::mpsc::UnboundedSender<()>,
@@ -251,7 +249,8 @@ impl Worker {
             tls,
             current,
             metrics,
-            mut stop,
+            slots,
+            stop,
             closed,
         } = self;
         let listener = match TcpListener::from_std(listener) {
@@ -261,7 +260,16 @@ impl Worker {
                 return;
             }
         };
-        let graceful = GracefulShutdown::new();
+        let ctx = Arc::new(connection::Context {
+            worker: index,
+            tls,
+            current: current.clone(),
+            metrics,
+            slots,
+        });
+        // Every connection task holds a sender; when all are gone, the drain is done.
+        let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
+        let mut stopping = stop.clone();
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -274,60 +282,21 @@ impl Worker {
                         continue;
                     }
                 },
-                _ = stop.wait_for(|stop| *stop) => break,
+                _ = stopping.wait_for(|stop| *stop) => break,
             };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tls.clone();
-            let current = current.clone();
-            let metrics = metrics.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                // Connection settings come from the generation current at accept time;
-                // each request below loads the generation current when it arrives.
-                let generation = current.load_full();
-                let handshake_timeout = generation.config.limits.header_read_timeout;
-                // Fallible: a failed handshake hands the socket back, so the failure is
-                // counted before the client sees the connection close.
-                let handshake = acceptor.accept(tcp).into_fallible();
-                let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err((e, tcp))) => {
-                        metrics.tls_handshake_failed(HandshakeFailure::error);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        drop(tcp);
-                        return;
-                    }
-                    Err(_) => {
-                        metrics.tls_handshake_failed(HandshakeFailure::timeout);
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let _open = metrics.connection();
-                let http = generation.http.clone();
-                drop(generation);
-                let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    // Per request, not per connection: a reload applies to kept-alive
-                    // connections from their next request on.
-                    current.load().stack(index).clone().oneshot(req)
-                });
-                let conn = http
-                    .serve_connection(TokioIo::new(tls), hyper_svc)
-                    .into_owned();
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
+            tokio::spawn(connection::serve(
+                ctx.clone(),
+                tcp,
+                peer,
+                stop.clone(),
+                alive.clone(),
+            ));
         }
         drop(listener);
         let _ = closed.send(());
+        drop(alive);
         let grace = current.load().config.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, ended.recv()).await.is_err() {
             tracing::warn!(
                 worker = index,
                 "shutdown_grace elapsed with connections still open"

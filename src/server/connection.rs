@@ -1,0 +1,234 @@
+//! One client connection, from accepted socket to close: the connection cap, the TLS
+//! handshake (bounded by `limits.header_read_timeout`), HTTP/1.1 or HTTP/2 as ALPN chose,
+//! the stack for every request, and the two ways a connection is asked to end gracefully:
+//! the server stopping, or the connection having nothing in flight for
+//! `limits.idle_timeout` (an HTTP/1 connection closes after its in-flight response, an
+//! HTTP/2 one gets GOAWAY and finishes its streams).
+//!
+//! Invariant: the number of accepted connections never exceeds `limits.max_connections`
+//! (counted over all workers, before the handshake, so a flood of connections costs no
+//! TLS work); one over the cap is closed at once and counted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::body::BodyError;
+use crate::conn::ClientAddr;
+use crate::metrics::{ConnectionRefusal, HandshakeFailure, Metrics};
+use crate::reload::Generation;
+
+/// Open connections over all workers, against `limits.max_connections`.
+#[derive(Debug, Default)]
+pub struct Slots {
+    open: AtomicUsize,
+}
+
+/// One taken slot; given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// A slot, unless `max` connections are open already.
+    pub fn take(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a connection's requests are doing, for the idle timeout.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request.
+    last_end: AtomicU64,
+    start: Instant,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            start: Instant::now(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// How long nothing has been in flight, or `None` while something is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_end.load(Ordering::Acquire));
+        Some(self.start.elapsed().saturating_sub(last))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.0.start.elapsed().as_millis() as u64;
+        self.0.last_end.fetch_max(now, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What every connection of one worker shares.
+pub struct Context {
+    pub worker: usize,
+    pub tls: TlsAcceptor,
+    pub current: Arc<ArcSwap<Generation>>,
+    pub metrics: Arc<Metrics>,
+    pub slots: Arc<Slots>,
+}
+
+/// Serves one accepted connection to its end. `stop` turning true asks it to finish
+/// gracefully; `_alive` tells the worker, by being dropped, that it has ended.
+pub async fn serve(
+    ctx: Arc<Context>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+) {
+    // Connection settings come from the generation current at accept time; each request
+    // below loads the generation current when it arrives.
+    let generation = ctx.current.load_full();
+    let limits = &generation.config.limits;
+    let Some(_slot) = ctx.slots.take(limits.max_connections) else {
+        // Refused before any TLS work: the socket just closes.
+        ctx.metrics.connection_refused(ConnectionRefusal::limit);
+        tracing::debug!(%peer, "limits.max_connections reached: connection refused");
+        return;
+    };
+    let _ = tcp.set_nodelay(true);
+    let idle_timeout = limits.idle_timeout;
+    // Fallible: a failed handshake hands the socket back, so the failure is counted
+    // before the client sees the connection close.
+    let handshake = ctx.tls.accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err((e, tcp))) => {
+            ctx.metrics.tls_handshake_failed(HandshakeFailure::error);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            drop(tcp);
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.tls_handshake_failed(HandshakeFailure::timeout);
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let _open = ctx.metrics.connection();
+    let http = generation.http.clone();
+    drop(generation);
+
+    let activity = Activity::new();
+    let requests = activity.clone();
+    let service_ctx = ctx.clone();
+    let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = requests.begin();
+        let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
+        req.extensions_mut().insert(ClientAddr(peer));
+        // Per request, not per connection: a reload applies to kept-alive connections
+        // from their next request on.
+        let response = service_ctx
+            .current
+            .load()
+            .stack(service_ctx.worker)
+            .clone()
+            .oneshot(req);
+        async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let conn = http
+        .serve_connection(TokioIo::new(tls), hyper_svc)
+        .into_owned();
+    tokio::pin!(conn);
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = idle.as_mut(), if !closing => match activity.idle_for() {
+                Some(quiet) if quiet >= idle_timeout => {
+                    tracing::debug!(%peer, "limits.idle_timeout: closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                Some(quiet) => idle.as_mut().reset(Instant::now() + (idle_timeout - quiet)),
+                None => idle.as_mut().reset(Instant::now() + idle_timeout),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_never_exceed_the_cap_and_come_back() {
+        let slots = Arc::new(Slots::default());
+        let a = slots.take(2).unwrap();
+        let _b = slots.take(2).unwrap();
+        assert!(slots.take(2).is_none());
+        drop(a);
+        assert!(slots.take(2).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activity_tracks_requests_in_flight_and_quiet_time() {
+        let a = Activity::new();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(a.idle_for(), Some(Duration::from_secs(3)));
+        let req = a.begin();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(a.idle_for(), None, "busy while a request is in flight");
+        drop(req);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(a.idle_for(), Some(Duration::from_secs(2)));
+    }
+}
