@@ -11,10 +11,12 @@
 
 use std::borrow::Cow;
 
-/// One character folded: see the module documentation.
+/// One character folded: see the module documentation. Lower case is taken as Java's
+/// `Character.toLowerCase` takes it, one character for one (`İ` is `i`, not `i` and a
+/// combining dot).
 pub fn fold_char(c: char) -> impl Iterator<Item = char> {
     c.to_uppercase()
-        .flat_map(char::to_lowercase)
+        .filter_map(|u| u.to_lowercase().next())
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             c => c,
@@ -79,6 +81,7 @@ mod tests {
         assert_eq!(fold("To\u{212A}en"), "token");
         assert_eq!(fold("\u{17F}ecret"), "secret");
         assert_eq!(fold("cl\u{131}ent"), "client");
+        assert_eq!(fold("CL\u{130}ENT"), "client");
         assert_eq!(fold("ＴＯＫＥＮ"), "token");
     }
 
