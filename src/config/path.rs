@@ -40,9 +40,15 @@ impl PathPattern {
                 "`{text}` must be a plain path, without query, fragment or escapes"
             ));
         }
+        // What the router refuses in a request path could never match.
+        if text.contains(['\\', ';']) || text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "`{text}` has a backslash, `;`, white space or a control character"
+            ));
+        }
         let mut segments = Vec::new();
         for seg in text[1..].split('/') {
-            if seg.is_empty() || seg == "." || seg == ".." {
+            if seg.is_empty() || seg.bytes().all(|b| b == b'.') {
                 return Err(format!("`{text}` has an empty or dot segment"));
             }
             if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
@@ -107,6 +113,11 @@ mod tests {
             "/a/?q",
             "/a/../b",
             "/{}",
+            "/a/.../b",
+            "/a;x/b",
+            "/a\\b",
+            "/a b",
+            "/o\u{1}auth2/token",
         ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
