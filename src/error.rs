@@ -60,6 +60,8 @@ pub enum RequestError {
     QueryNotAllowed,
     #[error("a parameter name is a lookalike of a credential parameter")]
     LookalikeParameter,
+    #[error("more than one Content-Type header")]
+    MultipleContentTypes,
 }
 
 /// Why authentication failed. Logged (fixed text), never sent: the client always sees the
@@ -211,7 +213,10 @@ fn request_row(e: RequestError) -> Row {
             "Client credentials are accepted only by the endpoints that authenticate clients."
         }
         QueryNotAllowed => "This endpoint does not accept a query string.",
-        LookalikeParameter => "Spell client_id, client_secret and client_assertion exactly.",
+        LookalikeParameter => {
+            "Spell client_id, client_secret, client_assertion and client_assertion_type exactly."
+        }
+        MultipleContentTypes => "Send one Content-Type header.",
     };
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
 }
@@ -383,6 +388,7 @@ mod tests {
             CredentialsOnUnprotectedPath,
             QueryNotAllowed,
             LookalikeParameter,
+            MultipleContentTypes,
         ] {
             let r = request_row(e);
             assert!(!r.description.contains(['"', '\\']));

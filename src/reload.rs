@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 
 use crate::auth::replay::{MemoryReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
@@ -46,8 +45,8 @@ pub struct Generation {
     /// its own upstream connection pool, whose connections live on that worker's event
     /// loop. Never empty.
     stacks: Vec<Stack>,
-    /// HTTP/1 and HTTP/2 connection settings (header read timeout), for new connections.
-    pub http: Arc<auto::Builder<TokioExecutor>>,
+    /// HTTP/1.1 and HTTP/2 connection settings, for new connections.
+    pub http: Arc<HttpSettings>,
 }
 
 impl Generation {
@@ -56,6 +55,13 @@ impl Generation {
         // `stacks` has `Shared::workers` (≥ 1) entries and workers are numbered below it.
         &self.stacks[worker % self.stacks.len()]
     }
+}
+
+/// How new connections speak HTTP: the protocol is the one ALPN chose (TLS requires ALPN
+/// for HTTP/2, RFC 9113 §3.2), so no connection pays for guessing it.
+pub struct HttpSettings {
+    pub h1: hyper::server::conn::http1::Builder,
+    pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 /// State shared by all generations of one gateway.
@@ -136,21 +142,22 @@ impl Shared {
             })
             .collect();
         let limits = &config.limits;
-        let mut http = auto::Builder::new(TokioExecutor::new());
         // HTTP/1.1: a request head that does not fit in `max_header_size` is answered 431 by
         // hyper (the read buffer is the bound), and a head, including the wait for the next
         // one on a kept-alive connection, must arrive within `header_read_timeout`.
-        http.http1()
-            .timer(TokioTimer::new())
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_size);
         // HTTP/2: the same bound on the header list, and pings so that a peer that is gone
-        // is noticed; `idle_timeout` (server.rs) closes connections with nothing in flight.
-        http.http2()
-            .timer(TokioTimer::new())
+        // is noticed; `idle_timeout` (server/connection.rs) closes connections with nothing
+        // in flight.
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(limits.idle_timeout / 2)
             .keep_alive_timeout(limits.header_read_timeout);
+        let http = HttpSettings { h1, h2 };
         self.metrics
             .set_client_id_label(config.metrics.client_id_label);
         Ok(Generation {

@@ -110,6 +110,12 @@ impl Authenticator {
             crate::limit::drain(req.into_body()).await;
             return Err(GatewayError::UnsupportedContentEncoding);
         }
+        // A query the gateway forwards must be one the signed header binds (sign.rs); by
+        // default there is none. (`?` alone counts: the upstream would see it.)
+        if req.uri().query().is_some() && self.query == QueryPolicy::Deny {
+            crate::limit::drain(req.into_body()).await;
+            return Err(RequestError::QueryNotAllowed.into());
+        }
         let (mut parts, body) = req.into_parts();
         let bytes = crate::limit::read_body(
             &parts.headers,
@@ -130,11 +136,6 @@ impl Authenticator {
             presented,
             body_client_id,
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
-        // A query the gateway forwards must be one the signed header binds (sign.rs); by
-        // default there is none.
-        if parts.uri.query().is_some() && self.query == QueryPolicy::Deny {
-            return Err(RequestError::QueryNotAllowed.into());
-        }
 
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
         let (client_id, method) = self.verify(

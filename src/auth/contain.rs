@@ -69,7 +69,7 @@ pub fn check_head(headers: &HeaderMap, query: Option<&str>) -> Result<Head, Gate
     match form {
         None => Ok(Head::Clean),
         // Several Content-Type headers, one a form: the upstream might read either one.
-        Some(_) if kinds.len() > 1 => Err(RequestError::UnsupportedContentType.into()),
+        Some(_) if kinds.len() > 1 => Err(RequestError::MultipleContentTypes.into()),
         Some(form) => {
             if has_content_coding(headers) {
                 return Err(GatewayError::UnsupportedContentEncoding);
@@ -232,7 +232,7 @@ mod tests {
         ]);
         assert!(matches!(
             check_head(&two, None),
-            Err(GatewayError::Request(RequestError::UnsupportedContentType))
+            Err(GatewayError::Request(RequestError::MultipleContentTypes))
         ));
         let gzip = headers(&[
             ("content-type", "application/x-www-form-urlencoded"),

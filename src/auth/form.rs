@@ -34,7 +34,7 @@ pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, RequestError> {
         (Some(v), None) => v
             .to_str()
             .map_err(|_| RequestError::UnsupportedContentType)?,
-        (Some(_), Some(_)) => return Err(RequestError::UnsupportedContentType),
+        (Some(_), Some(_)) => return Err(RequestError::MultipleContentTypes),
     };
     let mut pieces = value.split(';');
     let essence = pieces.next().unwrap_or("").trim();
@@ -290,7 +290,7 @@ mod tests {
             CONTENT_TYPE,
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
-        assert_eq!(body_kind(&two), Err(RequestError::UnsupportedContentType));
+        assert_eq!(body_kind(&two), Err(RequestError::MultipleContentTypes));
     }
 
     #[test]

@@ -76,11 +76,12 @@ where
                 Box::pin(async move { authenticator.authenticate(req).await })
             } else {
                 match contain::check_head(req.headers(), req.uri().query()) {
-                    Err(error) => {
-                        return ResponseFuture {
-                            state: State::Refused { error: Some(error) },
-                        }
-                    }
+                    // Refused from the head: the body the client may still be sending is
+                    // read and dropped first, so it reads the answer, not a reset.
+                    Err(error) => Box::pin(async move {
+                        crate::limit::drain(req.into_body()).await;
+                        Err(error)
+                    }),
                     Ok(Head::Clean) => {
                         return ResponseFuture {
                             state: State::Calling {
@@ -121,9 +122,6 @@ pin_project! {
             future: BoxFuture<Result<Request<Body>, GatewayError>>,
             inner: Option<S>,
         },
-        Refused {
-            error: Option<GatewayError>,
-        },
         Calling {
             #[pin]
             future: S::Future,
@@ -141,9 +139,6 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Refused { error } => {
-                    return Poll::Ready(Err(error.take().unwrap_or(GatewayError::NotAuthenticated)))
-                }
                 StateProj::Preparing { future, inner } => {
                     let req = ready!(future.as_mut().poll(cx))?;
                     let Some(mut inner) = inner.take() else {

@@ -116,12 +116,25 @@ fn has_bad_escape(path: &str) -> bool {
 /// Whether another server could read these (canonical, decoded) segments as a protected
 /// endpoint: see the table in the module documentation.
 fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
+    // Loosened segments, with `.` and `..` resolved (RFC 3986 §5.2.4) once `;…` is cut:
+    // only a second decoding can make dot segments here, the first reading refused them.
     let loose = |segments: &[&str]| -> Vec<String> {
-        segments
-            .iter()
-            .map(|s| loosen(s))
-            .filter(|s| !s.is_empty())
-            .collect()
+        let mut out: Vec<String> = Vec::with_capacity(segments.len());
+        for s in segments {
+            match cut_suffixes(s).trim_end_matches([' ', '\t']) {
+                "." => {}
+                ".." => {
+                    out.pop();
+                }
+                _ => {
+                    let l = loosen(s);
+                    if !l.is_empty() {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        out
     };
     let mut readings = vec![loose(segments)];
     // Decoded a second time: `%2574oken` is `%74oken` to us and `token` to a server that
@@ -181,6 +194,9 @@ mod tests {
         assert_eq!(classify(&p, "/oauth2/token/"), Ok(Protected));
         assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(Protected));
         assert_eq!(classify(&p, "/acme;x/app/oauth2/token"), Ok(Protected));
+        // Authenticated like any tenant path; whatever the upstream makes of it, the
+        // request carries no secret and a header bound to this exact path.
+        assert_eq!(classify(&p, "/x/%252e%252e/oauth2/token"), Ok(Protected));
         assert_eq!(classify(&p, "/acme/oauth2/token"), Ok(Unprotected));
         assert_eq!(classify(&p, "/a/b/c/oauth2/token"), Ok(Unprotected));
         assert_eq!(
@@ -248,6 +264,8 @@ mod tests {
             "/oauth2/token.do",
             "/oauth2/%2574oken",
             "/oauth2%252Ftoken",
+            "/oauth2/x/%252e%252e/token",
+            "/oauth2/%252e/token",
             "/acme/app/OAuth2/token",
             "/acme/app/oauth2/token;v=1",
         ] {

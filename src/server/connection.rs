@@ -1,5 +1,7 @@
 //! One client connection, from accepted socket to close: the connection cap, the TLS
-//! handshake (bounded by `limits.header_read_timeout`), HTTP/1.1 or HTTP/2 as ALPN chose,
+//! handshake (bounded by `limits.header_read_timeout`), HTTP/1.1 or HTTP/2 as ALPN chose
+//! (served by hyper's own connection for that protocol: guessing it from the first bytes
+//! cost a second read buffer, 8 KiB per connection),
 //! the stack for every request, and the two ways a connection is asked to end gracefully:
 //! the server stopping, or the connection having nothing in flight for
 //! `limits.idle_timeout` (an HTTP/1 connection closes after its in-flight response, an
@@ -19,6 +21,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -116,7 +119,7 @@ pub async fn serve(
     ctx: Arc<Context>,
     tcp: TcpStream,
     peer: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     _alive: tokio::sync::mpsc::Sender<()>,
 ) {
     // Connection settings come from the generation current at accept time; each request
@@ -173,34 +176,64 @@ pub async fn serve(
             response
         }
     });
-    let conn = http
-        .serve_connection(TokioIo::new(tls), hyper_svc)
-        .into_owned();
-    tokio::pin!(conn);
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+    // The protocol ALPN agreed on; without ALPN, HTTP/1.1 (HTTP/2 over TLS requires it).
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let ending = Ending {
+        peer,
+        stop,
+        activity,
+        idle_timeout,
+    };
+    if h2 {
+        ending.drive(http.h2.serve_connection(io, hyper_svc)).await;
+    } else {
+        ending.drive(http.h1.serve_connection(io, hyper_svc)).await;
+    }
+}
+
+/// What decides when a connection is asked to finish.
+struct Ending {
+    peer: SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+}
+
+impl Ending {
+    /// Runs `conn` to its end, asking it to finish gracefully when the server stops or
+    /// when it has been idle for `idle_timeout`.
+    async fn drive<C>(mut self, conn: C)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        tokio::pin!(conn);
+        let idle = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                    }
+                    return;
                 }
-                return;
-            }
-            _ = stop.wait_for(|stop| *stop), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = idle.as_mut(), if !closing => match activity.idle_for() {
-                Some(quiet) if quiet >= idle_timeout => {
-                    tracing::debug!(%peer, "limits.idle_timeout: closing an idle connection");
+                _ = self.stop.wait_for(|stop| *stop), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                Some(quiet) => idle.as_mut().reset(Instant::now() + (idle_timeout - quiet)),
-                None => idle.as_mut().reset(Instant::now() + idle_timeout),
-            },
+                () = idle.as_mut(), if !closing => match self.activity.idle_for() {
+                    Some(quiet) if quiet >= self.idle_timeout => {
+                        tracing::debug!(peer = %self.peer, "limits.idle_timeout: closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Some(quiet) => idle.as_mut().reset(Instant::now() + (self.idle_timeout - quiet)),
+                    None => idle.as_mut().reset(Instant::now() + self.idle_timeout),
+                },
+            }
         }
     }
 }
