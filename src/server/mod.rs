@@ -214,6 +214,18 @@ impl Gateway {
     }
 }
 
+/// How often each worker gives the allocator a chance to return freed memory.
+const ALLOCATOR_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// mimalloc returns freed pages to the system only from inside a later allocation or free,
+/// once its purge delay (1 s) has passed: a worker that went quiet after many connections
+/// closed would keep their memory indefinitely. Allocating and freeing one large block
+/// (never touched, so never resident) is such a free, on every worker, once a second.
+/// Measured with bench/idle.sh: see BENCHMARKS.md.
+fn allocator_heartbeat() {
+    std::hint::black_box(Vec::<u8>::with_capacity(8 << 20));
+}
+
 /// Tells the coordinator that a worker thread ended, however it ended (a panic included).
 struct ExitNotice {
     index: usize,
@@ -270,8 +282,14 @@ impl Worker {
         // Every connection task holds a sender; when all are gone, the drain is done.
         let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
         let mut stopping = stop.clone();
+        let mut heartbeat = tokio::time::interval(ALLOCATOR_HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (tcp, peer) = tokio::select! {
+                _ = heartbeat.tick() => {
+                    allocator_heartbeat();
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
