@@ -229,10 +229,11 @@ fn mint_jwt(now: i64) -> String {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let replay: Arc<dyn ReplayStore> = Arc::new(MemoryReplayStore::new(REPLAY_CAPACITY));
+    let replay = Arc::new(ReplayStore::Memory(MemoryReplayStore::new(REPLAY_CAPACITY)));
     let state = AuthState {
         replay,
         throttle: Arc::new(Throttle::new(&config.throttle)),
+        metrics: Arc::new(secretgate::metrics::Metrics::new()),
     };
     let auth = Authenticator::new(&config, state, Clock::system());
     let signer =

@@ -22,7 +22,7 @@ use crate::shutdown::Lifecycle;
 pub struct State {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
-    pub replay: Arc<dyn ReplayStore>,
+    pub replay: Arc<ReplayStore>,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -39,7 +39,7 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let lifecycle = &state.lifecycle;
     match req.uri().path() {
         "/metrics" => {
-            let mut res = text(StatusCode::OK, state.metrics.encode(state.replay.len()));
+            let mut res = text(StatusCode::OK, state.metrics.encode(state.replay.entries()));
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

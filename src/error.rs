@@ -152,6 +152,8 @@ pub enum GatewayError {
     Throttled(#[source] Throttled),
     #[error("replay store is full")]
     ReplayStoreFull,
+    #[error("the shared state (Redis) could not record the assertion")]
+    StateUnavailable,
     #[error("protected request reached signing without an authenticated client")]
     NotAuthenticated,
     #[error("signing the internal header failed")]
@@ -265,6 +267,11 @@ fn table(e: &GatewayError) -> Row {
             UNAVAILABLE,
             "The service is overloaded; retry later.",
         ),
+        GatewayError::StateUnavailable => row(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "The service is temporarily unavailable; retry later.",
+        ),
         GatewayError::NotAuthenticated | GatewayError::Sign(_) => row(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -297,7 +304,7 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
         GatewayError::Authentication { basic: true, .. } => {
             res.headers_mut().insert(WWW_AUTHENTICATE, realm.clone());
         }
-        GatewayError::ReplayStoreFull => {
+        GatewayError::ReplayStoreFull | GatewayError::StateUnavailable => {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -41,6 +41,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sign;
 pub mod stack;
+pub mod state;
 pub mod strip;
 pub mod tls;
 pub mod trace;

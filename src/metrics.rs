@@ -74,7 +74,7 @@ impl Outcome {
             } => Outcome::replay,
             GatewayError::Authentication { .. } => Outcome::invalid_client,
             GatewayError::Throttled(_) => Outcome::throttled,
-            GatewayError::ReplayStoreFull => Outcome::unavailable,
+            GatewayError::ReplayStoreFull | GatewayError::StateUnavailable => Outcome::unavailable,
             GatewayError::Request(_)
             | GatewayError::BodyTooLarge
             | GatewayError::UnsupportedContentEncoding
@@ -180,6 +180,38 @@ struct HandshakeLabels {
     reason: HandshakeFailure,
 }
 
+/// An operation on the shared state (Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StateOp {
+    /// Recording an assertion's jti (`SET NX EXAT`).
+    replay,
+    /// Reading failure counters before a credential is checked.
+    throttle_check,
+    /// Counting a failed authentication.
+    throttle_record,
+    /// The pub/sub subscription that keeps the throttle's local view current.
+    subscribe,
+}
+
+impl StateOp {
+    pub const COUNT: usize = 4;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateOp::replay => "replay",
+            StateOp::throttle_check => "throttle_check",
+            StateOp::throttle_record => "throttle_record",
+            StateOp::subscribe => "subscribe",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    op: StateOp,
+}
+
 /// Why a connection was closed before its TLS handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -200,6 +232,8 @@ pub enum ReplayRejection {
     replayed,
     /// The store is at `assertion.replay_capacity`; the assertion was refused (503).
     full,
+    /// Redis could not record it; the assertion was refused (503, fail closed).
+    unavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -226,6 +260,10 @@ pub struct Metrics {
     tls_handshake_failures: Family<HandshakeLabels, Counter>,
     connections: Gauge,
     connections_refused: Family<RefusalLabels, Counter>,
+    state_up: Gauge,
+    state_duration: Family<StateLabels, Histogram>,
+    state_errors: Family<StateLabels, Counter>,
+    throttle_fallbacks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -335,6 +373,33 @@ impl Metrics {
             "Connections closed before the TLS handshake, by reason",
             connections_refused.clone(),
         );
+        let state_up = Gauge::default();
+        registry.register(
+            "state_up",
+            "1 if the last command to the shared state (Redis) worked, 0 if it failed; absent with state.backend: memory",
+            state_up.clone(),
+        );
+        let state_duration = Family::<StateLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+        });
+        registry.register_with_unit(
+            "state_command_duration",
+            "Time of commands to the shared state (Redis), by operation",
+            prometheus_client::registry::Unit::Seconds,
+            state_duration.clone(),
+        );
+        let state_errors = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "state_errors",
+            "Commands to the shared state (Redis) that failed or timed out, by operation",
+            state_errors.clone(),
+        );
+        let throttle_fallbacks = Counter::default();
+        registry.register(
+            "throttle_local_fallbacks",
+            "Throttle decisions made on this process's own counters because Redis was unavailable",
+            throttle_fallbacks.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -357,6 +422,10 @@ impl Metrics {
             tls_handshake_failures,
             connections,
             connections_refused,
+            state_up,
+            state_duration,
+            state_errors,
+            throttle_fallbacks,
         };
         m.config_loaded();
         m
@@ -382,13 +451,6 @@ impl Metrics {
         client_id: Option<&ClientId>,
     ) {
         let method = MethodLabel::from(method);
-        // The replay store's refusals: a reused jti, or `unavailable`, which the auth step
-        // returns only when the store is full (it fails closed rather than evict).
-        match outcome {
-            Outcome::replay => self.replay_rejected(ReplayRejection::replayed),
-            Outcome::unavailable => self.replay_rejected(ReplayRejection::full),
-            _ => {}
-        }
         self.authentications
             .get_or_create(&AuthLabels { method, outcome })
             .inc();
@@ -444,15 +506,38 @@ impl Metrics {
             .inc();
     }
 
+    /// One command to the shared state, and whether it worked.
+    pub fn state_command(&self, op: StateOp, elapsed: Duration, ok: bool) {
+        let labels = StateLabels { op };
+        if ok {
+            self.state_duration
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
+        } else {
+            self.state_errors.get_or_create(&labels).inc();
+        }
+        if op != StateOp::subscribe || !ok {
+            self.state_up.set(i64::from(ok));
+        }
+    }
+
+    /// A throttle decision made on local counters because Redis was unavailable.
+    pub fn throttle_fell_back(&self) {
+        self.throttle_fallbacks.inc();
+    }
+
     /// Counts an open connection until the guard drops.
     pub fn connection(&self) -> ConnectionGuard {
         self.connections.inc();
         ConnectionGuard(self.connections.clone())
     }
 
-    /// Prometheus text exposition. `replay_entries` is sampled now.
-    pub fn encode(&self, replay_entries: u64) -> String {
-        self.replay_entries.set(replay_entries as i64);
+    /// Prometheus text exposition. `replay_entries` is sampled now, where it can be (the
+    /// memory store).
+    pub fn encode(&self, replay_entries: Option<u64>) -> String {
+        if let Some(n) = replay_entries {
+            self.replay_entries.set(n as i64);
+        }
         let mut out = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -483,7 +568,7 @@ mod tests {
             Some(&ClientId::new("billing")),
         );
         m.upstream_error(UpstreamError::timeout);
-        let text = m.encode(7);
+        let text = m.encode(Some(7));
         for line in [
             "secretgate_requests_total{route=\"protected\",status=\"200\"} 1",
             "secretgate_authentications_total{method=\"client_secret_basic\",outcome=\"ok\"} 1",
@@ -502,7 +587,7 @@ mod tests {
             Outcome::ok,
             Some(&ClientId::new("billing")),
         );
-        assert!(m.encode(0).contains(
+        assert!(m.encode(None).contains(
             "secretgate_client_authentications_total{client_id=\"billing\",method=\"client_secret_basic\",outcome=\"ok\"} 1"
         ));
     }

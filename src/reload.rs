@@ -26,15 +26,16 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::auth::replay::{MemoryReplayStore, ReplayStore};
-use crate::auth::throttle::Throttle;
+use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use crate::auth::throttle::{SharedView, Throttle};
 use crate::auth::{AuthState, Authenticator};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, Source, ThrottleConfig};
+use crate::config::{Config, ConfigError, Source, StateConfig, ThrottleConfig};
 use crate::error::error_chain;
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::sign::Signer;
 use crate::stack::{self, Stack};
+use crate::state::{RedisState, StateError};
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
 
@@ -68,8 +69,13 @@ pub struct HttpSettings {
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub resolver: Arc<CertResolver>,
-    pub replay: Arc<dyn ReplayStore>,
+    pub replay: Arc<ReplayStore>,
     replay_capacity: u64,
+    /// Where the replay store and the throttle counters live (`state` needs a restart).
+    state: StateConfig,
+    /// With Redis: the throttle's view of failures on every replica, which the gateway
+    /// keeps current (`SharedView::listen`) while it serves.
+    pub shared_view: Option<Arc<SharedView>>,
     /// Worker threads, fixed at start (`workers` needs a restart).
     pub workers: usize,
     throttle: Mutex<(ThrottleConfig, Arc<Throttle>)>,
@@ -90,29 +96,47 @@ pub enum ReloadError {
 }
 
 impl Shared {
-    pub fn new(config: &Config, clock: Clock) -> Shared {
-        let replay: Arc<dyn ReplayStore> =
-            Arc::new(MemoryReplayStore::new(config.assertion.replay_capacity));
-        Shared {
-            metrics: Arc::new(Metrics::new()),
+    pub fn new(config: &Config, clock: Clock) -> Result<Shared, StateError> {
+        let metrics = Arc::new(Metrics::new());
+        let (replay, shared_view) = match &config.state {
+            StateConfig::Memory => (
+                ReplayStore::Memory(MemoryReplayStore::new(config.assertion.replay_capacity)),
+                None,
+            ),
+            StateConfig::Redis(redis) => {
+                let redis = Arc::new(RedisState::new(redis, metrics.clone())?);
+                (
+                    ReplayStore::Redis(RedisReplayStore::new(redis.clone())),
+                    Some(SharedView::new(redis, metrics.clone())),
+                )
+            }
+        };
+        let throttle = Arc::new(Throttle::with_shared(&config.throttle, shared_view.clone()));
+        Ok(Shared {
+            metrics,
             resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),
-            replay,
+            replay: Arc::new(replay),
             replay_capacity: config.assertion.replay_capacity,
+            state: config.state.clone(),
+            shared_view,
             workers: config.workers.max(1),
-            throttle: Mutex::new((
-                config.throttle.clone(),
-                Arc::new(Throttle::new(&config.throttle)),
-            )),
+            throttle: Mutex::new((config.throttle.clone(), throttle)),
             clock,
-        }
+        })
     }
 
-    /// The throttle for `cfg`: the current one, or a fresh one if the settings changed.
+    /// The throttle for `cfg`: the current one, or a fresh one if the settings changed
+    /// (its shared counters, in Redis, are kept either way).
     fn throttle(&self, cfg: &ThrottleConfig) -> Arc<Throttle> {
         let mut slot = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
         if slot.0 != *cfg {
-            tracing::info!("throttle settings changed: failure counters start afresh");
-            *slot = (cfg.clone(), Arc::new(Throttle::new(cfg)));
+            tracing::info!(
+                "throttle settings changed: this process's failure counters start afresh"
+            );
+            *slot = (
+                cfg.clone(),
+                Arc::new(Throttle::with_shared(cfg, self.shared_view.clone())),
+            );
         }
         slot.1.clone()
     }
@@ -122,6 +146,7 @@ impl Shared {
         let state = AuthState {
             replay: self.replay.clone(),
             throttle: self.throttle(&config.throttle),
+            metrics: self.metrics.clone(),
         };
         let parts = stack::Parts {
             authenticator: Arc::new(Authenticator::new(&config, state, self.clock.clone())),
@@ -270,6 +295,7 @@ impl Reloader {
                 self.shared.replay_capacity != config.assertion.replay_capacity,
             ),
             ("workers", self.shared.workers != config.workers.max(1)),
+            ("state", !same_state(&self.shared.state, &config.state)),
         ];
         for (key, changed) in restart {
             if changed {
@@ -287,6 +313,14 @@ impl Reloader {
             .set(generation.config.tls.certified.clone());
         self.current.store(Arc::new(generation));
         Ok(())
+    }
+}
+
+fn same_state(a: &StateConfig, b: &StateConfig) -> bool {
+    match (a, b) {
+        (StateConfig::Memory, StateConfig::Memory) => true,
+        (StateConfig::Redis(a), StateConfig::Redis(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::auth::replay::MemoryReplayStore;
+use crate::auth::replay::{MemoryReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::{AuthState, Authenticator};
 use crate::clock::Clock;
@@ -63,15 +63,19 @@ fn write_certificate(dir: &Path) {
 /// The parts of a stack for `config`, on a clock pinned at [`NOW`].
 pub fn parts(config: &Config) -> Parts {
     let clock = Clock::manual(NOW);
+    let metrics = Arc::new(Metrics::new());
     let state = AuthState {
-        replay: Arc::new(MemoryReplayStore::new(config.assertion.replay_capacity)),
+        replay: Arc::new(ReplayStore::Memory(MemoryReplayStore::new(
+            config.assertion.replay_capacity,
+        ))),
         throttle: Arc::new(Throttle::new(&config.throttle)),
+        metrics: metrics.clone(),
     };
     Parts {
         authenticator: Arc::new(Authenticator::new(config, state, clock.clone())),
         signer: Arc::new(
             Signer::new(&config.internal_header, &config.public_url, clock).expect("a signing key"),
         ),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
     }
 }

@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::config::{AssertionConfig, Config, LimitsConfig, QueryPolicy};
 use crate::conn::ClientAddr;
 use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
-use crate::metrics::Outcome;
+use crate::metrics::{Metrics, Outcome, ReplayRejection};
 use crate::oauth::{AuthMethod, ClientId};
 use crate::trace::Notes;
 
@@ -33,8 +33,10 @@ use crate::trace::Notes;
 /// window, and forgetting failures would reset brute-force counters on every reload.
 #[derive(Clone)]
 pub struct AuthState {
-    pub replay: Arc<dyn ReplayStore>,
+    pub replay: Arc<ReplayStore>,
     pub throttle: Arc<Throttle>,
+    /// Process-wide: replay refusals are counted where they happen.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Everything authentication needs, built once per config.
@@ -76,7 +78,7 @@ impl Authenticator {
         &self.limits
     }
 
-    pub fn replay_store(&self) -> &Arc<dyn ReplayStore> {
+    pub fn replay_store(&self) -> &Arc<ReplayStore> {
         &self.state.replay
     }
 
@@ -138,13 +140,15 @@ impl Authenticator {
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
 
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-        let (client_id, method) = self.verify(
-            presented,
-            body_client_id.as_deref(),
-            parts.uri.path(),
-            peer,
-            notes,
-        )?;
+        let (client_id, method) = self
+            .verify(
+                presented,
+                body_client_id.as_deref(),
+                parts.uri.path(),
+                peer,
+                notes,
+            )
+            .await?;
 
         let forwarded = rebuild(&mut parts.headers, params.as_ref(), bytes, &client_id);
         parts.extensions.insert(Authenticated {
@@ -157,7 +161,7 @@ impl Authenticator {
 
     /// Verifies the presented credential, under brute-force throttling, and returns the
     /// authenticated client and method.
-    fn verify(
+    async fn verify(
         &self,
         presented: Presented,
         body_client_id: Option<&str>,
@@ -195,6 +199,7 @@ impl Authenticator {
             self.state
                 .throttle
                 .check(claimed, ip)
+                .await
                 .map_err(GatewayError::Throttled)?;
         }
         let result = match (&presented, &compact) {
@@ -208,17 +213,19 @@ impl Authenticator {
                 .verify_secret(client_id, secret, method)
                 .map(|client| client.client_id.clone())
                 .map_err(|f| GatewayError::auth(f, false)),
-            (Presented::Jwt { .. }, Some(c)) => self.verify_assertion(c, body_client_id, path),
+            (Presented::Jwt { .. }, Some(c)) => {
+                self.verify_assertion(c, body_client_id, path).await
+            }
             (Presented::Jwt { .. }, None) => Err(RequestError::MalformedAssertion.into()),
         };
         if let (Err(GatewayError::Authentication { .. }), Some(ip)) = (&result, peer) {
-            self.state.throttle.record_failure(claimed, ip);
+            self.state.throttle.record_failure(claimed, ip).await;
         }
         result.map(|id| (id, method))
     }
 
     /// `client_secret_jwt`: returns the authenticated client id.
-    fn verify_assertion(
+    async fn verify_assertion(
         &self,
         compact: &jwt::Compact<'_>,
         body_client_id: Option<&str>,
@@ -264,6 +271,7 @@ impl Authenticator {
 
         // `aud` may name the exact URL called (compat mode): only assertions need it.
         let endpoint_url = format!("{}{}", self.public_url, path);
+        let now = self.clock.now();
         let accepted = jwt::check_claims(
             &compact.claims,
             &jwt::Expectations {
@@ -272,22 +280,36 @@ impl Authenticator {
                 audience_mode: self.assertion.audience,
                 leeway: self.assertion.leeway,
                 max_age: self.assertion.max_age,
-                now: self.clock.now(),
+                now,
             },
         )
         .map_err(reject)?;
         // RFC 7523 §3 item 7: a jti is used once. Recorded only after everything else
         // passed, so a rejected assertion cannot burn a legitimate client's jti.
-        match self
+        let recorded = self
             .state
             .replay
-            .check_and_record(sub, &accepted.jti, accepted.replay_ttl)
-        {
+            .check_and_record(sub, &accepted.jti, accepted.replay_ttl, now)
+            .await;
+        match recorded {
             Ok(()) => Ok(client.client_id.clone()),
             Err(ReplayError::Replayed) => {
+                self.state
+                    .metrics
+                    .replay_rejected(ReplayRejection::replayed);
                 Err(GatewayError::auth(AuthFailure::ReplayedAssertion, false))
             }
-            Err(ReplayError::Full) => Err(GatewayError::ReplayStoreFull),
+            Err(ReplayError::Full) => {
+                self.state.metrics.replay_rejected(ReplayRejection::full);
+                Err(GatewayError::ReplayStoreFull)
+            }
+            // Fail closed: Redis could not record it, so it is not accepted.
+            Err(ReplayError::Unavailable) => {
+                self.state
+                    .metrics
+                    .replay_rejected(ReplayRejection::unavailable);
+                Err(GatewayError::StateUnavailable)
+            }
         }
     }
 }

@@ -4,7 +4,12 @@
 //! accepted anyway (its exp, or iat + max_age, plus leeway). The store never forgets a
 //! live entry to make room: when it holds `capacity` entries it fails closed and the
 //! request gets 503, because evicting would reopen a replay window.
-//! The trait keeps the door open for a store shared by several replicas.
+//!
+//! Two stores: [`MemoryReplayStore`] (one per process, the default) and
+//! [`RedisReplayStore`] (`state.backend: redis`, shared by every replica: an assertion is
+//! single-use across all of them). The Redis store records with one atomic command,
+//! `SET key 1 NX EXAT <bound>`, and fails closed: if Redis cannot be reached, times out
+//! or errs, the assertion is refused (503), never accepted unrecorded.
 //!
 //! [`MemoryReplayStore`] is an expiring set, not a cache: sharded mutex-guarded hash sets
 //! of 128-bit keyed fingerprints, each shard with its entries bucketed by expiry second
@@ -19,8 +24,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::metrics::StateOp;
+use crate::state::{Query, RedisState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
@@ -28,22 +36,93 @@ pub enum ReplayError {
     Replayed,
     #[error("replay store full")]
     Full,
+    #[error("replay store unavailable")]
+    Unavailable,
 }
 
-pub trait ReplayStore: Send + Sync + 'static {
-    /// Records (client_id, jti) for `ttl`; fails if it is already recorded or there is no room.
-    fn check_and_record(
+/// Where used `jti`s are recorded.
+pub enum ReplayStore {
+    Memory(MemoryReplayStore),
+    Redis(RedisReplayStore),
+}
+
+impl ReplayStore {
+    /// Records (client_id, jti) until `now` + `ttl` (Unix seconds, the gateway's clock);
+    /// fails if it is already recorded, or cannot be recorded.
+    pub async fn check_and_record(
         &self,
         client_id: &str,
         jti: &str,
         ttl: Duration,
-    ) -> Result<(), ReplayError>;
-    /// Live entries.
-    fn len(&self) -> u64;
-    /// Refusals because the store was full, since start.
-    fn full_rejections(&self) -> u64;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        match self {
+            ReplayStore::Memory(m) => m.check_and_record(client_id, jti, ttl),
+            ReplayStore::Redis(r) => r.check_and_record(client_id, jti, ttl, now).await,
+        }
+    }
+
+    /// Live entries, where they can be counted cheaply (the memory store).
+    pub fn entries(&self) -> Option<u64> {
+        match self {
+            ReplayStore::Memory(m) => Some(m.len()),
+            ReplayStore::Redis(_) => None,
+        }
+    }
+}
+
+/// The store in Redis: one key per (client_id, jti), set only if absent, expiring when the
+/// assertion could no longer be accepted anyway.
+pub struct RedisReplayStore {
+    redis: Arc<RedisState>,
+}
+
+impl RedisReplayStore {
+    pub fn new(redis: Arc<RedisState>) -> Self {
+        Self { redis }
+    }
+
+    /// `prefix` + `replay:` + a fingerprint of (client_id, jti): the same on every replica,
+    /// of fixed length whatever the client sent, and no jti in clear in Redis.
+    fn key(&self, client_id: &str, jti: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((client_id.len() as u64).to_be_bytes());
+        h.update(client_id);
+        h.update(jti);
+        let digest = h.finalize();
+        self.redis
+            .key(format_args!("replay:{}", crate::jws::encode(&digest[..16])))
+    }
+
+    async fn check_and_record(
+        &self,
+        client_id: &str,
+        jti: &str,
+        ttl: Duration,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        // The entry outlives the assertion, never the reverse: a second more than the
+        // bound, whole seconds rounded up.
+        let expires = now + 1 + ttl.as_secs() as i64 + i64::from(ttl.subsec_nanos() > 0);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(client_id, jti))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(expires);
+        // RFC 7523 §3 item 7: one atomic command decides, across every replica, which of
+        // several uses of one jti is the first.
+        match self
+            .redis
+            .run::<Option<String>>(StateOp::replay, Query::Cmd(&cmd))
+            .await
+        {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(ReplayError::Replayed),
+            // Fail closed: an assertion that could not be recorded is not accepted.
+            Err(_) => Err(ReplayError::Unavailable),
+        }
     }
 }
 
@@ -171,8 +250,10 @@ impl MemoryReplayStore {
     }
 }
 
-impl ReplayStore for MemoryReplayStore {
-    fn check_and_record(
+impl MemoryReplayStore {
+    /// Records (client_id, jti) for `ttl`; fails if it is already recorded or there is no
+    /// room.
+    pub fn check_and_record(
         &self,
         client_id: &str,
         jti: &str,
@@ -181,20 +262,24 @@ impl ReplayStore for MemoryReplayStore {
         self.record_at(self.fingerprint(client_id, jti), ttl, self.now())
     }
 
-    fn len(&self) -> u64 {
+    /// Live entries.
+    pub fn len(&self) -> u64 {
         self.purge_all(self.now());
         self.live.load(Ordering::Relaxed)
     }
 
-    fn full_rejections(&self) -> u64 {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refusals because the store was full, since start.
+    pub fn full_rejections(&self) -> u64 {
         self.full_rejections.load(Ordering::Relaxed)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@ mod clients;
 pub mod path;
 mod raw;
 mod secret_source;
+mod state;
 pub mod units;
 mod validate;
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub reload: ReloadConfig,
     pub metrics: MetricsConfig,
+    /// Where the replay store and the throttle counters live.
+    pub state: StateConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
     /// Every file this config was read from, with a digest of what was read (the config
@@ -113,6 +116,44 @@ pub struct ReloadConfig {
     /// Poll the config file and every file it names for changes.
     pub watch: bool,
     pub poll_interval: Duration,
+}
+
+/// `state`: where state shared by every replica lives (the replay store, the throttle).
+#[derive(Debug, Clone)]
+pub enum StateConfig {
+    /// In this process (the default): each replica has its own.
+    Memory,
+    /// In Redis (or Valkey), shared by every replica using it.
+    Redis(RedisConfig),
+}
+
+/// `state.redis`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL, without a password (a user for ACLs is allowed).
+    pub url: String,
+    pub password: Option<Secret>,
+    /// PEM trust anchors for `rediss://`, as read at load (`None`: the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Redis Cluster: keys are hash-tagged so that each command touches one slot.
+    pub cluster: bool,
+    pub key_prefix: String,
+    /// Longest wait for one command (connecting included).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl PartialEq for RedisConfig {
+    /// Whether a reload changed it (it needs a restart). Secrets compare by content.
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+            && self.password == other.password
+            && self.ca_pem == other.ca_pem
+            && self.cluster == other.cluster
+            && self.key_prefix == other.key_prefix
+            && self.timeout == other.timeout
+            && self.connect_timeout == other.connect_timeout
+    }
 }
 
 /// `metrics`.

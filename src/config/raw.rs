@@ -28,7 +28,27 @@ pub(super) struct RawConfig {
     pub realm: Option<String>,
     pub reload: Option<RawReload>,
     pub metrics: Option<RawMetrics>,
+    pub state: Option<RawState>,
     pub clients: Option<Vec<RawClient>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub backend: Option<String>,
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    pub url: Option<String>,
+    pub password: Option<RawSecretSource>,
+    pub ca_file: Option<String>,
+    pub cluster: Option<bool>,
+    pub key_prefix: Option<String>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
 }
 
 /// `workers: 4` or `workers: auto`.

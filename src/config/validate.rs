@@ -259,6 +259,7 @@ impl Validator<'_> {
                 .client_id_label
                 .unwrap_or(false),
         };
+        let state = self.state(raw.state);
         let clients = self.clients(raw.clients, &assertion.algorithms);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
@@ -281,6 +282,7 @@ impl Validator<'_> {
             clients,
             reload,
             metrics,
+            state,
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),

@@ -34,6 +34,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("internal_header.keys is empty")]
     NoSigningKey,
+    #[error("cannot set up the shared state")]
+    State(#[source] crate::state::StateError),
     #[error("cannot build the request stack")]
     Generation(#[source] ReloadError),
     #[error("cannot share the listening socket with the worker threads")]
@@ -67,7 +69,7 @@ impl Gateway {
     /// A gateway whose authenticator and signer read `clock` (tests pin time with
     /// [`Clock::manual`]).
     pub fn with_clock(config: Config, clock: Clock) -> Result<Gateway, ServeError> {
-        let shared = Arc::new(Shared::new(&config, clock));
+        let shared = Arc::new(Shared::new(&config, clock).map_err(ServeError::State)?);
         let tls = TlsAcceptor::from(tls::server_config(shared.resolver.clone())?);
         let generation = shared.generation(config).map_err(|e| match e {
             ReloadError::NoSigningKey => ServeError::NoSigningKey,
@@ -171,6 +173,12 @@ impl Gateway {
             .source
             .is_some()
             .then(|| tokio::spawn(reload::watch(self.reloader())));
+        // With Redis: hear of failures on every replica (the throttle's local view).
+        let listen_task = self
+            .shared
+            .shared_view
+            .clone()
+            .map(|view| tokio::spawn(view.listen()));
         self.lifecycle.set_ready();
         if let Some(addr) = local {
             tracing::info!(%addr, workers, "listening (TLS, h2 + http/1.1)");
@@ -204,6 +212,9 @@ impl Gateway {
         // Workers drain their connections within `grace`, then exit.
         while exit_rx.recv().await.is_some() {}
         if let Some(task) = admin_task {
+            task.abort();
+        }
+        if let Some(task) = listen_task {
             task.abort();
         }
         tracing::info!("stopped");
