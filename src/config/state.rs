@@ -22,10 +22,11 @@ impl Validator<'_> {
         );
         match (redis, raw.redis) {
             (false, None) => StateConfig::Memory,
-            (false, Some(_)) => {
-                self.problem(
-                    "state.redis",
-                    "only used with `backend: redis`; remove it or set the backend",
+            (false, Some(raw)) => {
+                // Checked all the same, so that switching the backend holds no surprise.
+                let _ = self.redis(raw);
+                self.warnings.push(
+                    "state.redis: not used while state.backend is memory".to_owned(),
                 );
                 StateConfig::Memory
             }

@@ -24,6 +24,11 @@ use crate::oauth::Algorithm;
 /// BENCHMARKS.md), 10,000 connections stay near 200 MiB.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Default `assertion.replay_capacity`: entries live at most max_age + leeway (5m30s by
+/// default), so a million sustains about 3,000 jwt requests a second; an entry costs about
+/// 40 bytes, so a full store about 40 MiB (docs/design.md §2.9 on sizing).
+const DEFAULT_REPLAY_CAPACITY: u64 = 1_000_000;
+
 /// Most worker threads accepted: far beyond any machine this runs on, low enough that a
 /// typo cannot start a million threads.
 const MAX_WORKERS: u64 = 1024;
@@ -392,7 +397,7 @@ impl Validator<'_> {
                 None => vec![Algorithm::Hs256],
                 Some(names) => self.algorithms(names, "assertion.algorithms"),
             },
-            replay_capacity: raw.replay_capacity.unwrap_or(100_000),
+            replay_capacity: raw.replay_capacity.unwrap_or(DEFAULT_REPLAY_CAPACITY),
         };
         if assertion.replay_capacity == 0 {
             self.problem("assertion.replay_capacity", "must be at least 1");
