@@ -2,12 +2,16 @@
 # Validates the Kubernetes manifests in deploy/kubernetes, offline (no cluster needed):
 #
 #   1. every complete object file in base/ (all *.yaml but kustomization.yaml, including
-#      secrets.example.yaml, which no kustomization includes), then, if `kustomize` or
-#      `kubectl kustomize` is available, the rendered output of base/ and of every
-#      overlay, against the Kubernetes JSON schemas bundled with kubernetes-validate,
-#      in strict mode (unknown fields are errors), for each version in K8S_VERSIONS;
-#   2. deploy/check-consistency.py: config keys vs config/secretgate.yaml, config paths vs
-#      mounts vs Secret keys, ports, grace period; and no PEM private key under deploy/.
+#      secrets.example.yaml, which no kustomization includes) and every *.example.yaml of
+#      an overlay (the other files there are patches or configs, not objects), then, if
+#      `kustomize` or `kubectl kustomize` is available, the rendered output of base/ and
+#      of every overlay, against the Kubernetes JSON schemas bundled with
+#      kubernetes-validate, in strict mode (unknown fields are errors), for each version
+#      in K8S_VERSIONS;
+#   2. deploy/check-consistency.py, on base/ and on every rendered overlay: config keys vs
+#      what secretgate accepts (src/config/raw.rs), config paths vs mounts vs Secret keys,
+#      ports, grace period, Redis URL vs Service vs NetworkPolicy; and no PEM private key
+#      under deploy/.
 #
 # Exits non-zero on any problem. Usage (from anywhere):  bash deploy/validate.sh
 # Env: K8S_VERSIONS (default "1.29 1.37"): 1.29 is the oldest release with native sidecars
@@ -44,6 +48,9 @@ while IFS= read -r f; do
 done < <(find "$MANIFESTS" -path "$MANIFESTS/overlays" -prune -o \
            -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' \
            ! -name 'kustomization.yml' -print | sort)
+while IFS= read -r f; do
+  files+=("$f")
+done < <(find "$MANIFESTS/overlays" -type f -name '*.example.yaml' | sort)
 
 if ((${#render[@]})); then
   rm -rf "$RENDERED"

@@ -374,9 +374,10 @@ impl Metrics {
             connections_refused.clone(),
         );
         let state_up = Gauge::default();
+        state_up.set(1);
         registry.register(
             "state_up",
-            "1 if the last command to the shared state (Redis) worked, 0 if it failed; absent with state.backend: memory",
+            "0 if the last command or connection to the shared state (Redis) failed, else 1 (always 1 with state.backend: memory)",
             state_up.clone(),
         );
         let state_duration = Family::<StateLabels, Histogram>::new_with_constructor(|| {
@@ -516,9 +517,7 @@ impl Metrics {
         } else {
             self.state_errors.get_or_create(&labels).inc();
         }
-        if op != StateOp::subscribe || !ok {
-            self.state_up.set(i64::from(ok));
-        }
+        self.state_up.set(i64::from(ok));
     }
 
     /// A throttle decision made on local counters because Redis was unavailable.

@@ -251,7 +251,18 @@ impl RedisState {
                 self.last_failure.fetch_max(now, Ordering::Relaxed)
             }
         };
+        if let Err(StateError::Authentication(_)) = &result {
+            // The connection manager reconnects only after an I/O error: once a handshake
+            // was refused, it would fail every command for good, even after Redis accepts
+            // the password again. The next command on this thread connects afresh.
+            self.forget_connection();
+        }
         result
+    }
+
+    /// Drops this thread's connection: the next command makes a new one.
+    fn forget_connection(&self) {
+        CONNECTIONS.with(|c| c.borrow_mut().retain(|(id, _)| *id != self.id));
     }
 
     /// Whether the last command failed less than a second ago: callers that have a
@@ -315,8 +326,11 @@ impl RedisState {
                 pubsub.subscribe(&channel).await?;
                 Ok::<_, RedisError>(pubsub)
             };
+            let start = Instant::now();
             match tokio::time::timeout(self.connect_timeout.max(self.timeout), attempt).await {
                 Ok(Ok(mut pubsub)) => {
+                    self.metrics
+                        .state_command(StateOp::subscribe, start.elapsed(), true);
                     backoff = Duration::from_millis(100);
                     subscribed.store(true, Ordering::Release);
                     on_subscribed();
