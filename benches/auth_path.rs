@@ -233,6 +233,10 @@ fn benches(c: &mut Criterion) {
     let state = AuthState {
         replay,
         throttle: Arc::new(Throttle::new(&config.throttle)),
+        hasher: Arc::new(secretgate::auth::hashing::Hasher::new(
+            &config.hashing,
+            Arc::new(secretgate::metrics::Metrics::new()),
+        )),
         metrics: Arc::new(secretgate::metrics::Metrics::new()),
     };
     let auth = Authenticator::new(&config, state, Clock::system());

@@ -154,6 +154,8 @@ pub enum GatewayError {
     ReplayStoreFull,
     #[error("the shared state (Redis) could not record the assertion")]
     StateUnavailable,
+    #[error("hash verifications at hashing.max_concurrent + max_queued")]
+    HashingSaturated,
     #[error("protected request reached signing without an authenticated client")]
     NotAuthenticated,
     #[error("signing the internal header failed")]
@@ -267,6 +269,11 @@ fn table(e: &GatewayError) -> Row {
             UNAVAILABLE,
             "The service is overloaded; retry later.",
         ),
+        GatewayError::HashingSaturated => row(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "The service is overloaded; retry later.",
+        ),
         GatewayError::StateUnavailable => row(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -304,7 +311,9 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
         GatewayError::Authentication { basic: true, .. } => {
             res.headers_mut().insert(WWW_AUTHENTICATE, realm.clone());
         }
-        GatewayError::ReplayStoreFull | GatewayError::StateUnavailable => {
+        GatewayError::ReplayStoreFull
+        | GatewayError::StateUnavailable
+        | GatewayError::HashingSaturated => {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -28,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod error;
+pub mod hashes;
 pub mod jws;
 pub mod lenient;
 pub mod limit;

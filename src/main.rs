@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use secretgate::clock::Clock;
 use secretgate::config::{Config, SigningKey};
+use secretgate::hashes::{make_hash, HashAlgorithm, HashParams};
 use secretgate::oauth::Algorithm;
 use secretgate::secret::Secret;
 use secretgate::verify::{verify_internal_header, Check, Expected, VerifyKeys};
@@ -24,6 +25,24 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HashAlg {
+    Argon2id,
+    Bcrypt,
+    #[value(name = "pbkdf2-sha256")]
+    Pbkdf2Sha256,
+}
+
+impl HashAlg {
+    fn params(self) -> HashParams {
+        HashParams::recommended(match self {
+            HashAlg::Argon2id => HashAlgorithm::Argon2id,
+            HashAlg::Bcrypt => HashAlgorithm::Bcrypt,
+            HashAlg::Pbkdf2Sha256 => HashAlgorithm::Pbkdf2Sha256,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +91,19 @@ enum Command {
     },
     /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
     VerifyHeader(VerifyArgs),
+    /// Hash a client secret read from stdin (no echo on a terminal), for `secrets: [{ hash }]`.
+    HashSecret {
+        #[arg(long, value_enum, default_value_t = HashAlg::Argon2id)]
+        alg: HashAlg,
+    },
+    /// Print a fresh random client secret (256 bits, prefix `sgcs_`, with a checksum).
+    NewSecret {
+        /// Also print its hash (argon2id, or --alg) on a second line.
+        #[arg(long)]
+        hash: bool,
+        #[arg(long, value_enum, default_value_t = HashAlg::Argon2id, requires = "hash")]
+        alg: HashAlg,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -157,6 +189,30 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::HashSecret { alg } => match hash_secret(alg) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::NewSecret { hash, alg } => {
+            let secret = secretgate::hashes::new_secret();
+            println!("{secret}");
+            if hash {
+                match make_hash(secret.as_bytes(), alg.params()) {
+                    Ok(h) => println!("{h}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::VerifyHeader(args) => match verify(args) {
             Ok(claims) => {
                 println!("{claims}");
@@ -222,6 +278,33 @@ fn demo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         secretgate::shutdown::signal(),
     ))?;
     Ok(())
+}
+
+/// Reads one secret from stdin: without echo from a terminal, else the whole input (one
+/// trailing newline ignored). The secret is only hashed, never printed.
+fn hash_secret(alg: HashAlg) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let secret = if std::io::stdin().is_terminal() {
+        eprint!("secret (not shown): ");
+        rpassword::read_password().context("cannot read the secret from the terminal")?
+    } else {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
+        if s.ends_with("\r\n") {
+            s.truncate(s.len() - 2);
+        } else if s.ends_with('\n') {
+            s.truncate(s.len() - 1);
+        }
+        s
+    };
+    anyhow::ensure!(!secret.is_empty(), "the secret is empty");
+    anyhow::ensure!(
+        secret.bytes().all(|b| (0x20..=0x7e).contains(&b)),
+        "a client secret is visible ASCII (RFC 6749 Appendix A.2)"
+    );
+    Ok(make_hash(secret.as_bytes(), alg.params())?)
 }
 
 fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {

@@ -74,7 +74,9 @@ impl Outcome {
             } => Outcome::replay,
             GatewayError::Authentication { .. } => Outcome::invalid_client,
             GatewayError::Throttled(_) => Outcome::throttled,
-            GatewayError::ReplayStoreFull | GatewayError::StateUnavailable => Outcome::unavailable,
+            GatewayError::ReplayStoreFull
+            | GatewayError::StateUnavailable
+            | GatewayError::HashingSaturated => Outcome::unavailable,
             GatewayError::Request(_)
             | GatewayError::BodyTooLarge
             | GatewayError::UnsupportedContentEncoding
@@ -212,6 +214,35 @@ struct StateLabels {
     op: StateOp,
 }
 
+/// How one verification of a hashed client secret ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum HashOutcome {
+    /// The secret matched one of the client's hashes.
+    matched,
+    /// It matched none (or it was the decoy of an unknown client).
+    mismatched,
+    /// Refused before hashing: `hashing.max_concurrent` running and `max_queued` waiting.
+    saturated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HashLabels {
+    outcome: HashOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CacheResult {
+    hit,
+    miss,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CacheLabels {
+    result: CacheResult,
+}
+
 /// Why a connection was closed before its TLS handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -264,6 +295,8 @@ pub struct Metrics {
     state_duration: Family<StateLabels, Histogram>,
     state_errors: Family<StateLabels, Counter>,
     throttle_fallbacks: Counter,
+    hash_verifications: Family<HashLabels, Counter>,
+    hash_cache: Family<CacheLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -401,6 +434,18 @@ impl Metrics {
             "Throttle decisions made on this process's own counters because Redis was unavailable",
             throttle_fallbacks.clone(),
         );
+        let hash_verifications = Family::<HashLabels, Counter>::default();
+        registry.register(
+            "hash_verifications",
+            "Verifications of hashed client secrets, by outcome (saturated: refused with 503, the pool was full)",
+            hash_verifications.clone(),
+        );
+        let hash_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "hash_verify_cache",
+            "Lookups of the cache of successful hash verifications, by result",
+            hash_cache.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -427,6 +472,8 @@ impl Metrics {
             state_duration,
             state_errors,
             throttle_fallbacks,
+            hash_verifications,
+            hash_cache,
         };
         m.config_loaded();
         m
@@ -518,6 +565,21 @@ impl Metrics {
             self.state_errors.get_or_create(&labels).inc();
         }
         self.state_up.set(i64::from(ok));
+    }
+
+    pub fn hash_verification(&self, outcome: HashOutcome) {
+        self.hash_verifications
+            .get_or_create(&HashLabels { outcome })
+            .inc();
+    }
+
+    pub fn hash_cache(&self, hit: bool) {
+        let result = if hit {
+            CacheResult::hit
+        } else {
+            CacheResult::miss
+        };
+        self.hash_cache.get_or_create(&CacheLabels { result }).inc();
     }
 
     /// A throttle decision made on local counters because Redis was unavailable.

@@ -26,11 +26,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::auth::hashing::Hasher;
 use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::auth::throttle::{SharedView, Throttle};
 use crate::auth::{AuthState, Authenticator};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, Source, StateConfig, ThrottleConfig};
+use crate::config::{Config, ConfigError, HashingConfig, Source, StateConfig, ThrottleConfig};
 use crate::error::error_chain;
 use crate::metrics::{Metrics, ReloadOutcome};
 use crate::sign::Signer;
@@ -79,6 +80,7 @@ pub struct Shared {
     /// Worker threads, fixed at start (`workers` needs a restart).
     pub workers: usize,
     throttle: Mutex<(ThrottleConfig, Arc<Throttle>)>,
+    hasher: Mutex<(HashingConfig, Arc<Hasher>)>,
     /// The clock every generation's authenticator and signer read.
     pub clock: Clock,
 }
@@ -113,7 +115,7 @@ impl Shared {
         };
         let throttle = Arc::new(Throttle::with_shared(&config.throttle, shared_view.clone()));
         Ok(Shared {
-            metrics,
+            metrics: metrics.clone(),
             resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),
             replay: Arc::new(replay),
             replay_capacity: config.assertion.replay_capacity,
@@ -121,6 +123,10 @@ impl Shared {
             shared_view,
             workers: config.workers.max(1),
             throttle: Mutex::new((config.throttle.clone(), throttle)),
+            hasher: Mutex::new((
+                config.hashing.clone(),
+                Arc::new(Hasher::new(&config.hashing, metrics.clone())),
+            )),
             clock,
         })
     }
@@ -141,11 +147,26 @@ impl Shared {
         slot.1.clone()
     }
 
+    /// The hasher for `cfg`: the current one (its verify cache kept), or a fresh one if
+    /// the `hashing` settings changed.
+    fn hasher(&self, cfg: &HashingConfig) -> Arc<Hasher> {
+        let mut slot = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.0 != *cfg {
+            tracing::info!("hashing settings changed: the verify cache starts afresh");
+            *slot = (
+                cfg.clone(),
+                Arc::new(Hasher::new(cfg, self.metrics.clone())),
+            );
+        }
+        slot.1.clone()
+    }
+
     /// Builds a generation from a validated config.
     pub fn generation(&self, config: Config) -> Result<Generation, ReloadError> {
         let state = AuthState {
             replay: self.replay.clone(),
             throttle: self.throttle(&config.throttle),
+            hasher: self.hasher(&config.hashing),
             metrics: self.metrics.clone(),
         };
         let parts = stack::Parts {

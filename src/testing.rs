@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::auth::hashing::Hasher;
 use crate::auth::replay::{MemoryReplayStore, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::{AuthState, Authenticator};
@@ -69,6 +70,7 @@ pub fn parts(config: &Config) -> Parts {
             config.assertion.replay_capacity,
         ))),
         throttle: Arc::new(Throttle::new(&config.throttle)),
+        hasher: Arc::new(Hasher::new(&config.hashing, metrics.clone())),
         metrics: metrics.clone(),
     };
     Parts {

@@ -14,9 +14,10 @@ use http::{Method, Request};
 use crate::auth::contain;
 use crate::auth::extract::{self, BodyForm, Extracted, Presented};
 use crate::auth::form;
+use crate::auth::hashing::Hasher;
 use crate::auth::jwt;
 use crate::auth::rebuild::rebuild;
-use crate::auth::registry::Registry;
+use crate::auth::registry::{Registry, SecretCheck};
 use crate::auth::replay::{ReplayError, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticated;
@@ -27,6 +28,7 @@ use crate::conn::ClientAddr;
 use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
 use crate::metrics::{Metrics, Outcome, ReplayRejection};
 use crate::oauth::{AuthMethod, ClientId};
+use crate::secret::Secret;
 use crate::trace::Notes;
 
 /// State that outlives config generations: forgetting used jtis would reopen a replay
@@ -35,6 +37,8 @@ use crate::trace::Notes;
 pub struct AuthState {
     pub replay: Arc<ReplayStore>,
     pub throttle: Arc<Throttle>,
+    /// Hashed secrets: the bounded pool and the verify cache.
+    pub hasher: Arc<Hasher>,
     /// Process-wide: replay refusals are counted where they happen.
     pub metrics: Arc<Metrics>,
 }
@@ -203,16 +207,13 @@ impl Authenticator {
                 .map_err(GatewayError::Throttled)?;
         }
         let result = match (&presented, &compact) {
-            (Presented::Basic(c), _) => self
-                .registry
-                .verify_secret(&c.client_id, &c.secret, method)
-                .map(|client| client.client_id.clone())
-                .map_err(|f| GatewayError::auth(f, true)),
-            (Presented::Post { client_id, secret }, _) => self
-                .registry
-                .verify_secret(client_id, secret, method)
-                .map(|client| client.client_id.clone())
-                .map_err(|f| GatewayError::auth(f, false)),
+            (Presented::Basic(c), _) => {
+                self.check_secret(&c.client_id, &c.secret, method, true)
+                    .await
+            }
+            (Presented::Post { client_id, secret }, _) => {
+                self.check_secret(client_id, secret, method, false).await
+            }
             (Presented::Jwt { .. }, Some(c)) => {
                 self.verify_assertion(c, body_client_id, path).await
             }
@@ -222,6 +223,39 @@ impl Authenticator {
             self.state.throttle.record_failure(claimed, ip).await;
         }
         result.map(|id| (id, method))
+    }
+
+    /// `client_secret_basic` / `client_secret_post`: the registry's quick check, then, if
+    /// hashes remain to be tried, the slow one off the event loop (hashing.rs).
+    async fn check_secret(
+        &self,
+        client_id: &str,
+        secret: &Secret,
+        method: AuthMethod,
+        basic: bool,
+    ) -> Result<ClientId, GatewayError> {
+        let fail = |f| GatewayError::auth(f, basic);
+        let (client, hashes) = match self.registry.check_secret(client_id, secret, method) {
+            SecretCheck::Matched(c) => return Ok(c.client_id.clone()),
+            SecretCheck::Failed(f) => return Err(fail(f)),
+            SecretCheck::NeedsHash { client, hashes } => (client, hashes),
+        };
+        let matched = self
+            .state
+            .hasher
+            .verify(client.map(|c| c.client_id.as_str()), hashes, secret)
+            .await
+            .map_err(|_| GatewayError::HashingSaturated)?;
+        match (client, matched) {
+            (Some(c), true) => match Registry::method_check(c, method) {
+                SecretCheck::Matched(c) => Ok(c.client_id.clone()),
+                SecretCheck::Failed(f) => Err(fail(f)),
+                SecretCheck::NeedsHash { .. } => Err(fail(AuthFailure::WrongSecret)),
+            },
+            (Some(_), false) => Err(fail(AuthFailure::WrongSecret)),
+            // The decoy of an unknown client: the same work, the same answer.
+            (None, _) => Err(fail(AuthFailure::UnknownClient)),
+        }
     }
 
     /// `client_secret_jwt`: returns the authenticated client id.

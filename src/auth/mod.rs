@@ -13,8 +13,9 @@
 //! (docs/design.md §4).
 //!
 //! Parts, one job each: `contain` (unprotected requests), `extract` (which credential), `basic` and `form` (parsers), `jwt`
-//! (assertion checks), `registry` (who may authenticate, prepared keys), `replay` and
-//! `throttle` (state shared across generations), `rebuild` (the forwarded body),
+//! (assertion checks), `registry` (who may authenticate, prepared keys), `hashing` (hashed
+//! secrets, off the event loops, with a verify cache), `replay` and `throttle` (state
+//! shared across generations), `rebuild` (the forwarded body),
 //! `authenticator` (the order of the steps) and `layer` (the tower service).
 
 mod authenticator;
@@ -22,6 +23,7 @@ pub mod basic;
 pub mod contain;
 pub mod extract;
 pub mod form;
+pub mod hashing;
 pub mod jwt;
 mod layer;
 pub mod rebuild;

@@ -4,10 +4,14 @@
 //! Built once per config load (never per request): every secret is turned into a keyed
 //! digest for `client_secret_basic`/`client_secret_post` and into HMAC states for the
 //! assertion algorithms the client may use, so a request only clones a prepared state.
+//! Secrets given only as a hash (`hash`, `hash_file`) are kept as hashes; checking one is
+//! slow by design and is done off the event loops (auth/hashing.rs): this module says when
+//! it is needed ([`SecretCheck::NeedsHash`]).
 //! Invariants: comparisons are constant time over fixed-length values (RFC 6749 §2.3.1
 //! does not say so, but OIDC Core §16.19 and common sense do); an unknown client costs the
-//! same work as a known one; several secrets per client form a rotation window and all of
-//! them are always tried, so timing does not reveal which one matched.
+//! same work as a known one (with hashed clients registered, a decoy hash with the
+//! parameters of the first registered hash); several secrets per client form a rotation
+//! window and all of them are always tried, so timing does not reveal which one matched.
 
 use std::collections::HashMap;
 
@@ -16,8 +20,11 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::ClientConfig;
+use std::sync::Arc;
+
+use crate::config::{ClientConfig, ClientSecret};
 use crate::error::AuthFailure;
+use crate::hashes::StoredHash;
 use crate::jws::HmacKey;
 use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
@@ -40,6 +47,20 @@ pub struct RegisteredClient {
     pub method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
     secrets: Vec<PreparedSecret>,
+    hashes: Vec<Arc<StoredHash>>,
+}
+
+/// What checking a presented Basic or post secret came to.
+#[derive(Debug)]
+pub enum SecretCheck<'a> {
+    Matched(&'a RegisteredClient),
+    Failed(AuthFailure),
+    /// No secret matched, and hashes remain to be tried (slow): `client` is `None` for an
+    /// unknown client, whose `hashes` is the decoy (it fails, at the same cost).
+    NeedsHash {
+        client: Option<&'a RegisteredClient>,
+        hashes: &'a [Arc<StoredHash>],
+    },
 }
 
 impl std::fmt::Debug for RegisteredClient {
@@ -49,6 +70,7 @@ impl std::fmt::Debug for RegisteredClient {
             .field("method", &self.method)
             .field("algorithms", &self.algorithms)
             .field("secrets", &format_args!("[***; {}]", self.secrets.len()))
+            .field("hashes", &self.hashes.len())
             .finish()
     }
 }
@@ -59,6 +81,9 @@ pub struct Registry {
     digest_key: Hmac<Sha256>,
     /// Stands in for an unknown client so that the failure path does the same work.
     decoy: PreparedSecret,
+    /// The same, when hashed secrets are registered: a hash of random bytes with the
+    /// parameters of the first registered hash.
+    decoy_hash: Vec<Arc<StoredHash>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -70,7 +95,8 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub fn new(clients: &[ClientConfig]) -> Registry {
+    pub fn new(clients_in_order: &[ClientConfig]) -> Registry {
+        let clients = clients_in_order;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         let digest_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
@@ -90,11 +116,16 @@ impl Registry {
                 } else {
                     &[]
                 };
-                let secrets = c
-                    .secrets
-                    .iter()
-                    .map(|s| prepare(&digest_key, s, algs))
-                    .collect();
+                let mut secrets = Vec::new();
+                let mut hashes = Vec::new();
+                for s in &c.secrets {
+                    match s {
+                        ClientSecret::Plain(plain) => {
+                            secrets.push(prepare(&digest_key, plain, algs))
+                        }
+                        ClientSecret::Hashed(hash) => hashes.push(Arc::new(hash.clone())),
+                    }
+                }
                 (
                     c.client_id.clone(),
                     RegisteredClient {
@@ -102,14 +133,26 @@ impl Registry {
                         method: c.auth_method,
                         algorithms: c.algorithms.clone(),
                         secrets,
+                        hashes,
                     },
                 )
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        // The first hash in config order, so that the decoy does not change between loads
+        // of one config.
+        let decoy_hash = clients_in_order
+            .iter()
+            .flat_map(|c| &c.secrets)
+            .find_map(|s| match s {
+                ClientSecret::Hashed(h) => Some(vec![Arc::new(h.decoy())]),
+                ClientSecret::Plain(_) => None,
+            })
+            .unwrap_or_default();
         Registry {
             clients,
             digest_key,
             decoy,
+            decoy_hash,
         }
     }
 
@@ -125,13 +168,14 @@ impl Registry {
         self.clients.get(client_id)
     }
 
-    /// `client_secret_basic` / `client_secret_post`: checks a presented secret.
-    pub fn verify_secret(
+    /// `client_secret_basic` / `client_secret_post`: checks a presented secret against
+    /// the client's secrets, and says if its hashes remain to be tried.
+    pub fn check_secret(
         &self,
         client_id: &str,
         presented: &Secret,
         method: AuthMethod,
-    ) -> Result<&RegisteredClient, AuthFailure> {
+    ) -> SecretCheck<'_> {
         let mut mac = self.digest_key.clone();
         mac.update(presented.expose());
         let digest: Digest = mac.finalize().into_bytes().into();
@@ -139,7 +183,14 @@ impl Registry {
             None => {
                 // Same work as a known client with one secret, result discarded.
                 let _ = bool::from(digest.ct_eq(&self.decoy.digest));
-                Err(AuthFailure::UnknownClient)
+                if self.decoy_hash.is_empty() {
+                    SecretCheck::Failed(AuthFailure::UnknownClient)
+                } else {
+                    SecretCheck::NeedsHash {
+                        client: None,
+                        hashes: &self.decoy_hash,
+                    }
+                }
             }
             Some(client) => {
                 // Constant time across all secrets: no early exit on the first match.
@@ -147,15 +198,42 @@ impl Registry {
                     .secrets
                     .iter()
                     .fold(Choice::from(0), |acc, s| acc | digest.ct_eq(&s.digest));
-                if !bool::from(matched) {
-                    Err(AuthFailure::WrongSecret)
-                } else if client.method != method {
-                    // RFC 7591 §2 token_endpoint_auth_method: one method per client.
-                    Err(AuthFailure::WrongMethod)
+                if bool::from(matched) {
+                    Self::method_check(client, method)
+                } else if client.hashes.is_empty() {
+                    SecretCheck::Failed(AuthFailure::WrongSecret)
                 } else {
-                    Ok(client)
+                    SecretCheck::NeedsHash {
+                        client: Some(client),
+                        hashes: &client.hashes,
+                    }
                 }
             }
+        }
+    }
+
+    /// A client whose secret matched: still refused if it is registered for another
+    /// method (RFC 7591 §2 token_endpoint_auth_method: one method per client).
+    pub fn method_check(client: &RegisteredClient, method: AuthMethod) -> SecretCheck<'_> {
+        if client.method == method {
+            SecretCheck::Matched(client)
+        } else {
+            SecretCheck::Failed(AuthFailure::WrongMethod)
+        }
+    }
+
+    /// [`Registry::check_secret`] where no hash is involved (tests and benches).
+    pub fn verify_secret(
+        &self,
+        client_id: &str,
+        presented: &Secret,
+        method: AuthMethod,
+    ) -> Result<&RegisteredClient, AuthFailure> {
+        match self.check_secret(client_id, presented, method) {
+            SecretCheck::Matched(client) => Ok(client),
+            SecretCheck::Failed(f) => Err(f),
+            SecretCheck::NeedsHash { client: None, .. } => Err(AuthFailure::UnknownClient),
+            SecretCheck::NeedsHash { .. } => Err(AuthFailure::WrongSecret),
         }
     }
 
@@ -207,13 +285,18 @@ mod tests {
                 client_id: ClientId::new("billing"),
                 auth_method: AuthMethod::ClientSecretBasic,
                 algorithms: vec![Algorithm::Hs256],
-                secrets: vec![Secret::new("old-secret"), Secret::new("new-secret")],
+                secrets: vec![
+                    ClientSecret::Plain(Secret::new("old-secret")),
+                    ClientSecret::Plain(Secret::new("new-secret")),
+                ],
             },
             ClientConfig {
                 client_id: ClientId::new("jwt"),
                 auth_method: AuthMethod::ClientSecretJwt,
                 algorithms: vec![Algorithm::Hs256],
-                secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
+                secrets: vec![ClientSecret::Plain(Secret::new(
+                    "0123456789abcdef0123456789abcdef",
+                ))],
             },
         ])
     }

@@ -3,15 +3,17 @@
 //! Rules: a client id is non-empty VSCHAR and unique (RFC 6749 Appendix A.1); exactly one
 //! `auth_method` from the methods the gateway enforces; `algorithms` only on
 //! client_secret_jwt clients; at least one secret, each VSCHAR (Appendix A.2), and for
-//! client_secret_jwt at least as long as the HMAC key it is used as (RFC 7518 §3.2).
+//! client_secret_jwt at least as long as the HMAC key it is used as (RFC 7518 §3.2: the
+//! hash output size of every algorithm the client may use) and never a hash (the secret
+//! is the HMAC key itself, RFC 7523 §3). Basic and post clients may mix hashes and
+//! secrets, for a migration window.
 
 use std::collections::HashSet;
 
 use super::raw::{RawClient, RawSecretSource};
 use super::validate::Validator;
-use super::{ClientConfig, MIN_HMAC_KEY_LEN};
+use super::{ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
 use crate::oauth::{is_vschar, Algorithm, AuthMethod, ClientId};
-use crate::secret::Secret;
 
 impl Validator<'_> {
     pub(super) fn clients(
@@ -81,7 +83,7 @@ impl Validator<'_> {
             }
         };
         let who = client_id.as_deref().unwrap_or("?");
-        let secrets = self.client_secrets(c.secrets, path, who, method);
+        let secrets = self.client_secrets(c.secrets, path, who, method, &algorithms);
         Some(ClientConfig {
             client_id: ClientId::new(client_id?),
             auth_method: method?,
@@ -96,32 +98,54 @@ impl Validator<'_> {
         path: &str,
         who: &str,
         method: Option<AuthMethod>,
-    ) -> Vec<Secret> {
+        algorithms: &[Algorithm],
+    ) -> Vec<ClientSecret> {
         let raw = self
             .required(raw, &format!("{path}.secrets"))
             .unwrap_or_default();
+        // RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+        let min_key = algorithms
+            .iter()
+            .map(|a| match a {
+                Algorithm::Hs256 => MIN_HMAC_KEY_LEN,
+                Algorithm::Hs384 => 48,
+                Algorithm::Hs512 => 64,
+            })
+            .max()
+            .unwrap_or(MIN_HMAC_KEY_LEN);
         let mut secrets = Vec::new();
         for (j, s) in raw.into_iter().enumerate() {
             let spath = format!("{path}.secrets[{j}]");
-            let Some(secret) = self.secret(s, &spath) else {
+            let Some(secret) = self.client_secret(s, &spath) else {
                 continue;
             };
-            // RFC 6749 Appendix A.2: client-secret = *VSCHAR.
-            if !secret.expose().iter().copied().all(is_vschar) {
-                self.problem(
-                    spath.clone(),
-                    "secret must be visible ASCII (VSCHAR), per RFC 6749 Appendix A.2",
-                );
-            }
-            // RFC 7518 §3.2: an HS256 key must be at least 256 bits.
-            if method == Some(AuthMethod::ClientSecretJwt) && secret.len() < MIN_HMAC_KEY_LEN {
-                self.problem(
+            match (&secret, method) {
+                (ClientSecret::Hashed(_), Some(AuthMethod::ClientSecretJwt)) => self.problem(
                     spath.clone(),
                     format!(
-                        "client `{who}` uses client_secret_jwt and its secret is {} bytes; HMAC keys need at least {MIN_HMAC_KEY_LEN}",
-                        secret.len()
+                        "client `{who}` uses client_secret_jwt, which needs the secret itself: it is the HMAC key of its assertions (RFC 7523 §3); give `file`, `env` or `value`"
                     ),
-                );
+                ),
+                (ClientSecret::Hashed(_), _) => {}
+                (ClientSecret::Plain(plain), _) => {
+                    // RFC 6749 Appendix A.2: client-secret = *VSCHAR.
+                    if !plain.expose().iter().copied().all(is_vschar) {
+                        self.problem(
+                            spath.clone(),
+                            "secret must be visible ASCII (VSCHAR), per RFC 6749 Appendix A.2",
+                        );
+                    }
+                    if method == Some(AuthMethod::ClientSecretJwt) && plain.len() < min_key {
+                        self.problem(
+                            spath.clone(),
+                            format!(
+                                "client `{who}` uses client_secret_jwt and its secret is {} bytes; HMAC keys for {} need at least {min_key} (RFC 7518 §3.2)",
+                                plain.len(),
+                                algorithms.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                }
             }
             secrets.push(secret);
         }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use rustls::sign::CertifiedKey;
 
+use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
 pub use path::PathPattern;
@@ -65,6 +66,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where the replay store and the throttle counters live.
     pub state: StateConfig,
+    pub hashing: HashingConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
     /// Every file this config was read from, with a digest of what was read (the config
@@ -273,7 +275,27 @@ pub struct ClientConfig {
     pub client_id: ClientId,
     pub auth_method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
-    pub secrets: Vec<Secret>,
+    pub secrets: Vec<ClientSecret>,
+}
+
+/// One entry of `clients[].secrets`.
+#[derive(Debug, Clone)]
+pub enum ClientSecret {
+    /// The secret itself (`file`, `env`, `value`).
+    Plain(Secret),
+    /// Only a hash of it (`hash`, `hash_file`): Basic and post clients.
+    Hashed(StoredHash),
+}
+
+/// `hashing`: how hashed client secrets are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashingConfig {
+    /// How long a successful verification is remembered (zero: never).
+    pub verify_cache_ttl: Duration,
+    /// Hash verifications running at once, over all workers.
+    pub max_concurrent: usize,
+    /// Verifications waiting for a turn; more get 503.
+    pub max_queued: usize,
 }
 
 /// One problem found in a configuration, with the key path it concerns.

@@ -29,7 +29,16 @@ pub(super) struct RawConfig {
     pub reload: Option<RawReload>,
     pub metrics: Option<RawMetrics>,
     pub state: Option<RawState>,
+    pub hashing: Option<RawHashing>,
     pub clients: Option<Vec<RawClient>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHashing {
+    pub verify_cache_ttl: Option<String>,
+    pub max_concurrent: Option<RawWorkers>,
+    pub max_queued: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -127,12 +136,15 @@ pub(super) struct RawKey {
 }
 
 /// Where a secret comes from: exactly one of the fields (checked in secret_source.rs).
+/// `hash` and `hash_file` are accepted only for the secrets of Basic and post clients.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSecretSource {
     pub file: Option<String>,
     pub env: Option<String>,
     pub value: Option<String>,
+    pub hash: Option<String>,
+    pub hash_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,9 +1,14 @@
 //! Secret sources: where a client secret or an internal-header key comes from. Exactly one
 //! of `file: PATH` (one trailing newline ignored), `env: VAR` or `value: "…"` (inline,
-//! accepted with a warning: meant for demos). Read once per load, never per request.
+//! accepted with a warning: meant for demos), and for the secrets of Basic and post
+//! clients also `hash: "…"` or `hash_file: PATH` (only a hash is kept; hashes.rs checks
+//! the format and the parameter floors). Read once per load, never per request.
 
 use super::raw::RawSecretSource;
 use super::validate::Validator;
+use super::ClientSecret;
+use crate::error::error_chain;
+use crate::hashes::StoredHash;
 use crate::secret::Secret;
 
 /// Kubernetes Secret files made with `echo` end in a newline that is not part of the secret.
@@ -17,8 +22,61 @@ fn strip_one_newline(mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 impl Validator<'_> {
+    /// A client secret: the secret (`file`, `env`, `value`) or its hash (`hash`,
+    /// `hash_file`), exactly one.
+    pub(super) fn client_secret(
+        &mut self,
+        mut source: RawSecretSource,
+        path: &str,
+    ) -> Option<ClientSecret> {
+        let hash = source.hash.take();
+        let hash_file = source.hash_file.take();
+        if hash.is_none() && hash_file.is_none() {
+            return self.secret(source, path).map(ClientSecret::Plain);
+        }
+        let (kind, given) = self.exactly_one(
+            path,
+            vec![
+                ("file", source.file),
+                ("env", source.env),
+                ("value", source.value),
+                ("hash", hash),
+                ("hash_file", hash_file),
+            ],
+        )?;
+        let text = if kind == "hash_file" {
+            let resolved = self.base_dir.join(&given);
+            match self.read(&resolved) {
+                Ok(bytes) => String::from_utf8(strip_one_newline(bytes)).unwrap_or_default(),
+                Err(e) => {
+                    self.problem(
+                        format!("{path}.hash_file"),
+                        format!("cannot read {}: {e}", resolved.display()),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            given
+        };
+        match StoredHash::parse(&text) {
+            Ok(hash) => Some(ClientSecret::Hashed(hash)),
+            Err(e) => {
+                self.problem(format!("{path}.{kind}"), error_chain(&e));
+                None
+            }
+        }
+    }
+
     /// Reads secret material from exactly one of `file`, `env` or `value`.
     pub(super) fn secret(&mut self, source: RawSecretSource, path: &str) -> Option<Secret> {
+        if source.hash.is_some() || source.hash_file.is_some() {
+            self.problem(
+                path,
+                "a hash is not usable here: the secret itself is needed (give `file`, `env` or `value`)",
+            );
+            return None;
+        }
         let (kind, given) = self.exactly_one(
             path,
             vec![

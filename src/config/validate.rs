@@ -265,6 +265,7 @@ impl Validator<'_> {
                 .unwrap_or(false),
         };
         let state = self.state(raw.state);
+        let hashing = self.hashing(raw.hashing.unwrap_or_default());
         let clients = self.clients(raw.clients, &assertion.algorithms);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
@@ -288,6 +289,7 @@ impl Validator<'_> {
             reload,
             metrics,
             state,
+            hashing,
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),
@@ -475,6 +477,8 @@ impl Validator<'_> {
             }
         }
         let source = RawSecretSource {
+            hash: None,
+            hash_file: None,
             file: raw.file,
             env: raw.env,
             value: raw.value,
@@ -577,6 +581,11 @@ impl Validator<'_> {
     }
 
     fn workers(&mut self, raw: Option<RawWorkers>) -> usize {
+        self.auto_count(raw, "workers")
+    }
+
+    /// `auto` (the CPUs this process may use) or a number from 1 to [`MAX_WORKERS`].
+    fn auto_count(&mut self, raw: Option<RawWorkers>, path: &str) -> usize {
         match raw {
             None => available_cpus(),
             Some(RawWorkers::Word(w)) if w == "auto" => available_cpus(),
@@ -589,11 +598,23 @@ impl Validator<'_> {
                     RawWorkers::Fraction(f) => f.to_string(),
                 };
                 self.problem(
-                    "workers",
+                    path,
                     format!("must be `auto` or a number from 1 to {MAX_WORKERS}, not {given}"),
                 );
                 1
             }
+        }
+    }
+
+    fn hashing(&mut self, raw: RawHashing) -> HashingConfig {
+        HashingConfig {
+            verify_cache_ttl: self.duration(
+                raw.verify_cache_ttl,
+                "hashing.verify_cache_ttl",
+                Duration::from_secs(300),
+            ),
+            max_concurrent: self.auto_count(raw.max_concurrent, "hashing.max_concurrent"),
+            max_queued: raw.max_queued.map_or(64, |n| n.min(1 << 20) as usize),
         }
     }
 

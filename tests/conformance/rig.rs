@@ -33,7 +33,8 @@ pub(crate) const SPACE_ID: &str = "spacey";
 const SPACE_SECRET: &str = "with space secret";
 /// A jwt client that allows only HS512.
 pub(crate) const JWT512_ID: &str = "mobile512";
-pub(crate) const JWT512_SECRET: &str = "hs512-secret-0123456789abcdefghijklmnopqrstuv";
+pub(crate) const JWT512_SECRET: &str =
+    "hs512-secret-0123456789abcdefghijklmnopqrstuvwxyz-0123456789ABCDEFGH";
 /// A jwt client whose secret looks like base64 (as `openssl rand -base64 32` makes).
 pub(crate) const B64_ID: &str = "b64jwt";
 pub(crate) const B64_SECRET: &str = "q83vEjRWeJASNFZ4kKvN7xI0VniQq83vEjRWeJCrze8=";
