@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use secretgate::oauth::AuthMethod;
-use secretgate::config::{ConfigError, MIN_HMAC_KEY_LEN};
+use secretgate::config::{ClientSecret, ConfigError, MIN_HMAC_KEY_LEN};
 use secretgate::Config;
 
 fn base_dir() -> &'static Path {
@@ -80,9 +80,17 @@ fuzz_target!(|data: &[u8]| {
         );
         assert!(!c.secrets.is_empty());
         for s in &c.secrets {
-            assert!(!s.is_empty() && s.expose().iter().copied().all(vschar));
-            if c.auth_method == AuthMethod::ClientSecretJwt {
-                assert!(s.len() >= MIN_HMAC_KEY_LEN, "short jwt secret accepted");
+            match s {
+                ClientSecret::Plain(s) => {
+                    assert!(!s.is_empty() && s.expose().iter().copied().all(vschar));
+                    if c.auth_method == AuthMethod::ClientSecretJwt {
+                        assert!(s.len() >= MIN_HMAC_KEY_LEN, "short jwt secret accepted");
+                    }
+                }
+                ClientSecret::Hashed(_) => assert!(
+                    c.auth_method != AuthMethod::ClientSecretJwt,
+                    "a jwt client with only a hash accepted"
+                ),
             }
         }
     }

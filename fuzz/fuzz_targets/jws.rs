@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use secretgate::auth::jwt;
 use secretgate::auth::registry::Registry;
-use secretgate::config::{AudienceMode, ClientConfig};
+use secretgate::config::{AudienceMode, ClientConfig, ClientSecret};
 use secretgate::oauth::{Algorithm, AuthMethod};
 use secretgate::secret::Secret;
 
@@ -38,13 +38,13 @@ fn registry() -> &'static Registry {
                 client_id: "c1".into(),
                 auth_method: AuthMethod::ClientSecretJwt,
                 algorithms: vec![Algorithm::Hs256, Algorithm::Hs384],
-                secrets: vec![Secret::new(KEY)],
+                secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
             },
             ClientConfig {
                 client_id: "b1".into(),
                 auth_method: AuthMethod::ClientSecretBasic,
                 algorithms: vec![Algorithm::Hs256],
-                secrets: vec![Secret::new(KEY)],
+                secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
             },
         ])
     })
