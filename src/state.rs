@@ -216,6 +216,7 @@ impl RedisState {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(1));
                 Conn::Single(ConnectionManager::new_lazy_with_config(

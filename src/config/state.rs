@@ -25,9 +25,8 @@ impl Validator<'_> {
             (false, Some(raw)) => {
                 // Checked all the same, so that switching the backend holds no surprise.
                 let _ = self.redis(raw);
-                self.warnings.push(
-                    "state.redis: not used while state.backend is memory".to_owned(),
-                );
+                self.warnings
+                    .push("state.redis: not used while state.backend is memory".to_owned());
                 StateConfig::Memory
             }
             (true, raw) => {
