@@ -28,6 +28,37 @@ pub fn fold(text: &str) -> String {
     text.chars().flat_map(fold_char).collect()
 }
 
+/// A path segment with what a lenient server cuts off removed: `;…` path parameters
+/// (servlet containers) and `::…` NTFS stream names (IIS).
+pub fn cut_segment(segment: &str) -> &str {
+    let segment = segment.split(';').next().unwrap_or("");
+    segment.split("::").next().unwrap_or("")
+}
+
+/// One path segment as a lenient server reads it: cut as [`cut_segment`] does,
+/// case-folded, full-width forms made ASCII, trailing dots and white space trimmed.
+pub fn path_segment(segment: &str) -> String {
+    let folded = fold(cut_segment(segment));
+    folded
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_owned()
+}
+
+/// Whether some server could read `segment` as empty or as a dot segment (`.`, `..`):
+/// Tomcat reads `/x/..;/oauth2/token` as `/oauth2/token`, IIS `..::$DATA` as `..`.
+/// Both the router (for a request path) and the configuration (for a protected-path
+/// pattern) refuse such a segment, so that a pattern can always match its own text.
+pub fn ambiguous_segment(segment: &str) -> bool {
+    if segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return segment.is_empty();
+    }
+    let cut = cut_segment(segment);
+    cut.is_empty() || cut.bytes().all(|b| b == b'.') || path_segment(segment).is_empty()
+}
+
 /// A parameter name (still form-encoded, as it appears in a query or an urlencoded body)
 /// as a lenient server reads it. Names made only of `a-z`, `0-9` and `_` (all the OAuth
 /// parameters) are returned as they are, without allocating.

@@ -80,16 +80,7 @@ fn canonical_segments(decoded: &str) -> Result<Vec<&str>, RequestError> {
     // Empty and dot segments, also as a lenient server sees them once it has cut `;…`
     // parameters off (Tomcat reads `/x/..;/oauth2/token` as `/oauth2/token`) or trimmed
     // trailing dots and spaces.
-    let dubious = |s: &&str| {
-        if s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return s.is_empty();
-        }
-        let cut = cut_suffixes(s);
-        cut.is_empty() || cut.bytes().all(|b| b == b'.') || loosen(s).is_empty()
-    };
-    if segments.iter().any(dubious) {
+    if segments.iter().any(|s| lenient::ambiguous_segment(s)) {
         return Err(RequestError::AmbiguousPath);
     }
     Ok(segments)
@@ -121,13 +112,13 @@ fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
     let loose = |segments: &[&str]| -> Vec<String> {
         let mut out: Vec<String> = Vec::with_capacity(segments.len());
         for s in segments {
-            match cut_suffixes(s).trim_end_matches([' ', '\t']) {
+            match lenient::cut_segment(s).trim_end_matches([' ', '\t']) {
                 "." => {}
                 ".." => {
                     out.pop();
                 }
                 _ => {
-                    let l = loosen(s);
+                    let l = lenient::path_segment(s);
                     if !l.is_empty() {
                         out.push(l);
                     }
@@ -155,25 +146,12 @@ fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
         }
     }
     readings.iter().any(|reading| {
-        patterns
-            .iter()
-            .any(|p| p.matches_by(reading, |literal, seg| loosen(literal) == seg))
+        patterns.iter().any(|p| {
+            p.matches_by(reading, |literal, seg| {
+                lenient::path_segment(literal) == seg
+            })
+        })
     })
-}
-
-/// A segment without its `;…` path parameters and `::…` NTFS stream name.
-fn cut_suffixes(segment: &str) -> &str {
-    let segment = segment.split(';').next().unwrap_or("");
-    segment.split("::").next().unwrap_or("")
-}
-
-/// One segment as a lenient server reads it: path parameters and NTFS stream names cut
-/// off, case-folded, full-width forms made ASCII, trailing dots and white space trimmed.
-fn loosen(segment: &str) -> String {
-    let folded = lenient::fold(cut_suffixes(segment));
-    folded
-        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -291,8 +269,8 @@ mod tests {
 
     #[test]
     fn segments_are_loosened_as_lenient_servers_do() {
-        assert_eq!(loosen("To\u{212A}en"), "token");
-        assert_eq!(loosen("ＴＯＫＥＮ. ;x"), "token");
-        assert_eq!(loosen("token::$DATA"), "token");
+        assert_eq!(lenient::path_segment("To\u{212A}en"), "token");
+        assert_eq!(lenient::path_segment("ＴＯＫＥＮ. ;x"), "token");
+        assert_eq!(lenient::path_segment("token::$DATA"), "token");
     }
 }
