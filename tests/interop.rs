@@ -3,6 +3,8 @@
 //! internal header verified by PyJWT. The Python environment is created on first use under
 //! target/ from tests/interop/requirements.txt (pinned), so `cargo test` alone suffices.
 
+#[path = "support/python.rs"]
+mod python_venv;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -12,47 +14,10 @@ use std::sync::OnceLock;
 use support::*;
 use tokio::net::TcpListener;
 
-/// Creates (once per process, and only when requirements change) the virtualenv.
+/// The virtualenv (support/python.rs), made once per process.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let requirements = root.join("tests/interop/requirements.txt");
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
-        let python = venv.join("bin/python");
-        let stamp = venv.join("requirements.stamp");
-        let wanted = std::fs::read_to_string(&requirements).unwrap();
-        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-            && python.exists()
-        {
-            return python;
-        }
-        let base = std::env::var("SECRETGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let status = Command::new(&base)
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv)
-            .status()
-            .unwrap_or_else(|e| panic!("interop tests need python3 with venv ({base}): {e}"));
-        assert!(status.success(), "creating the virtualenv failed");
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "pip install -r tests/interop/requirements.txt failed"
-        );
-        std::fs::write(&stamp, wanted).unwrap();
-        python
-    })
+    PYTHON.get_or_init(|| python_venv::venv("interop-venv"))
 }
 
 fn script(name: &str) -> PathBuf {

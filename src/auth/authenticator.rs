@@ -235,15 +235,19 @@ impl Authenticator {
         basic: bool,
     ) -> Result<ClientId, GatewayError> {
         let fail = |f| GatewayError::auth(f, basic);
-        let (client, hashes) = match self.registry.check_secret(client_id, secret, method) {
+        let (client, hashes, work) = match self.registry.check_secret(client_id, secret, method) {
             SecretCheck::Matched(c) => return Ok(c.client_id.clone()),
             SecretCheck::Failed(f) => return Err(fail(f)),
-            SecretCheck::NeedsHash { client, hashes } => (client, hashes),
+            SecretCheck::NeedsHash {
+                client,
+                hashes,
+                work,
+            } => (client, hashes, work),
         };
         let matched = self
             .state
             .hasher
-            .verify(client.map(|c| c.client_id.as_str()), hashes, secret)
+            .verify(client.map(|c| c.client_id.as_str()), hashes, work, secret)
             .await
             .map_err(|_| GatewayError::HashingSaturated)?;
         match (client, matched) {

@@ -97,15 +97,19 @@ impl Hasher {
         mac.finalize().into_bytes().into()
     }
 
-    /// Whether `presented` matches one of `hashes`. `client_id` is `Some` for a registered
-    /// client (whose success is cached) and `None` for the decoy of an unknown one.
+    /// Whether `presented` matches one of `work`, all of which are verified (the client's
+    /// `hashes` and decoys, registry.rs). `client_id` is `Some` for a registered client with
+    /// hashes of its own, whose success is cached under them.
     pub async fn verify(
         &self,
         client_id: Option<&str>,
         hashes: &[Arc<StoredHash>],
+        work: &[Arc<StoredHash>],
         presented: &Secret,
     ) -> Result<bool, Saturated> {
-        let key = client_id.map(|id| self.cache_key(id, hashes, presented));
+        let key = client_id
+            .filter(|_| !hashes.is_empty())
+            .map(|id| self.cache_key(id, hashes, presented));
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             if cache.contains_key(key) {
                 self.metrics.hash_cache(true);
@@ -128,12 +132,11 @@ impl Hasher {
         let Ok(_permit) = self.permits.acquire().await else {
             return Err(Saturated);
         };
-        let hashes: Vec<Arc<StoredHash>> = hashes.to_vec();
+        let work: Vec<Arc<StoredHash>> = work.to_vec();
         let secret = presented.clone();
         // Off the event loop: a verification takes tens of milliseconds of CPU.
         let matched = tokio::task::spawn_blocking(move || {
-            hashes
-                .iter()
+            work.iter()
                 .fold(false, |ok, h| h.verify(secret.expose()) | ok)
         })
         .await
@@ -188,9 +191,9 @@ mod tests {
         let h = hasher(Duration::from_secs(60), 2, 8);
         let old = [hash("right")];
         let right = Secret::new("right");
-        assert_eq!(h.verify(Some("c"), &old, &right).await, Ok(true));
+        assert_eq!(h.verify(Some("c"), &old, &old, &right).await, Ok(true));
         assert_eq!(
-            h.verify(Some("c"), &old, &Secret::new("wrong")).await,
+            h.verify(Some("c"), &old, &old, &Secret::new("wrong")).await,
             Ok(false)
         );
         let cached = h.cache_key("c", &old, &right);
@@ -200,9 +203,9 @@ mod tests {
         assert_eq!(cache.entry_count(), 1, "the failure was not cached");
         // The hash changed (a reload): the old verification does not count.
         let new = [hash("other")];
-        assert_eq!(h.verify(Some("c"), &new, &right).await, Ok(false));
+        assert_eq!(h.verify(Some("c"), &new, &new, &right).await, Ok(false));
         // Unknown clients (the decoy) are never cached.
-        let _ = h.verify(None, &old, &right).await;
+        let _ = h.verify(None, &[], &old, &right).await;
         assert!(!h
             .cache
             .as_ref()
@@ -217,12 +220,14 @@ mod tests {
         // Hold the only slot while another request arrives.
         h.pending.store(h.max_pending, Ordering::Release);
         assert_eq!(
-            h.verify(Some("c"), &hashes, &Secret::new("x")).await,
+            h.verify(Some("c"), &hashes, &hashes, &Secret::new("x"))
+                .await,
             Err(Saturated)
         );
         h.pending.store(0, Ordering::Release);
         assert_eq!(
-            h.verify(Some("c"), &hashes, &Secret::new("right")).await,
+            h.verify(Some("c"), &hashes, &hashes, &Secret::new("right"))
+                .await,
             Ok(true)
         );
         assert_eq!(h.pending.load(Ordering::Acquire), 0, "the slot came back");

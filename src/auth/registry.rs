@@ -9,9 +9,13 @@
 //! it is needed ([`SecretCheck::NeedsHash`]).
 //! Invariants: comparisons are constant time over fixed-length values (RFC 6749 §2.3.1
 //! does not say so, but OIDC Core §16.19 and common sense do); an unknown client costs the
-//! same work as a known one (with hashed clients registered, a decoy hash with the
-//! parameters of the first registered hash); several secrets per client form a rotation
-//! window and all of them are always tried, so timing does not reveal which one matched.
+//! same work as a known one; several secrets per client form a rotation window and all of
+//! them are always tried, so timing does not reveal which one matched. With hashed secrets
+//! registered, every failure does the same number of hash verifications, the most any
+//! client has: a client's own hashes padded with decoys (hashes of random bytes with the
+//! parameters of the first hash in the config), an unknown client or a client with only
+//! plain secrets decoys alone. So a wrong secret costs the same whatever the client id,
+//! as long as every hash uses the same algorithm and parameters (docs/design.md §2.7).
 
 use std::collections::HashMap;
 
@@ -47,7 +51,10 @@ pub struct RegisteredClient {
     pub method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
     secrets: Vec<PreparedSecret>,
+    /// The client's own hashes (what a verify-cache entry is keyed with).
     hashes: Vec<Arc<StoredHash>>,
+    /// Its hashes padded with decoys to the registry's most: what a verification runs.
+    work: Vec<Arc<StoredHash>>,
 }
 
 /// What checking a presented Basic or post secret came to.
@@ -55,11 +62,14 @@ pub struct RegisteredClient {
 pub enum SecretCheck<'a> {
     Matched(&'a RegisteredClient),
     Failed(AuthFailure),
-    /// No secret matched, and hashes remain to be tried (slow): `client` is `None` for an
-    /// unknown client, whose `hashes` is the decoy (it fails, at the same cost).
+    /// No plain secret matched, and hashes registered somewhere: `work` is to be verified
+    /// (slowly, off the event loop), of which `hashes` are the client's own (none for an
+    /// unknown client or one with plain secrets only: the work is then decoys, it fails,
+    /// at the same cost).
     NeedsHash {
         client: Option<&'a RegisteredClient>,
         hashes: &'a [Arc<StoredHash>],
+        work: &'a [Arc<StoredHash>],
     },
 }
 
@@ -81,9 +91,9 @@ pub struct Registry {
     digest_key: Hmac<Sha256>,
     /// Stands in for an unknown client so that the failure path does the same work.
     decoy: PreparedSecret,
-    /// The same, when hashed secrets are registered: a hash of random bytes with the
-    /// parameters of the first registered hash.
-    decoy_hash: Vec<Arc<StoredHash>>,
+    /// The same, when hashed secrets are registered: as many hashes of random bytes, with
+    /// the parameters of the first registered hash, as the client with the most hashes has.
+    decoys: Vec<Arc<StoredHash>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -108,7 +118,7 @@ impl Registry {
             &Secret::new(decoy_secret.to_vec()),
             &Algorithm::ALL,
         );
-        let clients = clients
+        let mut clients = clients
             .iter()
             .map(|c| {
                 let algs: &[Algorithm] = if c.auth_method == AuthMethod::ClientSecretJwt {
@@ -134,25 +144,34 @@ impl Registry {
                         algorithms: c.algorithms.clone(),
                         secrets,
                         hashes,
+                        work: Vec::new(),
                     },
                 )
             })
-            .collect::<HashMap<_, _>>();
-        // The first hash in config order, so that the decoy does not change between loads
-        // of one config.
-        let decoy_hash = clients_in_order
+            .collect::<HashMap<ClientId, RegisteredClient>>();
+        // Decoys with the parameters of the first hash in config order.
+        let most = clients.values().map(|c| c.hashes.len()).max().unwrap_or(0);
+        let first = clients_in_order
             .iter()
             .flat_map(|c| &c.secrets)
             .find_map(|s| match s {
-                ClientSecret::Hashed(h) => Some(vec![Arc::new(h.decoy())]),
+                ClientSecret::Hashed(h) => Some(h),
                 ClientSecret::Plain(_) => None,
-            })
-            .unwrap_or_default();
+            });
+        let decoys: Vec<Arc<StoredHash>> = match first {
+            Some(h) => (0..most).map(|_| Arc::new(h.decoy())).collect(),
+            None => Vec::new(),
+        };
+        for client in clients.values_mut() {
+            let own = client.hashes.len();
+            client.work = client.hashes.clone();
+            client.work.extend(decoys[..most - own].iter().cloned());
+        }
         Registry {
             clients,
             digest_key,
             decoy,
-            decoy_hash,
+            decoys,
         }
     }
 
@@ -183,12 +202,13 @@ impl Registry {
             None => {
                 // Same work as a known client with one secret, result discarded.
                 let _ = bool::from(digest.ct_eq(&self.decoy.digest));
-                if self.decoy_hash.is_empty() {
+                if self.decoys.is_empty() {
                     SecretCheck::Failed(AuthFailure::UnknownClient)
                 } else {
                     SecretCheck::NeedsHash {
                         client: None,
-                        hashes: &self.decoy_hash,
+                        hashes: &[],
+                        work: &self.decoys,
                     }
                 }
             }
@@ -200,12 +220,13 @@ impl Registry {
                     .fold(Choice::from(0), |acc, s| acc | digest.ct_eq(&s.digest));
                 if bool::from(matched) {
                     Self::method_check(client, method)
-                } else if client.hashes.is_empty() {
+                } else if client.work.is_empty() {
                     SecretCheck::Failed(AuthFailure::WrongSecret)
                 } else {
                     SecretCheck::NeedsHash {
                         client: Some(client),
                         hashes: &client.hashes,
+                        work: &client.work,
                     }
                 }
             }
@@ -355,5 +376,41 @@ mod tests {
         let text = format!("{:?}", r.get("billing").unwrap());
         assert!(text.contains("[***; 2]"), "{text}");
         assert!(!text.contains("old-secret") && !text.contains("new-secret"));
+    }
+
+    #[test]
+    fn every_failure_verifies_as_many_hashes() {
+        use crate::hashes::{make_hash, HashParams};
+        let hashed = |secret: &str| {
+            let text = make_hash(secret.as_bytes(), HashParams::Bcrypt(10)).unwrap();
+            ClientSecret::Hashed(StoredHash::parse(&text).unwrap())
+        };
+        let client = |id: &str, secrets| ClientConfig {
+            client_id: ClientId::new(id),
+            auth_method: AuthMethod::ClientSecretBasic,
+            algorithms: vec![Algorithm::Hs256],
+            secrets,
+        };
+        let r = Registry::new(&[
+            client("two", vec![hashed("a"), hashed("b")]),
+            client("one", vec![hashed("c")]),
+            client("plain", vec![ClientSecret::Plain(Secret::new("p"))]),
+        ]);
+        let basic = AuthMethod::ClientSecretBasic;
+        let wrong = Secret::new("wrong");
+        let work = |id: &str| match r.check_secret(id, &wrong, basic) {
+            SecretCheck::NeedsHash { hashes, work, .. } => (hashes.len(), work.len()),
+            other => panic!("{id}: {other:?}"),
+        };
+        // Own hashes first, padded with decoys to the most any client has (two).
+        assert_eq!(work("two"), (2, 2));
+        assert_eq!(work("one"), (1, 2));
+        assert_eq!(work("plain"), (0, 2));
+        assert_eq!(work("nobody"), (0, 2));
+        // A plain secret that matches needs no hashing at all.
+        assert!(matches!(
+            r.check_secret("plain", &Secret::new("p"), basic),
+            SecretCheck::Matched(_)
+        ));
     }
 }
