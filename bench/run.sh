@@ -6,6 +6,7 @@
 #   bench/run.sh                     # full run, ~5 minutes with the defaults
 #   bench/run.sh profile             # perf profile of secretgate's Basic path under load
 #   bench/run.sh serve               # start everything, print the wrk commands, wait
+#   bench/run.sh instructions        # only the instruction counts (needs valgrind)
 #
 # Everything is made fresh under a temp dir (deleted on exit, KEEP_TMP=1 keeps it): a
 # throwaway CA and server certificate, client secrets, the internal-header key, the
@@ -44,14 +45,16 @@
 #                      the closest to secretgate's one HMAC), apr1, sha512 (crypt $6$), plain
 #   SOAK=0             seconds of extra secretgate Basic load with RSS sampled every 5 s
 #   PROFILE_SECONDS=15 (profile mode) length of the perf recording
+#   INSTRUCTIONS=auto  instruction counts per request with callgrind: auto (when valgrind
+#                      is installed), on, off. CG_DURATION=6 s of counted load per scenario.
 #   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+3
 #   SKIP_BUILD=1       use the existing target/release/secretgate
 #   KEEP_TMP=1         keep the temp dir (configs, logs, keys) for inspection
 set -euo pipefail
 
 MODE=${1:-all}
-case "$MODE" in all | profile | serve) ;; *)
-  echo "usage: $0 [all|profile|serve]" >&2
+case "$MODE" in all | profile | serve | instructions) ;; *)
+  echo "usage: $0 [all|profile|serve|instructions]" >&2
   exit 2
   ;;
 esac
@@ -76,11 +79,15 @@ SOAK=${SOAK:-0}
 PROFILE_SECONDS=${PROFILE_SECONDS:-15}
 PORT_BASE=${PORT_BASE:-18080}
 OUT_DIR=${OUT_DIR:-$ROOT/target/bench}
+INSTRUCTIONS=${INSTRUCTIONS:-auto}
+CG_DURATION=${CG_DURATION:-6}
 
 UPSTREAM_PORT=$PORT_BASE
 PEER_PORT=$((PORT_BASE + 1))
 SG_PORT=$((PORT_BASE + 2))
 SG_ADMIN_PORT=$((PORT_BASE + 3))
+CG_PORT=$((PORT_BASE + 4))
+CG_ADMIN_PORT=$((PORT_BASE + 5))
 BASIC_ID=bench-basic
 POST_ID=bench-post
 JWT_ID=bench-jwt
@@ -103,8 +110,15 @@ done
 if [[ $MODE == profile ]]; then
   command -v perf >/dev/null 2>&1 || die "perf not found (apt-get install linux-perf)"
 fi
+if [[ $MODE == instructions ]]; then INSTRUCTIONS=on; fi
+case "$INSTRUCTIONS" in
+  auto) if command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1; then INSTRUCTIONS=on; else INSTRUCTIONS=off; fi ;;
+  on) command -v callgrind_control >/dev/null 2>&1 || die "valgrind not found (apt-get install valgrind)" ;;
+  off) ;;
+  *) die "INSTRUCTIONS must be auto, on or off" ;;
+esac
 NGINX=$(command -v nginx)
-for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT; do
+for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is in use (set PORT_BASE)"
   fi
@@ -221,9 +235,9 @@ else
   SG_LOG_LEVEL=warn
 fi
 render() {
-  sed -e "s|@TMP@|$TMP|g" -e "s|@WORKERS@|$WORKERS|g" -e "s|@UPSTREAM_WORKERS@|$UPSTREAM_WORKERS|g" \
+  sed -e "s|@TMP@|$TMP|g" -e "s|@WORKERS@|${RENDER_WORKERS:-$WORKERS}|g" -e "s|@UPSTREAM_WORKERS@|$UPSTREAM_WORKERS|g" \
     -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@PEER_PORT@|$PEER_PORT|g" \
-    -e "s|@SG_PORT@|$SG_PORT|g" -e "s|@SG_ADMIN_PORT@|$SG_ADMIN_PORT|g" \
+    -e "s|@SG_PORT@|${RENDER_SG_PORT:-$SG_PORT}|g" -e "s|@SG_ADMIN_PORT@|${RENDER_SG_ADMIN_PORT:-$SG_ADMIN_PORT}|g" \
     -e "s|@PEER_ACCESS_LOG@|$PEER_ACCESS_LOG|g" -e "s|@REPLAY_CAPACITY@|$REPLAY_CAPACITY|g" \
     -e "s|@BASIC_ID@|$BASIC_ID|g" -e "s|@POST_ID@|$POST_ID|g" -e "s|@JWT_ID@|$JWT_ID|g" \
     "$1" >"$2"
@@ -231,6 +245,9 @@ render() {
 render "$BENCH/conf/upstream.nginx.conf.in" "$TMP/upstream.conf"
 render "$BENCH/conf/peer.nginx.conf.in" "$TMP/peer.conf"
 render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate.yaml"
+# The instance counted under callgrind: one worker, ports of its own.
+RENDER_WORKERS=1 RENDER_SG_PORT=$CG_PORT RENDER_SG_ADMIN_PORT=$CG_ADMIN_PORT \
+  render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-cg.yaml"
 "$NGINX" -t -q -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" || die "upstream nginx config"
 "$NGINX" -t -q -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" || die "peer nginx config"
 "$BIN" check --config "$TMP/secretgate.yaml" >/dev/null || die "secretgate config"
@@ -379,6 +396,72 @@ run_wrk() {
 
 SCENARIOS=(upstream nginx sg-basic sg-post sg-jwt)
 
+# --- instructions per request (callgrind) ---------------------------------------------------
+# Wall-clock ratios of a few percent drown in this machine's noise; the instructions
+# secretgate executes per request do not (±0.5% between runs). A second secretgate with
+# one worker runs under callgrind; per scenario: warm up, zero the counters, CG_DURATION s
+# of wrk -t1 -c4, dump, and divide the instructions by the requests wrk completed. Under
+# valgrind SHA-256 runs its portable code instead of SHA-NI (~45k instructions of a
+# request): the counts compare builds, they are not a native cost.
+instructions() {
+  local dir="$TMP/callgrind" cg_pid scen url args out line requests ir dumps
+  mkdir -p "$dir"
+  log "instruction counts: secretgate (workers: 1) under callgrind, ${CG_DURATION}s per scenario"
+  (
+    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+    exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out.%p" \
+      "$BIN" run --config "$TMP/secretgate-cg.yaml" 2>"$TMP/secretgate-cg.log"
+  ) &
+  cg_pid=$!
+  PIDS+=("$cg_pid")
+  for _ in $(seq 600); do
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CG_ADMIN_PORT/readyz"; then break; fi
+    kill -0 "$cg_pid" 2>/dev/null || die "secretgate under callgrind exited: $(tail -5 "$TMP/secretgate-cg.log")"
+    sleep 0.2
+  done
+  for scen in sg-basic sg-post sg-jwt; do
+    url="https://localhost:$CG_PORT/oauth2/token"
+    case "$scen" in
+      sg-basic) args=("body=$GRANT" "auth=$BASIC_AUTH" threads=1) ;;
+      sg-post) args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" threads=1) ;;
+      sg-jwt) args=("body=$GRANT" threads=1) ;;
+    esac
+    # jwt: fresh assertions for each of the two runs (a jti is single-use).
+    local warm=() counted=()
+    if [[ $scen == sg-jwt ]]; then
+      mint 20000 "$TMP/assertions/cg-warm.txt"
+      mint $((CG_DURATION * 5000 + 5000)) "$TMP/assertions/cg.txt"
+      warm=("assertions=$TMP/assertions/cg-warm.txt") counted=("assertions=$TMP/assertions/cg.txt")
+    fi
+    out="$TMP/wrk/instructions-$scen.txt"
+    BENCH_CONNECT=127.0.0.1 wrk -t1 -c4 -d2s --timeout 10s -s "$BENCH/token.lua" "$url" -- "${args[@]}" "${warm[@]}" >"$out.warmup" 2>&1 ||
+      die "wrk failed: $(tail -5 "$out.warmup")"
+    callgrind_control -z "$cg_pid" >/dev/null 2>&1
+    BENCH_CONNECT=127.0.0.1 wrk -t1 -c4 -d"${CG_DURATION}s" --timeout 10s -s "$BENCH/token.lua" "$url" -- "${args[@]}" "${counted[@]}" >"$out" 2>&1 ||
+      die "wrk failed: $(tail -5 "$out")"
+    callgrind_control -d "$scen" "$cg_pid" >/dev/null 2>&1
+    line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
+    requests=$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")
+    # The newest dump; its `summary:` (or `totals:`) line is the instruction count.
+    dumps=$(ls -t "$dir"/callgrind.out.* | head -1)
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dumps")
+    [[ -n $ir && $requests -gt 0 ]] || die "no instruction count for $scen ($dumps)"
+    if grep -Eq 'non2xx=[1-9]|exhausted=[1-9]' <<<"$line"; then die "instructions $scen: errors: $line"; fi
+    meta "instructions_$scen" "$((ir / requests)) $requests"
+    log "$(printf 'instructions %-9s %8d per request (%d requests)' "$scen" "$((ir / requests))" "$requests")"
+    rm -f "$TMP/assertions/cg.txt" "$TMP/assertions/cg-warm.txt"
+  done
+  kill -TERM "$cg_pid" 2>/dev/null || true
+  wait "$cg_pid" 2>/dev/null || true
+  cp "$dir"/callgrind.out.* "$OUT_DIR/" 2>/dev/null || true
+}
+if [[ $MODE == instructions ]]; then
+  instructions
+  meta git "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')"
+  grep '^instructions_' "$META" | tee "$OUT_DIR/instructions.txt"
+  exit 0
+fi
+
 # --- serve mode: the same setup, by hand ----------------------------------------------------
 if [[ $MODE == serve ]]; then
   L="$BENCH/token.lua"
@@ -474,6 +557,7 @@ if ((SOAK > 0)); then
   wait "$SAMPLER" || true
   meta soak_rss_kib "$samples $(tr '\n' ' ' <"$TMP/soak-rss.txt")"
 fi
+if [[ $INSTRUCTIONS == on ]]; then instructions; fi
 meta rss_end_kib "$(rss_kib)"
 meta rss_hwm_kib "$(hwm_kib)"
 meta sg_threads "$(ls "/proc/$SG_PID/task" | wc -l)"

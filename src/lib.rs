@@ -11,7 +11,8 @@
 //! - vocabulary: [`oauth`] (methods, algorithms, parameter names, `ClientId`), [`secret`],
 //!   [`clock`], [`body`], [`conn`], [`jws`], [`lenient`], [`error`] (error payloads and
 //!   the one error → response table);
-//! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`];
+//! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`],
+//!   [`logline`], [`logsink`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
 //!   [`sign`], [`verify`], [`rescue`];
 //! - assembly: [`stack`], [`reload`], [`admin`], [`shutdown`], [`server`];
@@ -32,6 +33,8 @@ pub mod hashes;
 pub mod jws;
 pub mod lenient;
 pub mod limit;
+pub mod logline;
+pub mod logsink;
 pub mod metrics;
 pub mod oauth;
 pub mod reload;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use secretgate::clock::Clock;
 use secretgate::config::{Config, SigningKey};
 use secretgate::hashes::{make_hash, HashAlgorithm, HashParams};
+use secretgate::logline::LineFormat;
 use secretgate::oauth::Algorithm;
 use secretgate::secret::Secret;
 use secretgate::verify::{verify_internal_header, Check, Expected, VerifyKeys};
@@ -113,10 +114,15 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        // Batched on the worker threads, direct elsewhere (logsink.rs).
+        .with_writer(secretgate::logsink::Sink);
+    // The access line is written without the formatting machinery (logline.rs).
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.event_format(LineFormat::text()).init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(LineFormat::json())
+            .init(),
     }
 }
 

@@ -252,7 +252,7 @@ impl Record {
         macro_rules! access {
             ($level:expr) => {
                 tracing::event!(
-                    target: "secretgate::access",
+                    target: crate::logline::ACCESS,
                     $level,
                     request_id,
                     method = self.line.method.as_str(),

@@ -295,10 +295,19 @@ impl Worker {
         let mut stopping = stop.clone();
         let mut heartbeat = tokio::time::interval(ALLOCATOR_HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // This thread's log lines are batched, written out by this timer at the latest,
+        // and when the worker ends (logsink.rs).
+        let _batching = crate::logsink::buffer_this_thread();
+        let mut log_flush = tokio::time::interval(crate::logsink::FLUSH_EVERY);
+        log_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = heartbeat.tick() => {
                     allocator_heartbeat();
+                    continue;
+                }
+                _ = log_flush.tick() => {
+                    crate::logsink::flush();
                     continue;
                 }
                 accepted = listener.accept() => match accepted {
@@ -324,12 +333,20 @@ impl Worker {
         drop(listener);
         let _ = closed.send(());
         drop(alive);
-        let grace = current.load().config.shutdown_grace;
-        if tokio::time::timeout(grace, ended.recv()).await.is_err() {
-            tracing::warn!(
-                worker = index,
-                "shutdown_grace elapsed with connections still open"
-            );
+        let grace = tokio::time::sleep(current.load().config.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                _ = ended.recv() => break,
+                () = grace.as_mut() => {
+                    tracing::warn!(
+                        worker = index,
+                        "shutdown_grace elapsed with connections still open"
+                    );
+                    break;
+                }
+                _ = log_flush.tick() => crate::logsink::flush(),
+            }
         }
     }
 }
