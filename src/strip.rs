@@ -24,25 +24,31 @@ use http::Request;
 use tower::{Layer, Service};
 
 use crate::trace::REQUEST_ID;
-use crate::upstream::remove_hop_by_hop;
+use crate::upstream::remove_where;
 
-/// Client-sent headers that claim facts only the gateway knows.
-const GATEWAY_SET: [HeaderName; 14] = [
-    HeaderName::from_static("forwarded"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("client-ip"),
-    HeaderName::from_static("x-cluster-client-ip"),
-    HeaderName::from_static("cf-connecting-ip"),
-    HeaderName::from_static("fastly-client-ip"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-original-uri"),
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
+/// Client-sent headers that claim facts only the gateway knows: where the request came
+/// from, which URL or method it really has. Every `x-forwarded-*` too (-For, -Proto,
+/// -Host, -Port, -Prefix, -Ssl, ...).
+fn gateway_set(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "forwarded"
+            | "x-real-ip"
+            | "x-client-ip"
+            | "true-client-ip"
+            | "client-ip"
+            | "x-cluster-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-uri"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+    ) || name.starts_with("x-forwarded-")
+}
 
 /// Longest inbound request id kept.
 const MAX_REQUEST_ID: usize = 128;
@@ -97,21 +103,9 @@ where
 
 /// Removes every header of the module documentation from `headers`.
 pub fn strip(headers: &mut HeaderMap, internal: &HeaderName) {
-    remove_hop_by_hop(headers);
-    // docs/design.md §5.4: inbound copies are never forwarded. `remove` drops all values.
-    headers.remove(internal);
-    for name in &GATEWAY_SET {
-        headers.remove(name);
-    }
-    // Any X-Forwarded-* (-For, -Proto, -Host, -Port, -Prefix, -Ssl, ...): only the
-    // gateway's own are forwarded. Scanning names is cheap; removing is rare.
-    while let Some(name) = headers
-        .keys()
-        .find(|n| n.as_str().starts_with("x-forwarded-"))
-        .cloned()
-    {
-        headers.remove(&name);
-    }
+    // docs/design.md §5.4: inbound copies of the internal header are never forwarded.
+    // `remove` drops every value of a name.
+    remove_where(headers, |name| name == internal || gateway_set(name));
     let mut ids = headers.get_all(REQUEST_ID).iter();
     let acceptable = match (ids.next(), ids.next()) {
         (None, _) => true,
