@@ -282,6 +282,7 @@ pub struct Metrics {
     authentications: Family<AuthLabels, Counter>,
     client_authentications: Family<ClientAuthLabels, Counter>,
     upstream_duration: Histogram,
+    upstream_connections: Counter,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     replay_entries: Gauge,
     replay_rejections: Family<ReplayLabels, Counter>,
@@ -350,6 +351,12 @@ impl Metrics {
             "Time from sending a request upstream to its response head",
             prometheus_client::registry::Unit::Seconds,
             upstream_duration.clone(),
+        );
+        let upstream_connections = Counter::default();
+        registry.register(
+            "upstream_connections_opened",
+            "Connections opened to the upstream (each then serves many requests, kept alive)",
+            upstream_connections.clone(),
         );
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         registry.register(
@@ -459,6 +466,7 @@ impl Metrics {
             authentications,
             client_authentications,
             upstream_duration,
+            upstream_connections,
             upstream_errors,
             replay_entries,
             replay_rejections,
@@ -515,6 +523,10 @@ impl Metrics {
 
     pub fn upstream_response(&self, elapsed: Duration) {
         self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn upstream_connection_opened(&self) {
+        self.upstream_connections.inc();
     }
 
     pub fn upstream_error(&self, kind: UpstreamError) {

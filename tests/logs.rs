@@ -152,12 +152,9 @@ async fn no_secret_in_logs_at_any_level() {
         "{refused}"
     );
     assert!(access.iter().any(|v| v["fields"]["outcome"] == "replay"));
-    // Dependencies at TRACE were captured too (h2 frames, hyper, rustls).
-    for target in [
-        "\"target\":\"h2",
-        "\"target\":\"hyper",
-        "\"target\":\"rustls",
-    ] {
+    // Dependencies at TRACE were captured too (h2 frames, rustls). hyper 1 itself logs
+    // only when built with its unstable tracing cfg.
+    for target in ["\"target\":\"h2", "\"target\":\"rustls"] {
         assert!(logs.contains(target), "no {target} events captured");
     }
 

@@ -82,7 +82,11 @@ async fn served_certificate(gw: &Gateway) -> Vec<u8> {
 
 /// The `kid` of the internal header the upstream saw last.
 fn last_kid(upstream: &RecordingUpstream) -> String {
-    let rec = upstream.last();
+    kid_of(&upstream.last())
+}
+
+/// The `kid` of the internal header of one upstream request, once it verifies.
+fn kid_of(rec: &Recorded) -> String {
     let header = rec.headers["x-authenticated-client"]
         .to_str()
         .unwrap()
@@ -277,7 +281,20 @@ async fn reload_under_load_drops_nothing() {
         .await
         .expect("reload with the new signing key");
     load.advance(20).await;
-    assert_eq!(last_kid(&upstream), "k2");
+    // A request that starts after the reload is signed with k2. (Requests in flight during
+    // the reload may carry k1 and reach the upstream in any order: not "the last one".)
+    let mut marked = form(TOKEN_PATH, "grant_type=client_credentials&scope=after-k2");
+    marked.headers_mut().insert(
+        "authorization",
+        basic(BASIC_ID, NEW_SECRET).parse().unwrap(),
+    );
+    assert_eq!(kept.send(marked).await.status, StatusCode::OK);
+    let rec = upstream
+        .records()
+        .into_iter()
+        .rfind(|r| String::from_utf8_lossy(&r.body).contains("scope=after-k2"))
+        .expect("the marked request reached the upstream");
+    assert_eq!(kid_of(&rec), "k2");
 
     let (ok, failed, failures) = load.finish().await;
     assert_eq!(failed, 0, "failed requests during reloads: {failures:?}");
