@@ -9,8 +9,8 @@
 //! Modules, bottom of the dependency graph first (every `use crate::` points down this
 //! list; `.ci/modgraph.py` fails CI on a cycle):
 //! - vocabulary: [`oauth`] (methods, algorithms, parameter names, `ClientId`), [`secret`],
-//!   [`clock`], [`body`], [`conn`], [`jws`], [`lenient`], [`error`] (error payloads and
-//!   the one error → response table);
+//!   [`clock`], [`body`], [`x509`] (certificate thumbprints and RFC 8705 names), [`conn`],
+//!   [`jws`], [`lenient`], [`error`] (error payloads and the one error → response table);
 //! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
 //!   [`sign`], [`verify`], [`rescue`];
@@ -48,6 +48,7 @@ pub mod tls;
 pub mod trace;
 pub mod upstream;
 pub mod verify;
+pub mod x509;
 
 #[cfg(test)]
 mod testing;
