@@ -1,5 +1,6 @@
 //! secretgate: a TLS-terminating reverse proxy that authenticates OAuth 2.0 clients
-//! (`client_secret_basic`, `client_secret_post`, `client_secret_jwt`) in front of a legacy
+//! (`client_secret_basic`, `client_secret_post`, `client_secret_jwt`, and with client
+//! certificates `tls_client_auth`, `self_signed_tls_client_auth`) in front of a legacy
 //! token service, strips every trace of the secret, and forwards the request with a signed
 //! internal header naming the client and method.
 //!
@@ -13,7 +14,7 @@
 //!   [`jws`], [`lenient`], [`error`] (error payloads and the one error → response table);
 //! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
-//!   [`sign`], [`verify`], [`rescue`];
+//!   [`sign`], [`metadata`] (discovery documents rewritten), [`verify`], [`rescue`];
 //! - assembly: [`stack`], [`reload`], [`admin`], [`shutdown`], [`server`];
 //! - commands: [`assertion`], [`demo`] (and `main.rs`).
 
@@ -32,6 +33,7 @@ pub mod hashes;
 pub mod jws;
 pub mod lenient;
 pub mod limit;
+pub mod metadata;
 pub mod metrics;
 pub mod oauth;
 pub mod reload;

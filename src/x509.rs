@@ -76,10 +76,7 @@ impl CertificateName {
                 let Ok(Some(san)) = cert.subject_alternative_name() else {
                     return Ok(false);
                 };
-                san.value
-                    .general_names
-                    .iter()
-                    .any(|g| other.matches_san(g))
+                san.value.general_names.iter().any(|g| other.matches_san(g))
             }
         })
     }
@@ -239,12 +236,13 @@ impl DistinguishedName {
                         break;
                     }
                     '\\' => match chars.next() {
-                        Some(
-                            s @ ('"' | '+' | ',' | ';' | '<' | '>' | '\\' | ' ' | '#' | '='),
-                        ) => bytes.push(s as u8),
+                        Some(s @ ('"' | '+' | ',' | ';' | '<' | '>' | '\\' | ' ' | '#' | '=')) => {
+                            bytes.push(s as u8)
+                        }
                         Some(h) if h.is_ascii_hexdigit() => {
                             let l = chars.next().filter(char::is_ascii_hexdigit);
-                            let (Some(hi), Some(lo)) = (h.to_digit(16), l.and_then(|l| l.to_digit(16)))
+                            let (Some(hi), Some(lo)) =
+                                (h.to_digit(16), l.and_then(|l| l.to_digit(16)))
                             else {
                                 return Err(DnError::BadEscape);
                             };

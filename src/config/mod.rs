@@ -26,10 +26,12 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::TrustAnchor;
 
 use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
+use crate::x509::{CertificateName, Thumbprint};
 pub use path::PathPattern;
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
@@ -67,6 +69,8 @@ pub struct Config {
     /// Where the replay store and the throttle counters live.
     pub state: StateConfig,
     pub hashing: HashingConfig,
+    /// How discovery metadata from the upstream is rewritten.
+    pub discovery: DiscoveryConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
     /// Every file this config was read from, with a digest of what was read (the config
@@ -173,6 +177,28 @@ pub struct TlsConfig {
     /// The chain and key as read during validation, so that what was checked is what is
     /// served even if the files change in between.
     pub certified: Arc<CertifiedKey>,
+    /// `tls.client_auth`: client certificates are requested (never required) at the
+    /// handshake only when this is set.
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `tls.client_auth`.
+#[derive(Debug, Clone)]
+pub struct ClientAuthConfig {
+    /// PEM trust anchors for `tls_client_auth` clients (and for binding the tokens of
+    /// other clients to a certificate that chains to them).
+    pub ca_file: Option<PathBuf>,
+    /// The anchors as read during validation; empty without `ca_file`.
+    pub trust_anchors: Arc<Vec<TrustAnchor<'static>>>,
+}
+
+/// `discovery`: rewriting of the authorization server metadata the upstream publishes
+/// (RFC 8414, OpenID Connect Discovery), so that it states what the gateway enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    pub rewrite: bool,
+    /// Larger documents are passed through unchanged (and counted).
+    pub max_size: usize,
 }
 
 /// `upstream`.
@@ -275,7 +301,13 @@ pub struct ClientConfig {
     pub client_id: ClientId,
     pub auth_method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
+    /// Secret-based clients only (empty for the certificate methods).
     pub secrets: Vec<ClientSecret>,
+    /// `tls_client_auth`: the one name its certificate must carry (RFC 8705 §2.1.2).
+    pub tls_name: Option<CertificateName>,
+    /// `self_signed_tls_client_auth`: the registered certificates (RFC 8705 §2.2), by
+    /// SHA-256 of their DER; several while rotating.
+    pub certificates: Vec<Thumbprint>,
 }
 
 /// One entry of `clients[].secrets`.
