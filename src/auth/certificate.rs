@@ -146,3 +146,160 @@ fn rejection(e: webpki::Error) -> CertificateRejection {
         _ => CertificateRejection::InvalidChain,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use rustls_pki_types::CertificateDer;
+
+    use super::*;
+    use crate::auth::registry::Registry;
+    use crate::config::ClientConfig;
+    use crate::oauth::ClientId;
+    use crate::x509::{CertificateName, DistinguishedName};
+
+    /// 2025-06-01, inside the client certificates' validity (2025 to 2026).
+    const JUNE_2025: i64 = 1_748_736_000;
+
+    fn ca(name: &str) -> (Issuer<'static, KeyPair>, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (Issuer::new(params, key), cert.der().clone())
+    }
+
+    fn leaf(
+        cn: &str,
+        eku: ExtendedKeyUsagePurpose,
+        issuer: Option<&Issuer<'static, KeyPair>>,
+    ) -> ClientCertificate {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2026, 1, 1);
+        let cert = match issuer {
+            Some(i) => params.signed_by(&key, i).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        ClientCertificate::from_chain(Some(&[cert.der().clone()])).unwrap()
+    }
+
+    fn client(method: AuthMethod, certificates: Vec<Thumbprint>) -> ClientConfig {
+        ClientConfig {
+            client_id: ClientId::new("c"),
+            auth_method: method,
+            algorithms: Vec::new(),
+            secrets: Vec::new(),
+            tls_name: (method == AuthMethod::TlsClientAuth).then(|| {
+                CertificateName::SubjectDn(DistinguishedName::parse("CN=payments").unwrap())
+            }),
+            certificates,
+        }
+    }
+
+    #[test]
+    fn tls_client_auth_needs_a_valid_chain_and_the_registered_name() {
+        let (issuer, ca_der) = ca("client CA");
+        let (other_issuer, _) = ca("another CA");
+        let check = CertificateCheck {
+            anchors: vec![webpki::anchor_from_trusted_cert(&ca_der)
+                .unwrap()
+                .to_owned()],
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        let registry = Registry::new(&[client(AuthMethod::TlsClientAuth, Vec::new())]);
+        let c = registry.get("c").unwrap();
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let good = leaf("payments", client_auth.clone(), Some(&issuer));
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025),
+            Ok(good.thumbprint())
+        );
+        // Time is the gateway's clock, not the wall clock.
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 + 365 * 86_400),
+            Err(CertificateRejection::Expired)
+        );
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 - 365 * 86_400),
+            Err(CertificateRejection::NotYetValid)
+        );
+        for (cert, why) in [
+            (
+                leaf("payments", client_auth.clone(), Some(&other_issuer)),
+                CertificateRejection::UnknownIssuer,
+            ),
+            (
+                leaf("payments", client_auth.clone(), None),
+                CertificateRejection::UnknownIssuer,
+            ),
+            (
+                leaf(
+                    "payments",
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    Some(&issuer),
+                ),
+                CertificateRejection::NotForClientAuth,
+            ),
+            (
+                leaf("someone", client_auth.clone(), Some(&issuer)),
+                CertificateRejection::NameMismatch,
+            ),
+        ] {
+            assert_eq!(check.authenticate(c, &cert, JUNE_2025), Err(why));
+        }
+        // Binding: a certificate chaining to ca_file, for any client; nothing else.
+        assert_eq!(
+            check.binding(Some(&good), JUNE_2025),
+            Some(good.thumbprint())
+        );
+        let stranger = leaf("payments", client_auth, None);
+        assert_eq!(check.binding(Some(&stranger), JUNE_2025), None);
+        assert_eq!(check.binding(None, JUNE_2025), None);
+        // Without a CA file, nothing chains.
+        let no_ca = CertificateCheck {
+            anchors: Vec::new(),
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        assert_eq!(
+            no_ca.authenticate(c, &good, JUNE_2025),
+            Err(CertificateRejection::NoTrustAnchors)
+        );
+        assert_eq!(no_ca.binding(Some(&good), JUNE_2025), None);
+    }
+
+    #[test]
+    fn self_signed_clients_present_a_registered_certificate() {
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let old = leaf("device", client_auth.clone(), None);
+        let new = leaf("device", client_auth.clone(), None);
+        let other = leaf("device", client_auth, None);
+        let registry = Registry::new(&[client(
+            AuthMethod::SelfSignedTlsClientAuth,
+            vec![old.thumbprint(), new.thumbprint()],
+        )]);
+        let c = registry.get("c").unwrap();
+        let check = CertificateCheck {
+            anchors: Vec::new(),
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        // Rotation: both registered certificates; no chain and no expiry checked.
+        for cert in [&old, &new] {
+            assert_eq!(
+                check.authenticate(c, cert, i64::MAX / 2),
+                Ok(cert.thumbprint())
+            );
+        }
+        assert_eq!(
+            check.authenticate(c, &other, JUNE_2025),
+            Err(CertificateRejection::NotRegistered)
+        );
+    }
+}

@@ -503,6 +503,92 @@ mod tests {
         }
     }
 
+    /// Certificate clients (RFC 8705): every misuse is a problem naming its key.
+    #[test]
+    fn certificate_clients_are_checked_with_their_key_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not.pem"), "no certificate here").unwrap();
+        let problems = |tls_extra: &str, clients: &str| {
+            let yaml =
+                format!("tls: {{ cert_file: c, key_file: k{tls_extra} }}\nclients:\n{clients}");
+            Config::from_yaml(&yaml, dir.path()).unwrap_err().problems()
+        };
+        let has = |problems: &[String], want: &str| {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "{want} not in {problems:#?}"
+            )
+        };
+        let p = problems(
+            "",
+            r#"  - { client_id: a, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=a" }
+  - { client_id: b, auth_method: self_signed_tls_client_auth, certificates: [{ file: not.pem }] }
+  - { client_id: c, auth_method: client_secret_basic, secrets: [{ value: s }], tls_client_auth_san_dns: c.example, certificates: [{ file: x }] }
+"#,
+        );
+        has(
+            &p,
+            "clients[0].auth_method: tls_client_auth needs `tls.client_auth.ca_file`",
+        );
+        has(
+            &p,
+            "clients[1].auth_method: self_signed_tls_client_auth needs `tls.client_auth`",
+        );
+        has(&p, "clients[1].certificates[0].file: ");
+        assert!(p
+            .iter()
+            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
+        has(
+            &p,
+            "clients[2].tls_client_auth_san_dns: only tls_client_auth clients",
+        );
+        has(
+            &p,
+            "clients[2].certificates: only self_signed_tls_client_auth clients",
+        );
+
+        let p = problems(
+            ", client_auth: { ca_file: not.pem }",
+            r#"  - { client_id: a, auth_method: tls_client_auth }
+  - { client_id: b, auth_method: tls_client_auth, tls_client_auth_san_dns: b, tls_client_auth_san_uri: "urn:b" }
+  - { client_id: c, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=c,XX=1" }
+  - { client_id: d, auth_method: tls_client_auth, tls_client_auth_san_ip: "10.0.0.300" }
+  - { client_id: e, auth_method: tls_client_auth, tls_client_auth_san_email: "nobody", secrets: [{ value: s }] }
+  - { client_id: f, auth_method: self_signed_tls_client_auth }
+"#,
+        );
+        has(&p, "tls.client_auth.ca_file: ");
+        assert!(p
+            .iter()
+            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
+        has(
+            &p,
+            "clients[0]: give exactly one of `tls_client_auth_subject_dn`",
+        );
+        has(&p, "clients[1]: give exactly one of");
+        has(
+            &p,
+            "clients[2].tls_client_auth_subject_dn: attribute type `XX`",
+        );
+        has(
+            &p,
+            "clients[3].tls_client_auth_san_ip: `10.0.0.300` is not an IPv4 or IPv6 address",
+        );
+        has(
+            &p,
+            "clients[4].tls_client_auth_san_email: must be an e-mail address",
+        );
+        has(
+            &p,
+            "clients[4].secrets: client `e` authenticates with its TLS certificate",
+        );
+        has(&p, "clients[5].certificates: required key is missing");
+        assert!(
+            !p.iter().any(|p| p.contains("needs `tls.client_auth")),
+            "ca_file was given: {p:#?}"
+        );
+    }
+
     #[test]
     fn workers_is_auto_or_a_bounded_count() {
         let problems = |yaml: &str| {
