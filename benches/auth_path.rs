@@ -297,6 +297,7 @@ fn benches(c: &mut Criterion) {
         client_id: BASIC_ID.into(),
         method: AuthMethod::ClientSecretBasic,
         body: Bytes::from(format!("{GRANT}&client_id={BASIC_ID}")),
+        cnf: None,
     };
     c.bench_function("sign_only", |b| {
         b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, None)))

@@ -3,7 +3,57 @@
 //! request can set them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+
+use crate::x509::Thumbprint;
 
 /// The peer address of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
+
+/// The certificate chain the client presented in the TLS handshake (leaf first), whose
+/// signature over the handshake rustls verified, so the client holds the leaf's private
+/// key. Nothing else about it is known yet: whether it authenticates anyone is decided by
+/// the auth layer (docs/design.md §2.11). Shared by every request of the connection.
+#[derive(Clone)]
+pub struct ClientCertificate(Arc<Presented>);
+
+struct Presented {
+    chain: Vec<CertificateDer<'static>>,
+    thumbprint: Thumbprint,
+}
+
+impl ClientCertificate {
+    /// The chain a TLS connection's peer presented, if it presented one.
+    pub fn from_chain(chain: Option<&[CertificateDer<'static>]>) -> Option<ClientCertificate> {
+        let chain = chain.filter(|c| !c.is_empty())?.to_vec();
+        let thumbprint = Thumbprint::of(&chain[0]);
+        Some(ClientCertificate(Arc::new(Presented { chain, thumbprint })))
+    }
+
+    /// The end-entity certificate (DER).
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.0.chain[0]
+    }
+
+    /// The certificates the client sent after its leaf, to build a path with.
+    pub fn intermediates(&self) -> &[CertificateDer<'static>] {
+        &self.0.chain[1..]
+    }
+
+    /// SHA-256 of the leaf's DER (RFC 8705 §3.1 `x5t#S256`).
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.0.thumbprint
+    }
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("thumbprint", &self.0.thumbprint)
+            .field("chain", &self.0.chain.len())
+            .finish()
+    }
+}

@@ -1,7 +1,8 @@
 //! `secretgate demo`: the whole product with zero setup.
 //!
 //! Makes, in a temporary directory that disappears on exit: a CA and a localhost
-//! certificate (rcgen), random secrets for one demo client per method, and a random
+//! certificate (rcgen), random secrets for one demo client per secret method, a client
+//! certificate issued by the same CA for a `tls_client_auth` client, and a random
 //! internal-header key. Starts an embedded token service on loopback that *verifies the
 //! internal header* (as a real upstream must) and answers with a token naming the client
 //! and method it saw, then runs the gateway in front of it through the ordinary config
@@ -30,6 +31,9 @@ use crate::verify::{verify_internal_header, Expected, VerifyKeys};
 pub const BASIC_CLIENT: &str = "demo-basic";
 pub const POST_CLIENT: &str = "demo-post";
 pub const JWT_CLIENT: &str = "demo-jwt";
+pub const MTLS_CLIENT: &str = "demo-mtls";
+/// The subject the demo's client certificate has, and its client is registered with.
+const MTLS_SUBJECT: &str = "CN=demo-mtls,O=secretgate demo";
 const HEADER: &str = "x-authenticated-client";
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,9 @@ struct Files {
 }
 
 fn write_pki(dir: &Path) -> Result<PathBuf, DemoError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -69,10 +75,24 @@ fn write_pki(dir: &Path) -> Result<PathBuf, DemoError> {
     let key = KeyPair::generate()?;
     let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
         .signed_by(&key, &issuer)?;
+    // The mTLS client's certificate: same CA, the registered subject, for client auth.
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params.distinguished_name = rcgen::DistinguishedName::new();
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "secretgate demo");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, MTLS_CLIENT);
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &issuer)?;
     let ca = dir.join("ca.crt");
     std::fs::write(&ca, ca_cert.pem())?;
     std::fs::write(dir.join("tls.crt"), cert.pem())?;
     std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+    std::fs::write(dir.join("demo-mtls.crt"), client_cert.pem())?;
+    std::fs::write(dir.join("demo-mtls.key"), client_key.serialize_pem())?;
     Ok(ca)
 }
 
@@ -144,6 +164,8 @@ async fn issue(
                     "scope": scope,
                     "client_id": claims.client_id,
                     "auth_method": claims.auth_method,
+                    // RFC 8705 §3.1: a real service would bind the token to this.
+                    "cnf": claims.cnf,
                 }),
             )
         }
@@ -204,7 +226,7 @@ pub async fn run(
     let yaml = format!(
         r#"
 listen: "{listen}"
-tls: {{ cert_file: tls.crt, key_file: tls.key }}
+tls: {{ cert_file: tls.crt, key_file: tls.key, client_auth: {{ ca_file: ca.crt }} }}
 upstream: {{ url: "http://{upstream_addr}" }}
 public_url: "{public_url}"
 issuer: "{public_url}"
@@ -216,6 +238,7 @@ clients:
   - {{ client_id: {BASIC_CLIENT}, auth_method: client_secret_basic, secrets: [{{ file: demo-basic.secret }}] }}
   - {{ client_id: {POST_CLIENT}, auth_method: client_secret_post, secrets: [{{ file: demo-post.secret }}] }}
   - {{ client_id: {JWT_CLIENT}, auth_method: client_secret_jwt, secrets: [{{ file: demo-jwt.secret }}] }}
+  - {{ client_id: {MTLS_CLIENT}, auth_method: tls_client_auth, tls_client_auth_subject_dn: "{MTLS_SUBJECT}" }}
 "#,
         listen = options.listen,
     );
@@ -251,6 +274,16 @@ clients:
         text,
         "curl -sS --cacert {ca} -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=\"$({exe} assertion --client-id {JWT_CLIENT} --secret-file {} --aud {token_url})\" {token_url}\n",
         quote(&path("demo-jwt.secret"))
+    );
+    let _ = writeln!(
+        text,
+        "# tls_client_auth ({MTLS_CLIENT}): a client certificate from the demo CA, no secret; the token is bound to it (cnf)"
+    );
+    let _ = writeln!(
+        text,
+        "curl -sS --cacert {ca} --cert {} --key {} -d grant_type=client_credentials -d client_id={MTLS_CLIENT} {token_url}\n",
+        quote(&path("demo-mtls.crt")),
+        quote(&path("demo-mtls.key"))
     );
     let _ = writeln!(
         text,

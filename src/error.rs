@@ -82,6 +82,34 @@ pub enum AuthFailure {
     Assertion(#[from] AssertionRejection),
     #[error("assertion jti already used")]
     ReplayedAssertion,
+    #[error("client authenticates with a TLS certificate and presented none")]
+    NoCertificate,
+    #[error("client certificate rejected: {0}")]
+    Certificate(#[from] CertificateRejection),
+}
+
+/// Why a client certificate did not authenticate a `tls_client_auth` or
+/// `self_signed_tls_client_auth` client (→ `401 invalid_client`). Fixed text only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateRejection {
+    #[error("no tls.client_auth.ca_file to validate it against")]
+    NoTrustAnchors,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("not issued by a CA in tls.client_auth.ca_file")]
+    UnknownIssuer,
+    #[error("its extended key usage excludes TLS client authentication")]
+    NotForClientAuth,
+    #[error("the chain does not validate")]
+    InvalidChain,
+    #[error("cannot be parsed")]
+    Unparsable,
+    #[error("does not carry the client's registered name")]
+    NameMismatch,
+    #[error("is not one of the client's registered certificates")]
+    NotRegistered,
 }
 
 /// Why a well-formed assertion was refused (→ `401 invalid_client`). Fixed text only.

@@ -1,5 +1,6 @@
 //! secretgate: a TLS-terminating reverse proxy that authenticates OAuth 2.0 clients
-//! (`client_secret_basic`, `client_secret_post`, `client_secret_jwt`) in front of a legacy
+//! (`client_secret_basic`, `client_secret_post`, `client_secret_jwt`, and with client
+//! certificates `tls_client_auth`, `self_signed_tls_client_auth`) in front of a legacy
 //! token service, strips every trace of the secret, and forwards the request with a signed
 //! internal header naming the client and method.
 //!
@@ -9,12 +10,12 @@
 //! Modules, bottom of the dependency graph first (every `use crate::` points down this
 //! list; `.ci/modgraph.py` fails CI on a cycle):
 //! - vocabulary: [`oauth`] (methods, algorithms, parameter names, `ClientId`), [`secret`],
-//!   [`clock`], [`body`], [`conn`], [`jws`], [`lenient`], [`error`] (error payloads and
-//!   the one error → response table);
+//!   [`clock`], [`body`], [`x509`] (certificate thumbprints and RFC 8705 names), [`conn`],
+//!   [`jws`], [`lenient`], [`error`] (error payloads and the one error → response table);
 //! - configuration and process-wide state: [`tls`], [`config`], [`metrics`], [`limit`],
 //!   [`logline`], [`logsink`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
-//!   [`sign`], [`verify`], [`rescue`];
+//!   [`sign`], [`metadata`] (discovery documents rewritten), [`verify`], [`rescue`];
 //! - assembly: [`stack`], [`reload`], [`admin`], [`shutdown`], [`server`];
 //! - commands: [`assertion`], [`demo`] (and `main.rs`).
 
@@ -35,6 +36,7 @@ pub mod lenient;
 pub mod limit;
 pub mod logline;
 pub mod logsink;
+pub mod metadata;
 pub mod metrics;
 pub mod oauth;
 pub mod reload;
@@ -51,6 +53,7 @@ pub mod tls;
 pub mod trace;
 pub mod upstream;
 pub mod verify;
+pub mod x509;
 
 #[cfg(test)]
 mod testing;

@@ -19,7 +19,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::clock::Clock;
-use crate::error::{AuthFailure, GatewayError};
+use crate::error::{AuthFailure, CertificateRejection, GatewayError};
 use crate::oauth::{AuthMethod, ClientId};
 
 /// What the router made of a request.
@@ -110,6 +110,8 @@ pub enum MethodLabel {
     client_secret_basic,
     client_secret_post,
     client_secret_jwt,
+    tls_client_auth,
+    self_signed_tls_client_auth,
     none,
 }
 
@@ -119,9 +121,72 @@ impl From<Option<AuthMethod>> for MethodLabel {
             Some(AuthMethod::ClientSecretBasic) => MethodLabel::client_secret_basic,
             Some(AuthMethod::ClientSecretPost) => MethodLabel::client_secret_post,
             Some(AuthMethod::ClientSecretJwt) => MethodLabel::client_secret_jwt,
+            Some(AuthMethod::TlsClientAuth) => MethodLabel::tls_client_auth,
+            Some(AuthMethod::SelfSignedTlsClientAuth) => MethodLabel::self_signed_tls_client_auth,
             None => MethodLabel::none,
         }
     }
+}
+
+/// How a client certificate fared as a `tls_client_auth` or `self_signed_tls_client_auth`
+/// credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CertificateOutcome {
+    ok,
+    /// The client authenticates with a certificate and the connection presented none.
+    missing,
+    /// Expired or not yet valid at the gateway's clock.
+    expired,
+    /// Not issued by `tls.client_auth.ca_file`, a broken chain, an EKU without client
+    /// authentication, or unparsable.
+    untrusted,
+    /// Trusted, but without the client's registered name.
+    name_mismatch,
+    /// Not one of the client's registered self-signed certificates.
+    not_registered,
+}
+
+impl CertificateOutcome {
+    pub fn of(r: CertificateRejection) -> CertificateOutcome {
+        match r {
+            CertificateRejection::Expired | CertificateRejection::NotYetValid => {
+                CertificateOutcome::expired
+            }
+            CertificateRejection::NoTrustAnchors
+            | CertificateRejection::UnknownIssuer
+            | CertificateRejection::NotForClientAuth
+            | CertificateRejection::InvalidChain
+            | CertificateRejection::Unparsable => CertificateOutcome::untrusted,
+            CertificateRejection::NameMismatch => CertificateOutcome::name_mismatch,
+            CertificateRejection::NotRegistered => CertificateOutcome::not_registered,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CertificateLabels {
+    method: MethodLabel,
+    outcome: CertificateOutcome,
+}
+
+/// What happened to an authorization server metadata document (200 from the upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum MetadataOutcome {
+    /// Rewritten to state what the gateway enforces.
+    rewritten,
+    /// Passed through unchanged: not a JSON object (or content-encoded).
+    not_json,
+    /// Passed through unchanged: larger than `discovery.max_size`.
+    too_large,
+    /// The upstream's body failed while being read; the client gets the failure.
+    unreadable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MetadataLabels {
+    outcome: MetadataOutcome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -298,6 +363,9 @@ pub struct Metrics {
     throttle_fallbacks: Counter,
     hash_verifications: Family<HashLabels, Counter>,
     hash_cache: Family<CacheLabels, Counter>,
+    client_certificates: Family<CertificateLabels, Counter>,
+    bound_headers: Counter,
+    metadata: Family<MetadataLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -453,6 +521,24 @@ impl Metrics {
             "Lookups of the cache of successful hash verifications, by result",
             hash_cache.clone(),
         );
+        let client_certificates = Family::<CertificateLabels, Counter>::default();
+        registry.register(
+            "client_certificates",
+            "Client certificates checked as tls_client_auth / self_signed_tls_client_auth credentials, by method and outcome",
+            client_certificates.clone(),
+        );
+        let bound_headers = Counter::default();
+        registry.register(
+            "certificate_bound_headers",
+            "Internal headers carrying cnf.x5t#S256 (a verified client certificate tokens can be bound to)",
+            bound_headers.clone(),
+        );
+        let metadata = Family::<MetadataLabels, Counter>::default();
+        registry.register(
+            "metadata_responses",
+            "Discovery metadata documents from the upstream, rewritten or passed through unchanged",
+            metadata.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -482,6 +568,9 @@ impl Metrics {
             throttle_fallbacks,
             hash_verifications,
             hash_cache,
+            client_certificates,
+            bound_headers,
+            metadata,
         };
         m.config_loaded();
         m
@@ -592,6 +681,27 @@ impl Metrics {
             CacheResult::miss
         };
         self.hash_cache.get_or_create(&CacheLabels { result }).inc();
+    }
+
+    /// A client certificate checked as the credential of a `method` client.
+    pub fn client_certificate(&self, method: AuthMethod, outcome: CertificateOutcome) {
+        self.client_certificates
+            .get_or_create(&CertificateLabels {
+                method: MethodLabel::from(Some(method)),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// An internal header signed with `cnf` (RFC 8705 §3).
+    pub fn certificate_bound(&self) {
+        self.bound_headers.inc();
+    }
+
+    pub fn metadata(&self, outcome: MetadataOutcome) {
+        self.metadata
+            .get_or_create(&MetadataLabels { outcome })
+            .inc();
     }
 
     /// A throttle decision made on local counters because Redis was unavailable.

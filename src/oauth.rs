@@ -13,15 +13,30 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     ClientSecretJwt,
+    /// RFC 8705 §2.1: a certificate chaining to a trusted CA, with a registered name.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a registered (self-signed) certificate.
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
     /// Every method, in the order documentation lists them.
-    pub const ALL: [AuthMethod; 3] = [
+    pub const ALL: [AuthMethod; 5] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::ClientSecretJwt,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
     ];
+
+    /// Whether the client authenticates with its TLS client certificate (RFC 8705 §2), not
+    /// with a secret.
+    pub fn uses_certificate(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        )
+    }
 
     pub fn from_name(name: &str) -> Option<AuthMethod> {
         Self::ALL.into_iter().find(|m| m.as_str() == name)
@@ -32,6 +47,8 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }

@@ -5,7 +5,10 @@
 //! - Connections are never dropped: each *request* loads the current generation, so a
 //!   kept-alive connection uses the new secrets from its next request on, while requests
 //!   in flight finish on the generation they started with. New TLS handshakes get the new
-//!   certificate through [`CertResolver`]; established sessions keep theirs.
+//!   certificate through [`CertResolver`]; established sessions keep theirs. Client
+//!   certificates are judged per request against the generation's `tls.client_auth.ca_file`
+//!   and registered certificates, so a CA rotation applies to the next request, also on
+//!   kept-alive connections; whether handshakes ask for one follows `tls.client_auth`.
 //! - A bad reload (unreadable file, invalid YAML, a problem anywhere) changes nothing: the
 //!   last good generation keeps serving, the problems are logged with their key paths,
 //!   and `secretgate_reloads_total{outcome="failed"}` counts it.
@@ -37,7 +40,7 @@ use crate::metrics::{Metrics, ReloadOutcome};
 use crate::sign::Signer;
 use crate::stack::{self, Stack};
 use crate::state::{RedisState, StateError};
-use crate::tls::CertResolver;
+use crate::tls::{CertResolver, ClientCertRequest};
 use crate::upstream::Upstream;
 
 /// Everything one config serves with. Immutable; replaced whole on reload.
@@ -70,6 +73,8 @@ pub struct HttpSettings {
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub resolver: Arc<CertResolver>,
+    /// Whether handshakes ask for a client certificate (`tls.client_auth`).
+    pub client_certs: Arc<ClientCertRequest>,
     pub replay: Arc<ReplayStore>,
     replay_capacity: u64,
     /// Where the replay store and the throttle counters live (`state` needs a restart).
@@ -117,6 +122,7 @@ impl Shared {
         Ok(Shared {
             metrics: metrics.clone(),
             resolver: Arc::new(CertResolver::new(config.tls.certified.clone())),
+            client_certs: Arc::new(ClientCertRequest::new(config.tls.client_auth.is_some())),
             replay: Arc::new(replay),
             replay_capacity: config.assertion.replay_capacity,
             state: config.state.clone(),
@@ -332,6 +338,11 @@ impl Reloader {
         self.shared
             .resolver
             .set(generation.config.tls.certified.clone());
+        // Trust anchors and registered certificates are part of the generation (checked
+        // per request); only whether to ask for a certificate lives in the TLS config.
+        self.shared
+            .client_certs
+            .set(generation.config.tls.client_auth.is_some());
         self.current.store(Arc::new(generation));
         Ok(())
     }

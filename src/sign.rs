@@ -1,7 +1,8 @@
 //! The signed internal header: how the upstream learns who authenticated and how.
 //!
 //! Value: a compact JWS (jws.rs), HS256, header `{"alg":"HS256","typ":"JWT","kid":...}`,
-//! claims `iss aud sub client_id auth_method iat exp jti htm htu body_sha256`
+//! claims `iss aud sub client_id auth_method iat exp jti htm htu body_sha256`, and `cnf`
+//! with `x5t#S256` when the client presented a verified certificate (RFC 8705 §3)
 //! (docs/design.md §5). `body_sha256` binds the header to the exact forwarded body and
 //! `htm`/`htu` to the request, so a captured header cannot be replayed onto another
 //! request; when a query is allowed on protected endpoints, `query_sha256` binds it too.
@@ -47,6 +48,16 @@ struct ClaimsRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     query_sha256: Option<&'a str>,
     body_sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation>,
+}
+
+/// RFC 8705 §3.1 (RFC 7800 `cnf`): the certificate tokens issued for this request may be
+/// bound to.
+#[derive(Serialize)]
+struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: String,
 }
 
 #[derive(Serialize)]
@@ -154,6 +165,9 @@ impl Signer {
             htu: &htu,
             query_sha256: query_sha256.as_deref(),
             body_sha256: &body_sha256,
+            cnf: who.cnf.map(|t| Confirmation {
+                x5t_s256: t.x5t_s256(),
+            }),
         })?;
         Ok(jws::sign_with_prefix(
             &self.header_prefix,
@@ -305,6 +319,7 @@ mod tests {
             client_id: ClientId::new("billing"),
             method: AuthMethod::ClientSecretBasic,
             body: Bytes::new(),
+            cnf: None,
         });
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(

@@ -21,6 +21,7 @@ use crate::auth::{AuthLayer, Authenticator};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::metadata::{MetadataLayer, Rewrite};
 use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
 use crate::route::RouteLayer;
@@ -73,6 +74,7 @@ where
 {
     let request_id = HeaderName::from_static(REQUEST_ID);
     let internal = config.internal_header.name.clone();
+    let metadata = Rewrite::new(config, parts.metrics.clone());
     ServiceBuilder::new()
         // 1. Sensitive headers, first of all: from here on, Debug output of the
         //    credential-bearing headers (and of the internal header) prints "Sensitive",
@@ -120,8 +122,13 @@ where
         // 8. Sign: add the internal header from the verified identity (marked sensitive);
         //    a protected request without one is refused here (fail closed).
         .layer(SignLayer::new(parts.signer))
-        // 9. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
-        //    timeouts (connect → 502, response headers → 504).
+        // 9. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
+        //    are rewritten to list the client authentication the gateway enforces. Next
+        //    to the upstream: it only reads responses, after everything above judged the
+        //    request.
+        .layer(MetadataLayer::new(metadata))
+        // 10. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
+        //     timeouts (connect → 502, response headers → 504).
         .service(inner)
 }
 

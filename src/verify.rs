@@ -34,6 +34,17 @@ pub struct InternalClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_sha256: Option<String>,
     pub body_sha256: String,
+    /// Only when the client presented a verified certificate (RFC 8705 §3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim (RFC 8705 §3.1): the certificate tokens for this request may be bound
+/// to, as base64url SHA-256 of its DER.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
 }
 
 /// Keys a verifier accepts, by id.
@@ -247,6 +258,7 @@ mod tests {
             client_id: ClientId::new("billing"),
             method: AuthMethod::ClientSecretPost,
             body: Bytes::from_static(b"grant_type=client_credentials&client_id=billing"),
+            cnf: None,
         }
     }
 
@@ -275,6 +287,7 @@ mod tests {
         assert_eq!(claims.auth_method, "client_secret_post");
         assert_eq!(claims.exp, now + 30);
         assert_eq!(claims.query_sha256, None);
+        assert_eq!(claims.cnf, None, "no certificate, no cnf");
         assert_eq!(jws::decode(&claims.jti).unwrap().len(), 16);
         // Rotation: a verifier with only the old key refuses what the new key signed.
         let old_only = VerifyKeys::new(&[key("k1", 1)]);
@@ -370,6 +383,40 @@ mod tests {
         assert_eq!(
             verify_internal_header(&v, &keys, &with(None)),
             Err(VerifyError::Query)
+        );
+    }
+
+    #[test]
+    fn a_verified_certificate_is_named_in_cnf() {
+        let s = signer(vec![key("k1", 1)]);
+        let keys = VerifyKeys::new(&[key("k1", 1)]);
+        let thumbprint = crate::x509::Thumbprint::of(b"certificate DER");
+        let now = 1_800_000_000;
+        let v = s
+            .sign_at(
+                &Authenticated {
+                    cnf: Some(thumbprint),
+                    ..who()
+                },
+                "POST",
+                "/oauth2/token",
+                None,
+                now,
+            )
+            .unwrap();
+        let claims = verify_internal_header(&v, &keys, &expected(now)).unwrap();
+        assert_eq!(
+            claims.cnf,
+            Some(Confirmation {
+                x5t_s256: thumbprint.x5t_s256()
+            })
+        );
+        let payload = jws::decode(jws::split(&v).unwrap().payload).unwrap();
+        assert!(
+            String::from_utf8(payload)
+                .unwrap()
+                .contains("\"cnf\":{\"x5t#S256\":"),
+            "the member is spelled as RFC 8705 §3.1 says"
         );
     }
 

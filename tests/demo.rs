@@ -39,8 +39,8 @@ fn every_printed_command_returns_a_token() {
     }
     assert_eq!(
         commands.len(),
-        5,
-        "basic, post, multipart, jwt and metrics commands"
+        6,
+        "basic, post, multipart, jwt, mtls and metrics commands"
     );
     let metrics = commands.pop().unwrap();
     assert!(metrics.contains("/metrics"), "{metrics}");
@@ -64,6 +64,9 @@ fn every_printed_command_returns_a_token() {
             "{token}"
         );
         methods.push(token["auth_method"].as_str().unwrap().to_owned());
+        // Only the certificate client's token is bound to a certificate.
+        let bound = token["cnf"]["x5t#S256"].as_str().is_some();
+        assert_eq!(bound, command.contains("--cert "), "{command}\n{token}");
     }
     assert_eq!(
         methods,
@@ -71,7 +74,8 @@ fn every_printed_command_returns_a_token() {
             "client_secret_basic",
             "client_secret_post",
             "client_secret_post",
-            "client_secret_jwt"
+            "client_secret_jwt",
+            "tls_client_auth"
         ]
     );
 
@@ -82,6 +86,7 @@ fn every_printed_command_returns_a_token() {
         ("client_secret_basic", 1),
         ("client_secret_post", 2),
         ("client_secret_jwt", 1),
+        ("tls_client_auth", 1),
     ] {
         let line =
             format!("secretgate_authentications_total{{method=\"{method}\",outcome=\"ok\"}} {n}");

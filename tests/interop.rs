@@ -234,6 +234,7 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
                 client_id: POST_ID.into(),
                 method: secretgate::oauth::AuthMethod::ClientSecretPost,
                 body: rec.body.clone(),
+                cnf: None,
             },
             "POST",
             TOKEN_PATH,

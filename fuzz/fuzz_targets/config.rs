@@ -78,7 +78,27 @@ fuzz_target!(|data: &[u8]| {
             ids.insert(c.client_id.as_str()),
             "client id registered twice"
         );
-        assert!(!c.secrets.is_empty());
+        // Certificate clients (RFC 8705) have no secret; a tls_client_auth client one
+        // name, a self-signed one at least one registered certificate, and the
+        // handshake asks for certificates.
+        match c.auth_method {
+            AuthMethod::TlsClientAuth => {
+                assert!(c.secrets.is_empty() && c.tls_name.is_some());
+                assert!(config
+                    .tls
+                    .client_auth
+                    .as_ref()
+                    .is_some_and(|a| !a.trust_anchors.is_empty()));
+            }
+            AuthMethod::SelfSignedTlsClientAuth => {
+                assert!(c.secrets.is_empty() && !c.certificates.is_empty());
+                assert!(config.tls.client_auth.is_some());
+            }
+            _ => {
+                assert!(!c.secrets.is_empty());
+                assert!(c.tls_name.is_none() && c.certificates.is_empty());
+            }
+        }
         for s in &c.secrets {
             match s {
                 ClientSecret::Plain(s) => {

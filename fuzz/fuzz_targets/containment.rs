@@ -69,7 +69,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(params) = form::parse_urlencoded(data) {
         if let Ok(extracted) = extract(&HeaderMap::new(), None, &BodyForm::Form(&params)) {
             let id = match &extracted.presented {
-                Presented::Post { client_id, .. } => client_id.clone(),
+                Presented::Post { client_id, .. } | Presented::ClientIdOnly { client_id } => {
+                    client_id.clone()
+                }
                 // The authenticator refuses a body client_id other than the assertion's
                 // subject; take the body's when there is one.
                 Presented::Jwt { .. } => extracted

@@ -39,12 +39,16 @@ fn registry() -> &'static Registry {
                 auth_method: AuthMethod::ClientSecretJwt,
                 algorithms: vec![Algorithm::Hs256, Algorithm::Hs384],
                 secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
+                tls_name: None,
+                certificates: Vec::new(),
             },
             ClientConfig {
                 client_id: "b1".into(),
                 auth_method: AuthMethod::ClientSecretBasic,
                 algorithms: vec![Algorithm::Hs256],
                 secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
+                tls_name: None,
+                certificates: Vec::new(),
             },
         ])
     })

@@ -2,8 +2,9 @@
 //!
 //! POST only → body read under limits (limit.rs) → form decoded (form.rs) → exactly one
 //! credential extracted (extract.rs) → throttle checked → credential verified against the
-//! registry (Basic, post) or as an assertion (jwt.rs, then the replay store) → body
-//! rebuilt without secret material (rebuild.rs). Built once per config generation; the
+//! registry (Basic, post), as an assertion (jwt.rs, then the replay store) or as the
+//! connection's client certificate (certificate.rs) → body rebuilt without secret
+//! material (rebuild.rs), with the certificate tokens may be bound to noted. Built once per config generation; the
 //! replay store and the throttle outlive generations and are passed in.
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use http::{Method, Request};
 
+use crate::auth::certificate::CertificateCheck;
 use crate::auth::contain;
 use crate::auth::extract::{self, BodyForm, Extracted, Presented};
 use crate::auth::form;
@@ -24,12 +26,13 @@ use crate::auth::Authenticated;
 use crate::body::{full, Body};
 use crate::clock::Clock;
 use crate::config::{AssertionConfig, Config, LimitsConfig, QueryPolicy};
-use crate::conn::ClientAddr;
+use crate::conn::{ClientAddr, ClientCertificate};
 use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
-use crate::metrics::{Metrics, Outcome, ReplayRejection};
+use crate::metrics::{CertificateOutcome, Metrics, Outcome, ReplayRejection};
 use crate::oauth::{AuthMethod, ClientId};
 use crate::secret::Secret;
 use crate::trace::Notes;
+use crate::x509::Thumbprint;
 
 /// State that outlives config generations: forgetting used jtis would reopen a replay
 /// window, and forgetting failures would reset brute-force counters on every reload.
@@ -46,6 +49,7 @@ pub struct AuthState {
 /// Everything authentication needs, built once per config.
 pub struct Authenticator {
     registry: Registry,
+    certificates: CertificateCheck,
     state: AuthState,
     issuer: String,
     public_url: String,
@@ -68,6 +72,7 @@ impl Authenticator {
     pub fn new(config: &Config, state: AuthState, clock: Clock) -> Self {
         Self {
             registry: Registry::new(&config.clients),
+            certificates: CertificateCheck::new(config),
             state,
             issuer: config.issuer.clone(),
             public_url: config.public_url.clone(),
@@ -144,51 +149,59 @@ impl Authenticator {
         } = extract::extract(&parts.headers, parts.uri.query(), &body_form)?;
 
         let peer = parts.extensions.get::<ClientAddr>().map(|a| a.0.ip());
-        let (client_id, method) = self
+        let cert = parts.extensions.get::<ClientCertificate>();
+        let (client_id, method, cnf) = self
             .verify(
                 presented,
                 body_client_id.as_deref(),
                 parts.uri.path(),
                 peer,
+                cert,
                 notes,
             )
             .await?;
 
+        if cnf.is_some() {
+            self.state.metrics.certificate_bound();
+        }
         let forwarded = rebuild(&mut parts.headers, params.as_ref(), bytes, &client_id);
         parts.extensions.insert(Authenticated {
             client_id,
             method,
             body: forwarded.clone(),
+            cnf,
         });
         Ok(Request::from_parts(parts, full(forwarded)))
     }
 
     /// Verifies the presented credential, under brute-force throttling, and returns the
-    /// authenticated client and method.
+    /// authenticated client and method, and the certificate its tokens may be bound to.
     async fn verify(
         &self,
         presented: Presented,
         body_client_id: Option<&str>,
         path: &str,
         peer: Option<IpAddr>,
+        cert: Option<&ClientCertificate>,
         notes: Option<&Notes>,
-    ) -> Result<(ClientId, AuthMethod), GatewayError> {
+    ) -> Result<(ClientId, AuthMethod, Option<Thumbprint>), GatewayError> {
         let compact = match &presented {
             Presented::Jwt { assertion } => {
                 Some(jwt::decode(assertion).ok_or(RequestError::MalformedAssertion)?)
             }
-            Presented::Basic(_) | Presented::Post { .. } => None,
+            Presented::Basic(_) | Presented::Post { .. } | Presented::ClientIdOnly { .. } => None,
         };
-        let claimed: &str = match (&presented, &compact) {
-            (Presented::Basic(c), _) => &c.client_id,
-            (Presented::Post { client_id, .. }, _) => client_id,
-            (Presented::Jwt { .. }, Some(c)) => jwt::subject(&c.claims).unwrap_or(""),
-            (Presented::Jwt { .. }, None) => "",
-        };
-        let method = match &presented {
-            Presented::Basic(_) => AuthMethod::ClientSecretBasic,
-            Presented::Post { .. } => AuthMethod::ClientSecretPost,
-            Presented::Jwt { .. } => AuthMethod::ClientSecretJwt,
+        let (claimed, method): (&str, AuthMethod) = match (&presented, &compact) {
+            (Presented::Basic(c), _) => (&c.client_id, AuthMethod::ClientSecretBasic),
+            (Presented::Post { client_id, .. }, _) => (client_id, AuthMethod::ClientSecretPost),
+            (Presented::Jwt { .. }, Some(c)) => (
+                jwt::subject(&c.claims).unwrap_or(""),
+                AuthMethod::ClientSecretJwt,
+            ),
+            (Presented::Jwt { .. }, None) => ("", AuthMethod::ClientSecretJwt),
+            (Presented::ClientIdOnly { client_id }, _) => {
+                return self.verify_certificate(client_id, peer, cert, notes).await
+            }
         };
         if let Some(notes) = notes {
             notes.auth_method(method);
@@ -206,6 +219,19 @@ impl Authenticator {
                 .await
                 .map_err(GatewayError::Throttled)?;
         }
+        // RFC 6749 §2.3: one method per request. A certificate that authenticates the
+        // certificate client the request names is a method; a secret or an assertion next
+        // to it is a second one. (A certificate that does not authenticate it leaves one
+        // method, refused below as the wrong one: so a caller without the client's key
+        // learns nothing about how the client is registered.)
+        let now = self.clock.now();
+        if let (Some(cert), Some(client)) = (cert, self.registry.get(claimed)) {
+            if client.method.uses_certificate()
+                && self.certificates.authenticate(client, cert, now).is_ok()
+            {
+                return Err(RequestError::MultipleAuthMethods.into());
+            }
+        }
         let result = match (&presented, &compact) {
             (Presented::Basic(c), _) => {
                 self.check_secret(&c.client_id, &c.secret, method, true)
@@ -217,12 +243,82 @@ impl Authenticator {
             (Presented::Jwt { .. }, Some(c)) => {
                 self.verify_assertion(c, body_client_id, path).await
             }
-            (Presented::Jwt { .. }, None) => Err(RequestError::MalformedAssertion.into()),
+            // (A bare client_id was handed to `verify_certificate` above.)
+            (Presented::Jwt { .. }, None) | (Presented::ClientIdOnly { .. }, _) => {
+                Err(RequestError::MalformedAssertion.into())
+            }
         };
         if let (Err(GatewayError::Authentication { .. }), Some(ip)) = (&result, peer) {
             self.state.throttle.record_failure(claimed, ip).await;
         }
-        result.map(|id| (id, method))
+        let id = result?;
+        // RFC 8705 §3: tokens may be bound to a certificate whatever the method, but only
+        // to one that something vouches for (here: it chains to `ca_file`).
+        let cnf = self.certificates.binding(cert, now);
+        Ok((id, method, cnf))
+    }
+
+    /// `tls_client_auth` / `self_signed_tls_client_auth` (RFC 8705 §2): the request named
+    /// the client in `client_id` and presented nothing else.
+    async fn verify_certificate(
+        &self,
+        client_id: &str,
+        peer: Option<IpAddr>,
+        cert: Option<&ClientCertificate>,
+        notes: Option<&Notes>,
+    ) -> Result<(ClientId, AuthMethod, Option<Thumbprint>), GatewayError> {
+        let Some(client) = self
+            .registry
+            .get(client_id)
+            .filter(|c| c.method.uses_certificate())
+        else {
+            // Unknown, or a secret client without its secret: an incomplete credential,
+            // answered as before certificates existed (the same 401 for both).
+            return Err(GatewayError::auth(
+                AuthFailure::IncompleteCredentials,
+                false,
+            ));
+        };
+        if let Some(notes) = notes {
+            notes.auth_method(client.method);
+            notes.client(&client.client_id);
+        }
+        let Some(cert) = cert else {
+            self.state
+                .metrics
+                .client_certificate(client.method, CertificateOutcome::missing);
+            return Err(GatewayError::auth(AuthFailure::NoCertificate, false));
+        };
+        if let Some(ip) = peer {
+            self.state
+                .throttle
+                .check(client_id, ip)
+                .await
+                .map_err(GatewayError::Throttled)?;
+        }
+        match self
+            .certificates
+            .authenticate(client, cert, self.clock.now())
+        {
+            Ok(thumbprint) => {
+                self.state
+                    .metrics
+                    .client_certificate(client.method, CertificateOutcome::ok);
+                Ok((client.client_id.clone(), client.method, Some(thumbprint)))
+            }
+            Err(rejection) => {
+                self.state
+                    .metrics
+                    .client_certificate(client.method, CertificateOutcome::of(rejection));
+                if let Some(ip) = peer {
+                    self.state.throttle.record_failure(client_id, ip).await;
+                }
+                Err(GatewayError::auth(
+                    AuthFailure::Certificate(rejection),
+                    false,
+                ))
+            }
+        }
     }
 
     /// `client_secret_basic` / `client_secret_post`: the registry's quick check, then, if

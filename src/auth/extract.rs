@@ -27,8 +27,19 @@ use crate::secret::Secret;
 #[derive(Debug)]
 pub enum Presented {
     Basic(BasicCredentials),
-    Post { client_id: String, secret: Secret },
-    Jwt { assertion: String },
+    Post {
+        client_id: String,
+        secret: Secret,
+    },
+    Jwt {
+        assertion: String,
+    },
+    /// `client_id` and nothing else: only a client registered for a certificate method
+    /// can authenticate so (RFC 8705 §2: the TLS client certificate is the credential,
+    /// the body names the client). For any other client it is an incomplete credential.
+    ClientIdOnly {
+        client_id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -133,8 +144,14 @@ pub fn extract(
             },
             body_client_id: Some(client_id),
         }),
+        (Some(client_id), None) => Ok(Extracted {
+            presented: Presented::ClientIdOnly {
+                client_id: client_id.clone(),
+            },
+            body_client_id: Some(client_id),
+        }),
         (None, None) => Err(GatewayError::auth(AuthFailure::NoCredentials, false)),
-        _ => Err(GatewayError::auth(
+        (None, Some(_)) => Err(GatewayError::auth(
             AuthFailure::IncompleteCredentials,
             false,
         )),
@@ -279,11 +296,20 @@ mod tests {
     #[test]
     fn post_needs_both_values_p4_p5() {
         let p = params(&[("client_id", "a"), ("client_secret", "")]);
-        assert_eq!(
-            auth_failure(extract(&headers(&[]), None, &BodyForm::Form(&p))),
-            AuthFailure::IncompleteCredentials
-        );
+        assert!(matches!(
+            extract(&headers(&[]), None, &BodyForm::Form(&p))
+                .unwrap()
+                .presented,
+            Presented::ClientIdOnly { .. }
+        ));
+        // client_id alone names a client that may use its TLS certificate (RFC 8705 §2);
+        // the authenticator refuses it for any other client.
         let p = params(&[("client_id", "a")]);
+        assert!(matches!(
+            extract(&headers(&[]), None, &BodyForm::Form(&p)).unwrap().presented,
+            Presented::ClientIdOnly { client_id } if client_id == "a"
+        ));
+        let p = params(&[("client_secret", "s")]);
         assert_eq!(
             auth_failure(extract(&headers(&[]), None, &BodyForm::Form(&p))),
             AuthFailure::IncompleteCredentials

@@ -183,6 +183,7 @@ mod tests {
             client_id: ClientId::new(testing::BASIC_ID),
             method: AuthMethod::ClientSecretBasic,
             body: Bytes::new(),
+            cnf: None,
         });
         let res = svc.oneshot(req).await.unwrap();
         use http_body_util::BodyExt;

@@ -3,7 +3,8 @@
 //! For a request marked [`Protected`](crate::route::Protected) by routing, the
 //! [`Authenticator`] requires POST, buffers the body within limits, decodes the form
 //! (urlencoded or multipart), extracts exactly one credential, verifies it against the
-//! registry (Basic, post) or as an assertion (jwt, with replay protection), then rebuilds
+//! registry (Basic, post), as an assertion (jwt, with replay protection) or as the
+//! connection's client certificate (tls_client_auth, self_signed_tls_client_auth), then rebuilds
 //! the request without any secret material and attaches an [`Authenticated`] extension for
 //! the signer. Every other request is checked by `contain`: if it carries a client
 //! credential (Basic, or a secret in the query or a form body) it is refused, since
@@ -13,13 +14,14 @@
 //! (docs/design.md §4).
 //!
 //! Parts, one job each: `contain` (unprotected requests), `extract` (which credential), `basic` and `form` (parsers), `jwt`
-//! (assertion checks), `registry` (who may authenticate, prepared keys), `hashing` (hashed
+//! (assertion checks), `certificate` (TLS client certificates, RFC 8705), `registry` (who may authenticate, prepared keys), `hashing` (hashed
 //! secrets, off the event loops, with a verify cache), `replay` and `throttle` (state
 //! shared across generations), `rebuild` (the forwarded body),
 //! `authenticator` (the order of the steps) and `layer` (the tower service).
 
 mod authenticator;
 pub mod basic;
+pub mod certificate;
 pub mod contain;
 pub mod extract;
 pub mod form;
@@ -37,6 +39,7 @@ pub use authenticator::{AuthState, Authenticator};
 pub use layer::{Auth, AuthLayer, ResponseFuture};
 
 use crate::oauth::{AuthMethod, ClientId};
+use crate::x509::Thumbprint;
 
 /// Who authenticated, and the exact body that will be forwarded. Set only by [`Auth`].
 #[derive(Debug, Clone)]
@@ -44,4 +47,7 @@ pub struct Authenticated {
     pub client_id: ClientId,
     pub method: AuthMethod,
     pub body: Bytes,
+    /// The verified client certificate tokens may be bound to (RFC 8705 §3), if any:
+    /// the one that authenticated the client, or one chaining to `tls.client_auth.ca_file`.
+    pub cnf: Option<Thumbprint>,
 }

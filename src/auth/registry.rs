@@ -32,6 +32,7 @@ use crate::hashes::StoredHash;
 use crate::jws::HmacKey;
 use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
+use crate::x509::{CertificateName, Thumbprint};
 
 type Digest = [u8; 32];
 
@@ -50,6 +51,10 @@ pub struct RegisteredClient {
     pub client_id: ClientId,
     pub method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
+    /// `tls_client_auth`: the name its certificate must carry (RFC 8705 §2.1.2).
+    pub tls_name: Option<CertificateName>,
+    /// `self_signed_tls_client_auth`: its registered certificates (RFC 8705 §2.2).
+    pub certificates: Vec<Thumbprint>,
     secrets: Vec<PreparedSecret>,
     /// The client's own hashes (what a verify-cache entry is keyed with).
     hashes: Vec<Arc<StoredHash>>,
@@ -142,6 +147,8 @@ impl Registry {
                         client_id: c.client_id.clone(),
                         method: c.auth_method,
                         algorithms: c.algorithms.clone(),
+                        tls_name: c.tls_name.clone(),
+                        certificates: c.certificates.clone(),
                         secrets,
                         hashes,
                         work: Vec::new(),
@@ -310,6 +317,8 @@ mod tests {
                     ClientSecret::Plain(Secret::new("old-secret")),
                     ClientSecret::Plain(Secret::new("new-secret")),
                 ],
+                tls_name: None,
+                certificates: Vec::new(),
             },
             ClientConfig {
                 client_id: ClientId::new("jwt"),
@@ -318,6 +327,8 @@ mod tests {
                 secrets: vec![ClientSecret::Plain(Secret::new(
                     "0123456789abcdef0123456789abcdef",
                 ))],
+                tls_name: None,
+                certificates: Vec::new(),
             },
         ])
     }
@@ -390,6 +401,8 @@ mod tests {
             auth_method: AuthMethod::ClientSecretBasic,
             algorithms: vec![Algorithm::Hs256],
             secrets,
+            tls_name: None,
+            certificates: Vec::new(),
         };
         let r = Registry::new(&[
             client("two", vec![hashed("a"), hashed("b")]),

@@ -7,19 +7,33 @@
 //! hash output size of every algorithm the client may use) and never a hash (the secret
 //! is the HMAC key itself, RFC 7523 §3). Basic and post clients may mix hashes and
 //! secrets, for a migration window.
+//!
+//! Certificate clients (RFC 8705 §2) have no secret: a `tls_client_auth` client has
+//! exactly one of the five names of RFC 8705 §2.1.2 and needs `tls.client_auth.ca_file`;
+//! a `self_signed_tls_client_auth` client has `certificates` (files read now, registered
+//! by the SHA-256 of their DER) and needs `tls.client_auth`. Neither key is accepted on
+//! any other client.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
-use super::raw::{RawClient, RawSecretSource};
+use super::raw::{RawCertificateFile, RawClient, RawSecretSource};
 use super::validate::Validator;
 use super::{ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
+use crate::error::error_chain;
 use crate::oauth::{is_vschar, Algorithm, AuthMethod, ClientId};
+use crate::x509::{CertificateName, DistinguishedName, Thumbprint};
+
+/// What `tls.client_auth` gives clients: `None` (no certificates requested), `Some(false)`
+/// (requested, no CA file), `Some(true)` (requested, with a CA file).
+pub(super) type ClientAuthOffer = Option<bool>;
 
 impl Validator<'_> {
     pub(super) fn clients(
         &mut self,
         raw: Option<Vec<RawClient>>,
         default_algs: &[Algorithm],
+        offer: ClientAuthOffer,
     ) -> Vec<ClientConfig> {
         let raw = raw.unwrap_or_default();
         if raw.is_empty() {
@@ -28,7 +42,9 @@ impl Validator<'_> {
         let mut seen = HashSet::new();
         raw.into_iter()
             .enumerate()
-            .filter_map(|(i, c)| self.client(c, &format!("clients[{i}]"), default_algs, &mut seen))
+            .filter_map(|(i, c)| {
+                self.client(c, &format!("clients[{i}]"), default_algs, offer, &mut seen)
+            })
             .collect()
     }
 
@@ -37,6 +53,7 @@ impl Validator<'_> {
         c: RawClient,
         path: &str,
         default_algs: &[Algorithm],
+        offer: ClientAuthOffer,
         seen: &mut HashSet<String>,
     ) -> Option<ClientConfig> {
         let client_id = self.required(c.client_id, &format!("{path}.client_id"));
@@ -83,13 +100,135 @@ impl Validator<'_> {
             }
         };
         let who = client_id.as_deref().unwrap_or("?");
-        let secrets = self.client_secrets(c.secrets, path, who, method, &algorithms);
+        let names = vec![
+            ("tls_client_auth_subject_dn", c.tls_client_auth_subject_dn),
+            ("tls_client_auth_san_dns", c.tls_client_auth_san_dns),
+            ("tls_client_auth_san_uri", c.tls_client_auth_san_uri),
+            ("tls_client_auth_san_ip", c.tls_client_auth_san_ip),
+            ("tls_client_auth_san_email", c.tls_client_auth_san_email),
+        ];
+        let tls_name = self.tls_name(names, path, method, offer);
+        let certificates = self.registered_certificates(c.certificates, path, method, offer);
+        let secrets = if method.is_some_and(AuthMethod::uses_certificate) {
+            if c.secrets.is_some() {
+                self.problem(
+                    format!("{path}.secrets"),
+                    format!("client `{who}` authenticates with its TLS certificate and has no secret; remove `secrets`"),
+                );
+            }
+            Vec::new()
+        } else {
+            self.client_secrets(c.secrets, path, who, method, &algorithms)
+        };
         Some(ClientConfig {
             client_id: ClientId::new(client_id?),
             auth_method: method?,
             algorithms,
             secrets,
+            tls_name,
+            certificates,
         })
+    }
+
+    /// The RFC 8705 §2.1.2 name of a `tls_client_auth` client: exactly one, parsed.
+    fn tls_name(
+        &mut self,
+        names: Vec<(&'static str, Option<String>)>,
+        path: &str,
+        method: Option<AuthMethod>,
+        offer: ClientAuthOffer,
+    ) -> Option<CertificateName> {
+        if method != Some(AuthMethod::TlsClientAuth) {
+            for (key, value) in &names {
+                if value.is_some() && method.is_some() {
+                    self.problem(
+                        format!("{path}.{key}"),
+                        "only tls_client_auth clients are registered with a certificate name",
+                    );
+                }
+            }
+            return None;
+        }
+        if offer != Some(true) {
+            self.problem(
+                format!("{path}.auth_method"),
+                "tls_client_auth needs `tls.client_auth.ca_file`: the CA its certificates are issued by",
+            );
+        }
+        let (key, value) = self.exactly_one(path, names)?;
+        let name = match key {
+            "tls_client_auth_subject_dn" => DistinguishedName::parse(&value)
+                .map(CertificateName::SubjectDn)
+                .map_err(|e| e.to_string()),
+            "tls_client_auth_san_dns" if !value.is_empty() && value.is_ascii() => {
+                Ok(CertificateName::SanDns(value))
+            }
+            "tls_client_auth_san_dns" => Err("must be a non-empty ASCII host name".to_owned()),
+            "tls_client_auth_san_uri" if !value.is_empty() => Ok(CertificateName::SanUri(value)),
+            "tls_client_auth_san_uri" => Err("must not be empty".to_owned()),
+            "tls_client_auth_san_ip" => value
+                .parse::<IpAddr>()
+                .map(CertificateName::SanIp)
+                .map_err(|_| format!("`{value}` is not an IPv4 or IPv6 address")),
+            _ if value
+                .rsplit_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty()) =>
+            {
+                Ok(CertificateName::SanEmail(value))
+            }
+            _ => Err("must be an e-mail address (local@domain)".to_owned()),
+        };
+        name.map_err(|message| self.problem(format!("{path}.{key}"), message))
+            .ok()
+    }
+
+    /// The registered certificates of a `self_signed_tls_client_auth` client.
+    fn registered_certificates(
+        &mut self,
+        raw: Option<Vec<RawCertificateFile>>,
+        path: &str,
+        method: Option<AuthMethod>,
+        offer: ClientAuthOffer,
+    ) -> Vec<Thumbprint> {
+        let key = format!("{path}.certificates");
+        if method != Some(AuthMethod::SelfSignedTlsClientAuth) {
+            if raw.is_some() && method.is_some() {
+                self.problem(
+                    key,
+                    "only self_signed_tls_client_auth clients are registered with certificates",
+                );
+            }
+            return Vec::new();
+        }
+        if offer.is_none() {
+            self.problem(
+                format!("{path}.auth_method"),
+                "self_signed_tls_client_auth needs `tls.client_auth` (client certificates are requested only when it is set; `client_auth: {}` is enough)",
+            );
+        }
+        let raw = self.required(raw, &key).unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let entry_path = format!("{key}[{i}].file");
+            let Some(file) = self.file_path(entry.file, &entry_path) else {
+                continue;
+            };
+            let pem = match self.read(&file) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    self.problem(entry_path, format!("cannot read {}: {e}", file.display()));
+                    continue;
+                }
+            };
+            match crate::tls::certificates_from_pem(&pem, &file) {
+                Ok(certs) => out.extend(certs.iter().map(|der| Thumbprint::of(der))),
+                Err(e) => self.problem(entry_path, error_chain(&e)),
+            }
+        }
+        if out.is_empty() && !self.has_problem_under(&key) {
+            self.problem(key, "list at least one certificate");
+        }
+        out
     }
 
     fn client_secrets(

@@ -26,10 +26,12 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::TrustAnchor;
 
 use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
+use crate::x509::{CertificateName, Thumbprint};
 pub use path::PathPattern;
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
@@ -67,6 +69,8 @@ pub struct Config {
     /// Where the replay store and the throttle counters live.
     pub state: StateConfig,
     pub hashing: HashingConfig,
+    /// How discovery metadata from the upstream is rewritten.
+    pub discovery: DiscoveryConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
     /// Every file this config was read from, with a digest of what was read (the config
@@ -173,6 +177,28 @@ pub struct TlsConfig {
     /// The chain and key as read during validation, so that what was checked is what is
     /// served even if the files change in between.
     pub certified: Arc<CertifiedKey>,
+    /// `tls.client_auth`: client certificates are requested (never required) at the
+    /// handshake only when this is set.
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `tls.client_auth`.
+#[derive(Debug, Clone)]
+pub struct ClientAuthConfig {
+    /// PEM trust anchors for `tls_client_auth` clients (and for binding the tokens of
+    /// other clients to a certificate that chains to them).
+    pub ca_file: Option<PathBuf>,
+    /// The anchors as read during validation; empty without `ca_file`.
+    pub trust_anchors: Arc<Vec<TrustAnchor<'static>>>,
+}
+
+/// `discovery`: rewriting of the authorization server metadata the upstream publishes
+/// (RFC 8414, OpenID Connect Discovery), so that it states what the gateway enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    pub rewrite: bool,
+    /// Larger documents are passed through unchanged (and counted).
+    pub max_size: usize,
 }
 
 /// `upstream`.
@@ -275,7 +301,13 @@ pub struct ClientConfig {
     pub client_id: ClientId,
     pub auth_method: AuthMethod,
     pub algorithms: Vec<Algorithm>,
+    /// Secret-based clients only (empty for the certificate methods).
     pub secrets: Vec<ClientSecret>,
+    /// `tls_client_auth`: the one name its certificate must carry (RFC 8705 §2.1.2).
+    pub tls_name: Option<CertificateName>,
+    /// `self_signed_tls_client_auth`: the registered certificates (RFC 8705 §2.2), by
+    /// SHA-256 of their DER; several while rotating.
+    pub certificates: Vec<Thumbprint>,
 }
 
 /// One entry of `clients[].secrets`.
@@ -469,6 +501,92 @@ mod tests {
                 "{key} not reported in {problems:?}"
             );
         }
+    }
+
+    /// Certificate clients (RFC 8705): every misuse is a problem naming its key.
+    #[test]
+    fn certificate_clients_are_checked_with_their_key_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not.pem"), "no certificate here").unwrap();
+        let problems = |tls_extra: &str, clients: &str| {
+            let yaml =
+                format!("tls: {{ cert_file: c, key_file: k{tls_extra} }}\nclients:\n{clients}");
+            Config::from_yaml(&yaml, dir.path()).unwrap_err().problems()
+        };
+        let has = |problems: &[String], want: &str| {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "{want} not in {problems:#?}"
+            )
+        };
+        let p = problems(
+            "",
+            r#"  - { client_id: a, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=a" }
+  - { client_id: b, auth_method: self_signed_tls_client_auth, certificates: [{ file: not.pem }] }
+  - { client_id: c, auth_method: client_secret_basic, secrets: [{ value: s }], tls_client_auth_san_dns: c.example, certificates: [{ file: x }] }
+"#,
+        );
+        has(
+            &p,
+            "clients[0].auth_method: tls_client_auth needs `tls.client_auth.ca_file`",
+        );
+        has(
+            &p,
+            "clients[1].auth_method: self_signed_tls_client_auth needs `tls.client_auth`",
+        );
+        has(&p, "clients[1].certificates[0].file: ");
+        assert!(p
+            .iter()
+            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
+        has(
+            &p,
+            "clients[2].tls_client_auth_san_dns: only tls_client_auth clients",
+        );
+        has(
+            &p,
+            "clients[2].certificates: only self_signed_tls_client_auth clients",
+        );
+
+        let p = problems(
+            ", client_auth: { ca_file: not.pem }",
+            r#"  - { client_id: a, auth_method: tls_client_auth }
+  - { client_id: b, auth_method: tls_client_auth, tls_client_auth_san_dns: b, tls_client_auth_san_uri: "urn:b" }
+  - { client_id: c, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=c,XX=1" }
+  - { client_id: d, auth_method: tls_client_auth, tls_client_auth_san_ip: "10.0.0.300" }
+  - { client_id: e, auth_method: tls_client_auth, tls_client_auth_san_email: "nobody", secrets: [{ value: s }] }
+  - { client_id: f, auth_method: self_signed_tls_client_auth }
+"#,
+        );
+        has(&p, "tls.client_auth.ca_file: ");
+        assert!(p
+            .iter()
+            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
+        has(
+            &p,
+            "clients[0]: give exactly one of `tls_client_auth_subject_dn`",
+        );
+        has(&p, "clients[1]: give exactly one of");
+        has(
+            &p,
+            "clients[2].tls_client_auth_subject_dn: attribute type `XX`",
+        );
+        has(
+            &p,
+            "clients[3].tls_client_auth_san_ip: `10.0.0.300` is not an IPv4 or IPv6 address",
+        );
+        has(
+            &p,
+            "clients[4].tls_client_auth_san_email: must be an e-mail address",
+        );
+        has(
+            &p,
+            "clients[4].secrets: client `e` authenticates with its TLS certificate",
+        );
+        has(&p, "clients[5].certificates: required key is missing");
+        assert!(
+            !p.iter().any(|p| p.contains("needs `tls.client_auth")),
+            "ca_file was given: {p:#?}"
+        );
     }
 
     #[test]

@@ -30,7 +30,15 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub state: Option<RawState>,
     pub hashing: Option<RawHashing>,
+    pub discovery: Option<RawDiscovery>,
     pub clients: Option<Vec<RawClient>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    pub rewrite: Option<bool>,
+    pub max_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -89,6 +97,20 @@ pub(super) struct RawMetrics {
 pub(super) struct RawTls {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    pub client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientAuth {
+    pub ca_file: Option<String>,
+}
+
+/// A registered certificate of a `self_signed_tls_client_auth` client.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertificateFile {
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -173,4 +195,10 @@ pub(super) struct RawClient {
     pub auth_method: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub secrets: Option<Vec<RawSecretSource>>,
+    pub tls_client_auth_subject_dn: Option<String>,
+    pub tls_client_auth_san_dns: Option<String>,
+    pub tls_client_auth_san_uri: Option<String>,
+    pub tls_client_auth_san_ip: Option<String>,
+    pub tls_client_auth_san_email: Option<String>,
+    pub certificates: Option<Vec<RawCertificateFile>>,
 }

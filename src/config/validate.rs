@@ -188,7 +188,7 @@ impl Validator<'_> {
         })
     }
 
-    fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
+    pub(super) fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
         let text = self.required(value, path)?;
         let resolved = self.base_dir.join(text);
         if !resolved.is_file() {
@@ -225,6 +225,13 @@ impl Validator<'_> {
 impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr(raw.listen, "listen");
+        // What `tls.client_auth` offers the clients: None (no certificates requested),
+        // Some(false) (requested, no CA), Some(true) (requested, with `ca_file`).
+        let client_auth = raw
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_auth.as_ref())
+            .map(|c| c.ca_file.is_some());
         let tls = self.tls(raw.tls);
         let upstream = self.upstream(raw.upstream);
         let admin = raw
@@ -266,7 +273,8 @@ impl Validator<'_> {
         };
         let state = self.state(raw.state);
         let hashing = self.hashing(raw.hashing.unwrap_or_default());
-        let clients = self.clients(raw.clients, &assertion.algorithms);
+        let discovery = self.discovery(raw.discovery.unwrap_or_default());
+        let clients = self.clients(raw.clients, &assertion.algorithms, client_auth);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
@@ -290,6 +298,7 @@ impl Validator<'_> {
             metrics,
             state,
             hashing,
+            discovery,
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),
@@ -300,13 +309,52 @@ impl Validator<'_> {
         let raw = self.required(raw, "tls").unwrap_or_default();
         let cert_file = self.file_path(raw.cert_file, "tls.cert_file");
         let key_file = self.file_path(raw.key_file, "tls.key_file");
+        let client_auth = raw.client_auth.map(|c| self.client_auth(c));
         let (cert_file, key_file) = (cert_file?, key_file?);
         let certified = self.certified_key(&cert_file, &key_file)?;
         Some(TlsConfig {
             cert_file,
             key_file,
             certified,
+            client_auth: match client_auth {
+                None => None,
+                Some(c) => Some(c?),
+            },
         })
+    }
+
+    /// `tls.client_auth`: the CA file, if given, read now (and watched for reloads).
+    fn client_auth(&mut self, raw: RawClientAuth) -> Option<ClientAuthConfig> {
+        const PATH: &str = "tls.client_auth.ca_file";
+        let Some(text) = raw.ca_file else {
+            return Some(ClientAuthConfig {
+                ca_file: None,
+                trust_anchors: Arc::new(Vec::new()),
+            });
+        };
+        let path = self.file_path(Some(text), PATH)?;
+        let pem = self
+            .read(&path)
+            .map_err(|e| self.problem(PATH, format!("cannot read {}: {e}", path.display())))
+            .ok()?;
+        let anchors = match crate::tls::trust_anchors_from_pem(&pem, &path) {
+            Ok(anchors) => anchors,
+            Err(e) => {
+                self.problem(PATH, error_chain(&e));
+                return None;
+            }
+        };
+        Some(ClientAuthConfig {
+            ca_file: Some(path),
+            trust_anchors: Arc::new(anchors),
+        })
+    }
+
+    fn discovery(&mut self, raw: RawDiscovery) -> DiscoveryConfig {
+        DiscoveryConfig {
+            rewrite: raw.rewrite.unwrap_or(true),
+            max_size: self.size(raw.max_size, "discovery.max_size", 256 * 1024, 1),
+        }
     }
 
     fn certified_key(&mut self, cert: &Path, key: &Path) -> Option<Arc<CertifiedKey>> {

@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::body::BodyError;
-use crate::conn::ClientAddr;
+use crate::conn::{ClientAddr, ClientCertificate};
 use crate::metrics::{ConnectionRefusal, HandshakeFailure, Metrics};
 use crate::reload::Generation;
 
@@ -152,6 +152,8 @@ pub async fn serve(
         }
     };
     let _open = ctx.metrics.connection();
+    // RFC 8705: what the client presented, judged per request by the auth layer.
+    let client_cert = ClientCertificate::from_chain(tls.get_ref().1.peer_certificates());
     let http = generation.http.clone();
     drop(generation);
 
@@ -162,6 +164,9 @@ pub async fn serve(
         let in_flight = requests.begin();
         let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
         req.extensions_mut().insert(ClientAddr(peer));
+        if let Some(cert) = &client_cert {
+            req.extensions_mut().insert(cert.clone());
+        }
         // Per request, not per connection: a reload applies to kept-alive connections
         // from their next request on.
         let response = service_ctx

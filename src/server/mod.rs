@@ -70,7 +70,10 @@ impl Gateway {
     /// [`Clock::manual`]).
     pub fn with_clock(config: Config, clock: Clock) -> Result<Gateway, ServeError> {
         let shared = Arc::new(Shared::new(&config, clock).map_err(ServeError::State)?);
-        let tls = TlsAcceptor::from(tls::server_config(shared.resolver.clone())?);
+        let tls = TlsAcceptor::from(tls::server_config(
+            shared.resolver.clone(),
+            shared.client_certs.clone(),
+        )?);
         let generation = shared.generation(config).map_err(|e| match e {
             ReloadError::NoSigningKey => ServeError::NoSigningKey,
             other => ServeError::Generation(other),

@@ -12,14 +12,18 @@ Argument errors are reported by argparse on stderr with exit status 2.
 
 Checks: signature (HS256 only), exp / iat / nbf (with --leeway), iss == --issuer,
 --audience in aud, presence of exp, iat, iss, aud, sub, jti; and, when given,
-header kid == --kid, claim htm == --htm, claim htu == --htu, and claim
-body_sha256 == base64url (no padding) of SHA-256 of the --body-file bytes.
+header kid == --kid, claim htm == --htm, claim htu == --htu, claim
+body_sha256 == base64url (no padding) of SHA-256 of the --body-file bytes, and
+claim cnf["x5t#S256"] == base64url (no padding) of SHA-256 of the DER of the
+certificate in --cert-file (RFC 8705 §3.1; the DER is taken from the PEM file by
+Python's ssl module, independently of the gateway).
 """
 
 import argparse
 import base64
 import hashlib
 import json
+import ssl
 import sys
 
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
@@ -42,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--htm", default=None, help="expected htm claim")
     p.add_argument("--htu", default=None, help="expected htu claim")
     p.add_argument("--kid", default=None, help="expected kid header parameter")
+    p.add_argument("--cert-file", default=None,
+                   help="PEM client certificate the cnf claim must name (x5t#S256)")
     p.add_argument("--leeway", type=float, default=0,
                    help="clock skew allowance in seconds (default: 0)")
     return p.parse_args(argv)
@@ -94,6 +100,14 @@ def verify(args):
         with open(args.body_file, "rb") as f:
             body = f.read()
         expect_claim(claims, "body_sha256", b64url_sha256(body))
+    if args.cert_file is not None:
+        with open(args.cert_file) as f:
+            der = ssl.PEM_cert_to_DER_cert(f.read())
+        if not isinstance(claims.get("cnf"), dict):
+            raise ClaimMismatch('missing claim "cnf"')
+        got = claims["cnf"].get("x5t#S256")
+        if got != b64url_sha256(der):
+            raise ClaimMismatch(f'cnf "x5t#S256" is {got!r}, expected {b64url_sha256(der)!r}')
 
     return header, claims
 

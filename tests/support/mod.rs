@@ -121,6 +121,11 @@ pub enum Behaviour {
     Gate(Arc<Notify>),
     /// Tell the test when the first body chunk arrived, then read the rest and answer.
     StreamProbe(Arc<Mutex<Option<oneshot::Sender<()>>>>),
+    /// 200 with this content type and body (a discovery document, say), and no token.
+    Document {
+        content_type: &'static str,
+        body: Bytes,
+    },
 }
 
 pub struct RecordingUpstream {
@@ -216,6 +221,14 @@ async fn answer(
     match &behaviour {
         Behaviour::Delay(d) => tokio::time::sleep(*d).await,
         Behaviour::Gate(n) => n.notified().await,
+        Behaviour::Document { content_type, body } => {
+            return Response::builder()
+                .status(200)
+                .header("content-type", *content_type)
+                .header("etag", "\"upstream-etag\"")
+                .body(Full::new(body.clone()))
+                .unwrap()
+        }
         _ => {}
     }
     let body = serde_json::json!({

@@ -1,0 +1,305 @@
+//! Client certificates as credentials (RFC 8705 §2) and as the key tokens are bound to
+//! (RFC 8705 §3), decided per request: the TLS handshake only proved that the client
+//! holds the key of the certificate it presented (tls.rs).
+//!
+//! - `tls_client_auth` (§2.1): the chain the client sent is validated against
+//!   `tls.client_auth.ca_file` by rustls-webpki at the gateway's clock (validity period,
+//!   signatures, basic constraints, and an extended key usage that, if present, includes
+//!   TLS client authentication, as rustls' own client verifier requires), then the
+//!   client's one registered name must be in the leaf (x509.rs).
+//! - `self_signed_tls_client_auth` (§2.2): no chain validation; the leaf must be one of
+//!   the client's registered certificates, compared as SHA-256 of the DER, in constant
+//!   time, every registered certificate compared.
+//! - Binding (§3): a certificate that authenticated the client, or, for a client using a
+//!   secret, one that chains to `ca_file`, goes into the internal header as
+//!   `cnf.x5t#S256`. A certificate nothing vouches for binds nothing.
+//!
+//! Built once per config generation, so a CA rotation applies to the next request.
+
+use std::time::Duration;
+
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls_pki_types::{TrustAnchor, UnixTime};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::auth::registry::RegisteredClient;
+use crate::config::Config;
+use crate::conn::ClientCertificate;
+use crate::error::CertificateRejection;
+use crate::oauth::AuthMethod;
+use crate::x509::Thumbprint;
+
+/// What a certificate is checked against, for one configuration.
+pub struct CertificateCheck {
+    anchors: Vec<TrustAnchor<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl std::fmt::Debug for CertificateCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateCheck")
+            .field("anchors", &self.anchors.len())
+            .finish()
+    }
+}
+
+impl CertificateCheck {
+    pub fn new(config: &Config) -> Self {
+        let anchors = config
+            .tls
+            .client_auth
+            .as_ref()
+            .map(|c| c.trust_anchors.to_vec())
+            .unwrap_or_default();
+        Self {
+            anchors,
+            algorithms: crate::tls::signature_algorithms(),
+        }
+    }
+
+    /// Whether the presented chain validates against `ca_file` for TLS client
+    /// authentication at `now` (Unix seconds).
+    pub fn validate_chain(
+        &self,
+        cert: &ClientCertificate,
+        now: i64,
+    ) -> Result<(), CertificateRejection> {
+        if self.anchors.is_empty() {
+            return Err(CertificateRejection::NoTrustAnchors);
+        }
+        let leaf = webpki::EndEntityCert::try_from(cert.leaf())
+            .map_err(|_| CertificateRejection::Unparsable)?;
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
+        leaf.verify_for_usage(
+            self.algorithms.all,
+            &self.anchors,
+            cert.intermediates(),
+            time,
+            // RFC 5280 §4.2.1.12: an EKU, if present, must allow TLS client authentication.
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(rejection)
+    }
+
+    /// Whether `cert` authenticates `client`, registered with a certificate method.
+    /// Returns the thumbprint to bind tokens to.
+    pub fn authenticate(
+        &self,
+        client: &RegisteredClient,
+        cert: &ClientCertificate,
+        now: i64,
+    ) -> Result<Thumbprint, CertificateRejection> {
+        match client.method {
+            AuthMethod::TlsClientAuth => {
+                self.validate_chain(cert, now)?;
+                let name = client
+                    .tls_name
+                    .as_ref()
+                    .ok_or(CertificateRejection::NameMismatch)?;
+                // RFC 8705 §2.1.2: the certificate must carry the registered name.
+                match name.matches(cert.leaf()) {
+                    Ok(true) => Ok(cert.thumbprint()),
+                    Ok(false) => Err(CertificateRejection::NameMismatch),
+                    Err(_) => Err(CertificateRejection::Unparsable),
+                }
+            }
+            AuthMethod::SelfSignedTlsClientAuth => {
+                let presented = cert.thumbprint();
+                // RFC 8705 §2.2: the very certificate registered; all compared, no early exit.
+                let known = client
+                    .certificates
+                    .iter()
+                    .fold(Choice::from(0), |acc, t| acc | t.0.ct_eq(&presented.0));
+                if bool::from(known) {
+                    Ok(presented)
+                } else {
+                    Err(CertificateRejection::NotRegistered)
+                }
+            }
+            AuthMethod::ClientSecretBasic
+            | AuthMethod::ClientSecretPost
+            | AuthMethod::ClientSecretJwt => Err(CertificateRejection::NotRegistered),
+        }
+    }
+
+    /// The thumbprint to bind a secret-authenticated client's tokens to: only for a
+    /// certificate that chains to `ca_file` (RFC 8705 §3 allows binding whatever the
+    /// authentication method; an unvouched certificate is ignored).
+    pub fn binding(&self, cert: Option<&ClientCertificate>, now: i64) -> Option<Thumbprint> {
+        let cert = cert?;
+        self.validate_chain(cert, now)
+            .ok()
+            .map(|()| cert.thumbprint())
+    }
+}
+
+fn rejection(e: webpki::Error) -> CertificateRejection {
+    match e {
+        webpki::Error::CertExpired { .. } => CertificateRejection::Expired,
+        webpki::Error::CertNotValidYet { .. } => CertificateRejection::NotYetValid,
+        webpki::Error::UnknownIssuer => CertificateRejection::UnknownIssuer,
+        webpki::Error::RequiredEkuNotFoundContext(_) => CertificateRejection::NotForClientAuth,
+        webpki::Error::BadDer | webpki::Error::BadDerTime => CertificateRejection::Unparsable,
+        _ => CertificateRejection::InvalidChain,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use rustls_pki_types::CertificateDer;
+
+    use super::*;
+    use crate::auth::registry::Registry;
+    use crate::config::ClientConfig;
+    use crate::oauth::ClientId;
+    use crate::x509::{CertificateName, DistinguishedName};
+
+    /// 2025-06-01, inside the client certificates' validity (2025 to 2026).
+    const JUNE_2025: i64 = 1_748_736_000;
+
+    fn ca(name: &str) -> (Issuer<'static, KeyPair>, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (Issuer::new(params, key), cert.der().clone())
+    }
+
+    fn leaf(
+        cn: &str,
+        eku: ExtendedKeyUsagePurpose,
+        issuer: Option<&Issuer<'static, KeyPair>>,
+    ) -> ClientCertificate {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2026, 1, 1);
+        let cert = match issuer {
+            Some(i) => params.signed_by(&key, i).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        ClientCertificate::from_chain(Some(&[cert.der().clone()])).unwrap()
+    }
+
+    fn client(method: AuthMethod, certificates: Vec<Thumbprint>) -> ClientConfig {
+        ClientConfig {
+            client_id: ClientId::new("c"),
+            auth_method: method,
+            algorithms: Vec::new(),
+            secrets: Vec::new(),
+            tls_name: (method == AuthMethod::TlsClientAuth).then(|| {
+                CertificateName::SubjectDn(DistinguishedName::parse("CN=payments").unwrap())
+            }),
+            certificates,
+        }
+    }
+
+    #[test]
+    fn tls_client_auth_needs_a_valid_chain_and_the_registered_name() {
+        let (issuer, ca_der) = ca("client CA");
+        let (other_issuer, _) = ca("another CA");
+        let check = CertificateCheck {
+            anchors: vec![webpki::anchor_from_trusted_cert(&ca_der)
+                .unwrap()
+                .to_owned()],
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        let registry = Registry::new(&[client(AuthMethod::TlsClientAuth, Vec::new())]);
+        let c = registry.get("c").unwrap();
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let good = leaf("payments", client_auth.clone(), Some(&issuer));
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025),
+            Ok(good.thumbprint())
+        );
+        // Time is the gateway's clock, not the wall clock.
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 + 365 * 86_400),
+            Err(CertificateRejection::Expired)
+        );
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 - 365 * 86_400),
+            Err(CertificateRejection::NotYetValid)
+        );
+        for (cert, why) in [
+            (
+                leaf("payments", client_auth.clone(), Some(&other_issuer)),
+                CertificateRejection::UnknownIssuer,
+            ),
+            (
+                leaf("payments", client_auth.clone(), None),
+                CertificateRejection::UnknownIssuer,
+            ),
+            (
+                leaf(
+                    "payments",
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    Some(&issuer),
+                ),
+                CertificateRejection::NotForClientAuth,
+            ),
+            (
+                leaf("someone", client_auth.clone(), Some(&issuer)),
+                CertificateRejection::NameMismatch,
+            ),
+        ] {
+            assert_eq!(check.authenticate(c, &cert, JUNE_2025), Err(why));
+        }
+        // Binding: a certificate chaining to ca_file, for any client; nothing else.
+        assert_eq!(
+            check.binding(Some(&good), JUNE_2025),
+            Some(good.thumbprint())
+        );
+        let stranger = leaf("payments", client_auth, None);
+        assert_eq!(check.binding(Some(&stranger), JUNE_2025), None);
+        assert_eq!(check.binding(None, JUNE_2025), None);
+        // Without a CA file, nothing chains.
+        let no_ca = CertificateCheck {
+            anchors: Vec::new(),
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        assert_eq!(
+            no_ca.authenticate(c, &good, JUNE_2025),
+            Err(CertificateRejection::NoTrustAnchors)
+        );
+        assert_eq!(no_ca.binding(Some(&good), JUNE_2025), None);
+    }
+
+    #[test]
+    fn self_signed_clients_present_a_registered_certificate() {
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let old = leaf("device", client_auth.clone(), None);
+        let new = leaf("device", client_auth.clone(), None);
+        let other = leaf("device", client_auth, None);
+        let registry = Registry::new(&[client(
+            AuthMethod::SelfSignedTlsClientAuth,
+            vec![old.thumbprint(), new.thumbprint()],
+        )]);
+        let c = registry.get("c").unwrap();
+        let check = CertificateCheck {
+            anchors: Vec::new(),
+            algorithms: crate::tls::signature_algorithms(),
+        };
+        // Rotation: both registered certificates; no chain and no expiry checked.
+        for cert in [&old, &new] {
+            assert_eq!(
+                check.authenticate(c, cert, i64::MAX / 2),
+                Ok(cert.thumbprint())
+            );
+        }
+        assert_eq!(
+            check.authenticate(c, &other, JUNE_2025),
+            Err(CertificateRejection::NotRegistered)
+        );
+    }
+}
