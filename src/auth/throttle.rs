@@ -80,6 +80,12 @@ where
 struct Local {
     per_client: Cache<(String, Source), Arc<AtomicU32>>,
     per_source: Cache<Source, Arc<AtomicU32>>,
+    window: Duration,
+    /// When the last failure was recorded (ms since `start`, 0 for never). A counter lives
+    /// `window` from its creation, at a failure: with no failure for a window, every
+    /// counter is gone, and a check needs no lookup (no key built, nothing hashed).
+    last_failure_ms: AtomicU64,
+    start: Instant,
 }
 
 impl Local {
@@ -87,10 +93,22 @@ impl Local {
         Self {
             per_client: counters(window),
             per_source: counters(window),
+            window,
+            last_failure_ms: AtomicU64::new(0),
+            start: Instant::now(),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        // +1: 0 stands for "never".
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
     fn counts(&self, client_id: &str, source: Source) -> (u32, u32) {
+        let last = self.last_failure_ms.load(Ordering::Acquire);
+        if last == 0 || self.now_ms().saturating_sub(last) > self.window.as_millis() as u64 {
+            return (0, 0);
+        }
         let get = |c: Option<Arc<AtomicU32>>| c.map_or(0, |c| c.load(Ordering::Relaxed));
         (
             get(self.per_source.get(&source)),
@@ -99,6 +117,8 @@ impl Local {
     }
 
     fn record(&self, client_id: &str, source: Source) {
+        self.last_failure_ms
+            .fetch_max(self.now_ms(), Ordering::AcqRel);
         self.per_source
             .get_with(source, || Arc::new(AtomicU32::new(0)))
             .fetch_add(1, Ordering::Relaxed);
@@ -116,6 +136,9 @@ pub struct SharedView {
     redis: Arc<RedisState>,
     /// Sources with a recent failure on some replica, and until when (ms since `start`).
     suspects: Cache<Source, u64>,
+    /// The latest `until` of any suspect: past it, no source is suspect, and a check
+    /// needs no lookup.
+    suspects_until: AtomicU64,
     subscribed: Arc<AtomicBool>,
     /// Until when (ms since `start`) every source counts as suspect: one window after the
     /// subscription (re)started.
@@ -136,6 +159,7 @@ impl SharedView {
                 .build(),
             subscribed: Arc::new(AtomicBool::new(false)),
             distrust_until: AtomicU64::new(u64::MAX),
+            suspects_until: AtomicU64::new(0),
             window_ms: AtomicU64::new(60_000),
             start: Instant::now(),
             metrics,
@@ -179,6 +203,7 @@ impl SharedView {
 
     fn suspect(&self, source: Source) {
         let until = self.now_ms() + self.window_ms.load(Ordering::Relaxed);
+        self.suspects_until.fetch_max(until, Ordering::AcqRel);
         self.suspects.insert(source, until);
     }
 
@@ -188,7 +213,8 @@ impl SharedView {
         let now = self.now_ms();
         !self.subscribed.load(Ordering::Acquire)
             || now < self.distrust_until.load(Ordering::Acquire)
-            || self.suspects.get(&source).is_some_and(|until| until > now)
+            || (now < self.suspects_until.load(Ordering::Acquire)
+                && self.suspects.get(&source).is_some_and(|until| until > now))
     }
 
     fn keys(&self, client_id: &str, source: Source) -> (String, String) {
