@@ -12,6 +12,7 @@ NAMES = {
     "sg-basic": "secretgate client_secret_basic",
     "sg-post": "secretgate client_secret_post",
     "sg-jwt": "secretgate client_secret_jwt",
+    "base-basic": "baseline secretgate client_secret_basic (BASELINE_BIN)",
 }
 ORDER = list(NAMES)
 BAD_KEYS = ("non2xx", "exhausted", "connect", "read", "write", "timeout")
@@ -99,7 +100,8 @@ def main():
     goals = {
         ("sg-basic", "nginx"): (">= 1.00", 1.0),
         ("sg-jwt", "sg-basic"): (">= 0.90", 0.9),
-        ("sg-post", "sg-basic"): ("", None),
+        ("sg-post", "sg-basic"): (">= 1.00", 1.0),
+        ("sg-basic", "base-basic"): ("", None),
         ("sg-basic", "upstream"): ("", None),
         ("nginx", "upstream"): ("", None),
     }

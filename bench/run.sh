@@ -26,6 +26,8 @@
 #   sg-post   secretgate client_secret_post
 #   sg-jwt    secretgate client_secret_jwt: a fresh assertion per request (jti is
 #             single-use), minted before each round and handed out by the Lua script
+#   base-basic  with BASELINE_BIN: another secretgate binary (an earlier build), same
+#             config on ports of its own, Basic: changes measured against it in one run
 # Runs alternate A/B/A/B over ROUNDS rounds (the nginx/secretgate order flips every
 # round); the report gives medians and the secretgate/nginx ratio within each round.
 # Any non-2xx response, socket error or exhausted assertion pool makes that run invalid.
@@ -45,6 +47,8 @@
 #                      the closest to secretgate's one HMAC), apr1, sha512 (crypt $6$), plain
 #   SOAK=0             seconds of extra secretgate Basic load with RSS sampled every 5 s
 #   PROFILE_SECONDS=15 (profile mode) length of the perf recording
+#   BASELINE_BIN=     path of a secretgate binary to measure as `base-basic` next to this
+#                      build (e.g. one built from an earlier commit)
 #   INSTRUCTIONS=auto  instruction counts per request with callgrind: auto (when valgrind
 #                      is installed), on, off. CG_DURATION=6 s of counted load per scenario.
 #   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+3
@@ -88,6 +92,9 @@ SG_PORT=$((PORT_BASE + 2))
 SG_ADMIN_PORT=$((PORT_BASE + 3))
 CG_PORT=$((PORT_BASE + 4))
 CG_ADMIN_PORT=$((PORT_BASE + 5))
+BASE_PORT=$((PORT_BASE + 6))
+BASE_ADMIN_PORT=$((PORT_BASE + 7))
+BASELINE_BIN=${BASELINE_BIN:-}
 BASIC_ID=bench-basic
 POST_ID=bench-post
 JWT_ID=bench-jwt
@@ -118,7 +125,7 @@ case "$INSTRUCTIONS" in
   *) die "INSTRUCTIONS must be auto, on or off" ;;
 esac
 NGINX=$(command -v nginx)
-for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT; do
+for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT $BASE_PORT $BASE_ADMIN_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is in use (set PORT_BASE)"
   fi
@@ -248,6 +255,11 @@ render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate.yaml"
 # The instance counted under callgrind: one worker, ports of its own.
 RENDER_WORKERS=1 RENDER_SG_PORT=$CG_PORT RENDER_SG_ADMIN_PORT=$CG_ADMIN_PORT \
   render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-cg.yaml"
+if [[ -n $BASELINE_BIN ]]; then
+  [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
+  RENDER_SG_PORT=$BASE_PORT RENDER_SG_ADMIN_PORT=$BASE_ADMIN_PORT \
+    render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-base.yaml"
+fi
 "$NGINX" -t -q -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" || die "upstream nginx config"
 "$NGINX" -t -q -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" || die "peer nginx config"
 "$BIN" check --config "$TMP/secretgate.yaml" >/dev/null || die "secretgate config"
@@ -270,6 +282,15 @@ PIDS+=("$PEER_PID")
 ) &
 SG_PID=$!
 PIDS+=("$SG_PID")
+BASE_PID=
+if [[ -n $BASELINE_BIN ]]; then
+  (
+    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+    pin "$SERVER_CPUS" "$BASELINE_BIN" run --config "$TMP/secretgate-base.yaml" 2>"$TMP/secretgate-base.log"
+  ) &
+  BASE_PID=$!
+  PIDS+=("$BASE_PID")
+fi
 
 wait_http() { # wait_http URL: until the URL answers at all
   for _ in $(seq 100); do
@@ -281,6 +302,9 @@ wait_http() { # wait_http URL: until the URL answers at all
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/" || die "upstream did not start (see $TMP/upstream-error.log)"
 wait_http "https://127.0.0.1:$PEER_PORT/" || die "nginx peer did not start (see $TMP/peer-error.log)"
 wait_http "http://127.0.0.1:$SG_ADMIN_PORT/readyz" || die "secretgate did not start: $(tail -5 "$TMP/secretgate.log")"
+if [[ -n $BASELINE_BIN ]]; then
+  wait_http "http://127.0.0.1:$BASE_ADMIN_PORT/readyz" || die "the baseline secretgate did not start: $(tail -5 "$TMP/secretgate-base.log")"
+fi
 SG_THREADS=$(ls "/proc/$SG_PID/task" | wc -l)
 log "started: upstream pid $UPSTREAM_PID, nginx pid $PEER_PID ($WORKERS workers), secretgate pid $SG_PID ($SG_THREADS threads, workers: $WORKERS)"
 
@@ -305,6 +329,9 @@ expect 200 upstream -X POST -d "$GRANT" "http://127.0.0.1:$UPSTREAM_PORT/oauth2/
 expect 200 nginx -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$PEER_PORT/oauth2/token"
 expect 401 nginx-wrong-secret -u "$BASIC_ID:wrong" -d "$GRANT" "https://localhost:$PEER_PORT/oauth2/token"
 expect 200 sg-basic -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$SG_PORT/oauth2/token"
+if [[ -n $BASELINE_BIN ]]; then
+  expect 200 base-basic -H "Authorization: $BASIC_AUTH" -d "$GRANT" --resolve "localhost:$BASE_PORT:127.0.0.1" "https://localhost:$BASE_PORT/oauth2/token"
+fi
 expect 200 sg-post -d "$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "https://localhost:$SG_PORT/oauth2/token"
 JWT_FORM=(-d "$GRANT" -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer)
 mint 1 "$TMP/assertions/smoke.txt"
@@ -321,6 +348,7 @@ server_pids() { # server_pids SCENARIO: the processes doing the work (nginx: its
   case "$1" in
     upstream) pgrep -P "$UPSTREAM_PID" ;;
     nginx) pgrep -P "$PEER_PID" ;;
+    base-*) echo "$BASE_PID" ;;
     *) echo "$SG_PID" ;;
   esac
 }
@@ -346,6 +374,7 @@ run_wrk() {
     upstream) url="http://127.0.0.1:$UPSTREAM_PORT/oauth2/token" ;;
     nginx) url="https://localhost:$PEER_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-basic) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
+    base-basic) url="https://localhost:$BASE_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-post)
       url="https://localhost:$SG_PORT/oauth2/token"
       args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "threads=$THREADS" "delay_ms=$delay")
@@ -395,6 +424,7 @@ run_wrk() {
 }
 
 SCENARIOS=(upstream nginx sg-basic sg-post sg-jwt)
+if [[ -n $BASELINE_BIN ]]; then SCENARIOS+=(base-basic); fi
 
 # --- instructions per request (callgrind) ---------------------------------------------------
 # Wall-clock ratios of a few percent drown in this machine's noise; the instructions
@@ -442,13 +472,22 @@ instructions() {
     callgrind_control -d "$scen" "$cg_pid" >/dev/null 2>&1
     line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
     requests=$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")
-    # The newest dump; its `summary:` (or `totals:`) line is the instruction count.
+    # The newest dump: its `summary:` (or `totals:`) line is the instruction count. The
+    # TLS handshakes of wrk's four connections (inclusive cost of tokio-rustls'
+    # MidHandshake, occasionally with an entropy reseed inside) are fixed costs, not
+    # per-request ones: taken out. The portable SHA-256 (self cost) is given apart.
     dumps=$(ls -t "$dir"/callgrind.out.* | head -1)
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dumps")
     [[ -n $ir && $requests -gt 0 ]] || die "no instruction count for $scen ($dumps)"
     if grep -Eq 'non2xx=[1-9]|exhausted=[1-9]' <<<"$line"; then die "instructions $scen: errors: $line"; fi
-    meta "instructions_$scen" "$((ir / requests)) $requests"
-    log "$(printf 'instructions %-9s %8d per request (%d requests)' "$scen" "$((ir / requests))" "$requests")"
+    local hs sha
+    hs=$(callgrind_annotate --inclusive=yes --threshold=100 "$dumps" 2>/dev/null |
+      awk '/MidHandshake<IS> as core::future::future::Future>::poll/ {gsub(",", "", $1); print $1; exit}' || true)
+    sha=$(callgrind_annotate --threshold=100 "$dumps" 2>/dev/null |
+      awk '/sha2::sha256::soft::compress/ {gsub(",", "", $1); print $1; exit}' || true)
+    ir=$((ir - ${hs:-0}))
+    meta "instructions_$scen" "$((ir / requests)) $(((ir - ${sha:-0}) / requests)) $requests"
+    log "$(printf 'instructions %-9s %8d per request, %8d without SHA-256 (%d requests)' "$scen" "$((ir / requests))" "$(((ir - ${sha:-0}) / requests))" "$requests")"
     rm -f "$TMP/assertions/cg.txt" "$TMP/assertions/cg-warm.txt"
   done
   kill -TERM "$cg_pid" 2>/dev/null || true
@@ -512,6 +551,10 @@ meta rss_after_warmup_kib "$(rss_kib)"
 log "$ROUNDS rounds x ${DURATION}s per scenario, $CONNECTIONS connections, $THREADS wrk threads"
 for r in $(seq "$ROUNDS"); do
   if ((r % 2)); then order=(upstream nginx sg-basic sg-post sg-jwt); else order=(upstream sg-basic nginx sg-post sg-jwt); fi
+  # The baseline next to this build's Basic, before it or after it in turn.
+  if [[ -n $BASELINE_BIN ]]; then
+    if ((r % 2)); then order=(upstream nginx base-basic sg-basic sg-post sg-jwt); else order=(upstream sg-basic base-basic nginx sg-post sg-jwt); fi
+  fi
   for s in "${order[@]}"; do run_wrk load "$r" "$s" "$DURATION" "$CONNECTIONS"; done
 done
 meta rss_after_rounds_kib "$(rss_kib)"
@@ -597,6 +640,7 @@ meta load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta nginx_version "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
 meta wrk_version "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 meta rustc "$(rustc -V)"
+meta baseline "${BASELINE_BIN:-none}"
 meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS SERVER_CPUS=${SERVER_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK"
 cp "$RESULTS" "$OUT_DIR/results.tsv"
 cp "$META" "$OUT_DIR/meta.txt"

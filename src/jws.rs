@@ -53,6 +53,27 @@ pub fn encode_into(bytes: impl AsRef<[u8]>, out: &mut String) {
     URL_SAFE_NO_PAD.encode_string(bytes, out);
 }
 
+/// Appends `text` as the contents of a JSON string (without the quotes), escaped as
+/// serde_json escapes it. Text of printable ASCII other than `"` and `\\` (ids, URLs,
+/// base64url) is appended as it is.
+pub fn push_json_escaped(out: &mut String, text: &str) {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(text);
+    } else if let Ok(quoted) = serde_json::to_string(text) {
+        out.push_str(&quoted[1..quoted.len() - 1]);
+    }
+}
+
+/// Appends `text` as a JSON string, quotes included.
+pub fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    push_json_escaped(out, text);
+    out.push('"');
+}
+
 /// The base64url (no padding) encoding of `bytes`.
 pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

@@ -31,8 +31,9 @@ use crate::jws::{self, HmacKey};
 use crate::oauth::Algorithm;
 use crate::route::Protected;
 
-/// The claims as the signer writes them (borrowed; see `verify::InternalClaims` for the
-/// owned form a verifier reads).
+/// The claims as serde would write them: the reference the hand-written claims (`claims`
+/// below) are tested against. `verify::InternalClaims` is the owned form a verifier reads.
+#[cfg(test)]
 #[derive(Serialize)]
 struct ClaimsRef<'a> {
     iss: &'a str,
@@ -54,6 +55,7 @@ struct ClaimsRef<'a> {
 
 /// RFC 8705 §3.1 (RFC 7800 `cnf`): the certificate tokens issued for this request may be
 /// bound to.
+#[cfg(test)]
 #[derive(Serialize)]
 struct Confirmation {
     #[serde(rename = "x5t#S256")]
@@ -82,6 +84,15 @@ fn jose_prefix(kid: &str) -> String {
     jws::header_prefix(&header)
 }
 
+fn claims_prefix(issuer: &str, audience: &str) -> String {
+    let mut out = String::from("{\"iss\":");
+    jws::push_json_str(&mut out, issuer);
+    out.push_str(",\"aud\":");
+    jws::push_json_str(&mut out, audience);
+    out.push_str(",\"sub\":");
+    out
+}
+
 /// Signs internal headers with the first configured key.
 pub struct Signer {
     name: HeaderName,
@@ -91,6 +102,8 @@ pub struct Signer {
     public_url: String,
     /// `BASE64URL(JOSE header) "."`, computed once.
     header_prefix: String,
+    /// `{"iss":…,"aud":…,"sub":`, computed once.
+    claims_prefix: String,
     key: HmacKey,
     clock: Clock,
 }
@@ -116,6 +129,7 @@ impl Signer {
             ttl_secs: cfg.ttl.as_secs() as i64,
             public_url: public_url.to_owned(),
             header_prefix: jose_prefix(&key.id),
+            claims_prefix: claims_prefix(&cfg.issuer, &cfg.audience),
             key: hmac_key(key),
             clock,
         })
@@ -148,32 +162,58 @@ impl Signer {
     ) -> Result<String, serde_json::Error> {
         let mut jti = [0u8; 16];
         rand::rng().fill_bytes(&mut jti);
-        let jti = jws::encode(jti);
-        let body_sha256 = jws::encode(Sha256::digest(&who.body));
-        let htu = format!("{}{}", self.public_url, path);
-        let query_sha256 = query.map(|q| jws::encode(Sha256::digest(q)));
-        let claims = serde_json::to_vec(&ClaimsRef {
-            iss: &self.issuer,
-            aud: &self.audience,
-            sub: who.client_id.as_str(),
-            client_id: who.client_id.as_str(),
-            auth_method: who.method.as_str(),
-            iat: now,
-            exp: now + self.ttl_secs,
-            jti: &jti,
-            htm: method,
-            htu: &htu,
-            query_sha256: query_sha256.as_deref(),
-            body_sha256: &body_sha256,
-            cnf: who.cnf.map(|t| Confirmation {
-                x5t_s256: t.x5t_s256(),
-            }),
-        })?;
+        let claims = self.claims(who, method, path, query, now, &jti);
         Ok(jws::sign_with_prefix(
             &self.header_prefix,
-            &claims,
+            claims.as_bytes(),
             &self.key,
         ))
+    }
+
+    /// The claims JSON, written directly (serde's serializer took a third of the signing
+    /// time): the same bytes as serializing `ClaimsRef`, which a unit test checks. The
+    /// constant start (`iss`, `aud`) is written once per config.
+    fn claims(
+        &self,
+        who: &Authenticated,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        now: i64,
+        jti: &[u8; 16],
+    ) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(self.claims_prefix.len() + 400);
+        out.push_str(&self.claims_prefix);
+        jws::push_json_str(&mut out, who.client_id.as_str());
+        out.push_str(",\"client_id\":");
+        jws::push_json_str(&mut out, who.client_id.as_str());
+        out.push_str(",\"auth_method\":");
+        jws::push_json_str(&mut out, who.method.as_str());
+        let _ = write!(out, ",\"iat\":{now},\"exp\":{}", now + self.ttl_secs);
+        out.push_str(",\"jti\":\"");
+        jws::encode_into(jti, &mut out);
+        out.push_str("\",\"htm\":");
+        jws::push_json_str(&mut out, method);
+        out.push_str(",\"htu\":\"");
+        jws::push_json_escaped(&mut out, &self.public_url);
+        jws::push_json_escaped(&mut out, path);
+        out.push('"');
+        if let Some(q) = query {
+            out.push_str(",\"query_sha256\":\"");
+            jws::encode_into(Sha256::digest(q), &mut out);
+            out.push('"');
+        }
+        out.push_str(",\"body_sha256\":\"");
+        jws::encode_into(Sha256::digest(&who.body), &mut out);
+        out.push('"');
+        if let Some(t) = &who.cnf {
+            out.push_str(",\"cnf\":{\"x5t#S256\":");
+            jws::push_json_str(&mut out, &t.x5t_s256());
+            out.push('}');
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -262,7 +302,8 @@ mod tests {
     use super::*;
     use crate::body::full;
     use crate::oauth::{AuthMethod, ClientId};
-    use crate::testing;
+    use crate::testing::{self, NOW};
+    use crate::x509::Thumbprint;
 
     /// A Sign layer in front of a counting `service_fn`.
     fn sign_stack(
@@ -334,5 +375,62 @@ mod tests {
         let prefix = jose_prefix("k1");
         let json = jws::decode(prefix.trim_end_matches('.')).unwrap();
         assert_eq!(json, br#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#);
+    }
+
+    /// The hand-written claims are, byte for byte, what serde writes for `ClaimsRef`:
+    /// plain and escaped text, with and without a query and a certificate.
+    #[test]
+    fn written_claims_are_what_serde_writes() {
+        let (config, _dir) = testing::config("");
+        let parts = testing::parts(&config);
+        let signer = &parts.signer;
+        let jti = [7u8; 16];
+        for (client, method, path, query, cnf, body) in [
+            (
+                "billing",
+                "POST",
+                "/oauth2/token",
+                None,
+                None,
+                &b"grant_type=x"[..],
+            ),
+            (
+                "q\"uote\\ é\u{1}",
+                "POST",
+                "/t/a%20b",
+                Some("a=1&b=%22"),
+                Some(Thumbprint::of(b"certificate")),
+                &b""[..],
+            ),
+        ] {
+            let who = Authenticated {
+                client_id: ClientId::new(client),
+                method: AuthMethod::ClientSecretPost,
+                body: Bytes::copy_from_slice(body),
+                cnf,
+            };
+            let ours = signer.claims(&who, method, path, query, NOW, &jti);
+            let htu = format!("{}{}", signer.public_url, path);
+            let query_sha256 = query.map(|q| jws::encode(Sha256::digest(q)));
+            let serde = serde_json::to_string(&ClaimsRef {
+                iss: &signer.issuer,
+                aud: &signer.audience,
+                sub: client,
+                client_id: client,
+                auth_method: who.method.as_str(),
+                iat: NOW,
+                exp: NOW + signer.ttl_secs,
+                jti: &jws::encode(jti),
+                htm: method,
+                htu: &htu,
+                query_sha256: query_sha256.as_deref(),
+                body_sha256: &jws::encode(Sha256::digest(body)),
+                cnf: cnf.map(|t| Confirmation {
+                    x5t_s256: t.x5t_s256(),
+                }),
+            })
+            .unwrap();
+            assert_eq!(ours, serde);
+        }
     }
 }
