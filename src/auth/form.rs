@@ -104,7 +104,8 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Parses an urlencoded body strictly (WHATWG/HTML form encoding, UTF-8).
 pub fn parse_urlencoded(body: &[u8]) -> Result<Params, RequestError> {
-    let mut params = Vec::new();
+    // A token request has a handful.
+    let mut params = Vec::with_capacity(8);
     for pair in body.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
@@ -220,15 +221,22 @@ fn push_encoded(out: &mut String, text: &str) {
 /// Encodes parameters as an urlencoded body.
 pub fn encode<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
+    encode_into(&mut out, params);
+    out
+}
+
+/// [`encode`], appended to `out` (sized by the caller: the body is written without growing
+/// it when the estimate holds).
+pub fn encode_into<'a>(out: &mut String, params: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let start = out.len();
     for (name, value) in params {
-        if !out.is_empty() {
+        if out.len() > start {
             out.push('&');
         }
-        push_encoded(&mut out, name);
+        push_encoded(out, name);
         out.push('=');
-        push_encoded(&mut out, value);
+        push_encoded(out, value);
     }
-    out
 }
 
 #[cfg(test)]
