@@ -10,9 +10,13 @@ NAMES = {
     "upstream": "upstream direct (plain HTTP, ceiling)",
     "nginx": "nginx Basic (TLS + auth_basic + proxy_pass)",
     "sg-basic": "secretgate client_secret_basic",
+    "sg-hashed": "secretgate client_secret_basic, argon2id-hashed secret (warm cache)",
     "sg-post": "secretgate client_secret_post",
     "sg-jwt": "secretgate client_secret_jwt",
     "base-basic": "baseline secretgate client_secret_basic (BASELINE_BIN)",
+    "redis-basic": "secretgate client_secret_basic, state.backend: redis",
+    "redis-post": "secretgate client_secret_post, state.backend: redis",
+    "redis-jwt": "secretgate client_secret_jwt, state.backend: redis (jti in Redis)",
 }
 ORDER = list(NAMES)
 BAD_KEYS = ("non2xx", "exhausted", "connect", "read", "write", "timeout")
@@ -58,7 +62,8 @@ def main():
     w(f"## Load benchmark ({m.get('date', '')}, git {m.get('git', '?')})")
     w("")
     w(f"Machine: {m.get('nproc')} CPUs, {m.get('cpu')}, kernel {m.get('kernel')}; "
-      f"nginx {m.get('nginx_version')}, wrk {m.get('wrk_version')}, {m.get('rustc')}. "
+      f"nginx {m.get('nginx_version')}, wrk {m.get('wrk_version')}, {m.get('rustc')}"
+      f"{', Redis ' + m['redis_version'] if 'redis_version' in m else ''}. "
       f"Load average before: {m.get('load_before')}, after: {m.get('load_after')}.")
     w("")
     w(f"Settings: `{m.get('settings')}`. TLS negotiated: nginx `{m.get('tls_nginx')}`, "
@@ -101,6 +106,10 @@ def main():
         ("sg-basic", "nginx"): (">= 1.00", 1.0),
         ("sg-jwt", "sg-basic"): (">= 0.90", 0.9),
         ("sg-post", "sg-basic"): (">= 1.00", 1.0),
+        ("sg-hashed", "sg-basic"): (">= 0.95", 0.95),
+        ("redis-jwt", "sg-jwt"): (">= 0.85", 0.85),
+        ("redis-basic", "sg-basic"): (">= 0.97", 0.97),
+        ("redis-post", "sg-post"): (">= 0.97", 0.97),
         ("sg-basic", "base-basic"): ("", None),
         ("sg-basic", "upstream"): ("", None),
         ("nginx", "upstream"): ("", None),
@@ -122,8 +131,9 @@ def main():
         w("### CPU per request (the serving process only: nginx workers, or secretgate; "
           "median over the load rounds)")
         w("")
-        w("| scenario | user µs | system µs | total µs |")
-        w("|---|---:|---:|---:|")
+        with_redis = any("redis_cpu_us" in by[k] for k in by)
+        w("| scenario | user µs | system µs | total µs |" + (" + redis-server µs |" if with_redis else ""))
+        w("|---|---:|---:|---:|" + ("---:|" if with_redis else ""))
         for s in ORDER:
             rs = [by[(r, s)] for r in rounds if (r, s) in by and "cpu_user_us" in by[(r, s)]]
             if not rs:
@@ -131,10 +141,17 @@ def main():
             u = statistics.median(float(x["cpu_user_us"]) for x in rs)
             k = statistics.median(float(x["cpu_sys_us"]) for x in rs)
             t = statistics.median(float(x["cpu_user_us"]) + float(x["cpu_sys_us"]) for x in rs)
-            w(f"| {NAMES[s]} | {u:.1f} | {k:.1f} | {t:.1f} |")
+            extra = ""
+            if with_redis:
+                rr = [float(x["redis_cpu_us"]) for x in rs if "redis_cpu_us" in x]
+                extra = f" {statistics.median(rr):.1f} |" if rr else " |"
+            w(f"| {NAMES[s]} | {u:.1f} | {k:.1f} | {t:.1f} |{extra}")
         w("")
         w("System time includes the kernel's loopback delivery to the peer (the sender's "
-          "softirq), so it is shared work, not only the server's own.")
+          "softirq), so it is shared work, not only the server's own."
+          + (" For the redis scenarios the gateway's columns are secretgate-redis alone; "
+             "redis-server's own CPU (user + system) per request is the last column."
+             if with_redis else ""))
         w("")
 
     lat = [r for r in rows if r["phase"] == "latency"]
@@ -164,7 +181,7 @@ def main():
     else:
         w("- every response in every run (warm-up included) was 2xx; no socket errors; "
           "no assertion pool ran out")
-    jwt = [r for r in rows if r["scenario"] == "sg-jwt"]
+    jwt = [r for r in rows if r["scenario"] in ("sg-jwt", "redis-jwt")]
     if jwt:
         w(f"- jwt assertions: {sum(int(r['minted']) for r in jwt):,} minted for "
           f"{sum(int(r['requests']) for r in jwt):,} completed jwt requests "
@@ -174,9 +191,30 @@ def main():
       f"{m.get('nginx_error_lines')} lines at error level or worse, "
       f"{m.get('nginx_warn_lines')} warnings; secretgate {m.get('sg_warn_error_lines')} "
       f"WARN/ERROR lines ({int(m.get('sg_log_bytes', 0)) / 1e6:.0f} MB of log in all)")
+    if "sg_redis_warn_error_lines" in m:
+        w(f"- secretgate-redis: {m['sg_redis_warn_error_lines']} WARN/ERROR lines; "
+          f"state errors {m.get('redis_state_errors', '?')}, replay rejections "
+          f"{m.get('redis_replay_rejections', '?')} (the smoke tests' deliberate replay is one)")
+    if "redis_commands" in m:
+        cmds = dict(kv.split("=", 1) for kv in m["redis_commands"].split())
+        measured = [r for r in rows if r["scenario"] == "redis-jwt" and r["phase"] in ("load", "latency")]
+        w(f"- Redis during the rounds and fixed-rate runs: {int(cmds.get('set', 0)):,} SET "
+          f"(replay records; redis-jwt completed {sum(int(r['requests']) for r in measured):,} "
+          f"requests, wrk does not count the ones cut off at the end of a run), "
+          f"{int(cmds.get('mget', 0)):,} MGET (throttle checks: 0 when no source is suspect), "
+          f"all commands: {m['redis_commands'] or 'none'}; memory used at the end "
+          f"{m.get('redis_used_memory', '?')}")
+    if "hash_verifications" in m:
+        w(f"- hashed client: {m['hash_verifications']} argon2id verification(s) in the whole run "
+          f"(the smoke test's), {int(m.get('hash_cache_hits') or 0):,} verify-cache hits")
     if "sg_access_lines" in m:
+        redis_access = ""
+        if "sg_redis_access_lines" in m:
+            redis_access = (f"; secretgate-redis {int(m['sg_redis_access_lines']):,} lines, "
+                            f"not 200: {m['sg_redis_access_non200'] or 'none'}")
         w(f"- access logs: secretgate {int(m['sg_access_lines']):,} lines, not 200: "
-          f"{m['sg_access_non200'] or 'none'}; nginx {int(m['nginx_access_lines']):,} lines, "
+          f"{m['sg_access_non200'] or 'none'}{redis_access}; nginx "
+          f"{int(m['nginx_access_lines']):,} lines, "
           f"not 200: {m['nginx_access_non200'] or 'none'} (499 = wrk abandoned the request "
           f"when a run's time was up; secretgate logs nothing for those)")
     w("")
@@ -192,6 +230,7 @@ def main():
         ("rss_after_latency_kib", "after the fixed-rate runs"),
         ("rss_end_kib", "end"),
         ("rss_hwm_kib", "peak (VmHWM)"),
+        ("rss_redis_instance_kib", "secretgate-redis after the fixed-rate runs"),
     ]:
         if k in m:
             w(f"| {label} | {mib(m[k])} |")

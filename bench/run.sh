@@ -3,35 +3,55 @@
 # proxy_pass) in front of the same upstream, same load generator, same run.
 #
 #   apt-get install nginx wrk        # plus openssl, python3, curl (on Debian by default)
-#   bench/run.sh                     # full run, ~5 minutes with the defaults
+#   bench/run.sh                     # full run, ~10 minutes with the defaults
 #   bench/run.sh profile             # perf profile of secretgate's Basic path under load
 #   bench/run.sh serve               # start everything, print the wrk commands, wait
 #   bench/run.sh instructions        # only the instruction counts (needs valgrind)
 #
 # Everything is made fresh under a temp dir (deleted on exit, KEEP_TMP=1 keeps it): a
-# throwaway CA and server certificate, client secrets, the internal-header key, the
-# htpasswd file and the configs (templates in bench/conf/). Nothing secret is written
-# into the repository. Results: stdout and target/bench/results.md (+ raw wrk output).
+# throwaway CA and server certificate, client secrets, the argon2id hash of one of them
+# (made by the built binary's `hash-secret`), the internal-header key, the Redis
+# password, the htpasswd file and the configs (templates in bench/conf/). Nothing secret
+# is written into the repository. Results: stdout and target/bench/results.md (+ raw wrk
+# output).
 #
 # Processes, all on 127.0.0.1:
 #   upstream   nginx, plain HTTP, `return 200 '{"access_token":...}'`, keep-alive
 #   peer       nginx: TLS, auth_basic (htpasswd), Authorization removed, proxy_pass to
 #              the upstream through an `upstream {}` pool with keepalive
-#   secretgate one basic, one post and one jwt client, in front of the same upstream
+#   secretgate one basic, one post, one jwt and one hashed-basic client, in front of the
+#              same upstream; `state.backend: memory` (the default)
+#   redis      (REDIS=on) redis-server: no persistence, a password (requirepass, from a
+#              config file in the temp dir), its own temp dir
+#   secretgate-redis  (REDIS=on) the same binary and clients with `state.backend: redis`
+#              (bench/conf/state-redis.yaml.in) on ports of its own: replay store and
+#              throttle counters in that Redis
 #
 # Scenarios (wrk over TLS with keep-alive, bench/token.lua):
 #   upstream  the upstream directly, plain HTTP (ceiling: no TLS, no proxy)
 #   nginx     nginx Basic
 #   sg-basic  secretgate client_secret_basic
+#   sg-hashed secretgate client_secret_basic, the client's secret registered only as an
+#             argon2id hash (hash-secret's parameters): warm verify cache, i.e. one
+#             verification at the smoke test, then cache hits (HASH_CACHE_TTL below)
 #   sg-post   secretgate client_secret_post
 #   sg-jwt    secretgate client_secret_jwt: a fresh assertion per request (jti is
 #             single-use), minted before each round and handed out by the Lua script
 #   base-basic  with BASELINE_BIN: another secretgate binary (an earlier build), same
 #             config on ports of its own, Basic: changes measured against it in one run
-# Runs alternate A/B/A/B over ROUNDS rounds (the nginx/secretgate order flips every
-# round); the report gives medians and the secretgate/nginx ratio within each round.
-# Any non-2xx response, socket error or exhausted assertion pool makes that run invalid.
-# Then one run per scenario at a fixed rate below saturation for p50/p99 latency.
+#   redis-basic, redis-post, redis-jwt  (REDIS=on) the same three against
+#             secretgate-redis; redis-jwt's jti single-use is one `SET NX EXAT` in Redis
+#             per request. Basic and post touch Redis only for a source with recent
+#             failures, so the rounds start only once the smoke tests' deliberate replay
+#             (a failure) and the subscription's start-up distrust are a throttle window
+#             (60 s) old: the run waits for that if the warm-up was shorter.
+# Runs alternate A/B/A/B over ROUNDS rounds: each group of scenarios compared with each
+# other (nginx, base-basic, sg-basic, sg-hashed, redis-basic | sg-post, redis-post |
+# sg-jwt, redis-jwt) runs in one order in odd rounds and the reverse in even ones; the
+# report gives medians and the ratios within each round. Any non-2xx response, socket
+# error or exhausted assertion pool makes that run invalid. Then one run per scenario at
+# a fixed rate below saturation for p50/p99 latency. CPU per request is counted for the
+# process serving each scenario; for redis-* redis-server's CPU is counted apart.
 #
 # Settings (environment):
 #   ROUNDS=5 DURATION=8 (s per run) CONNECTIONS=64 THREADS=2 (wrk) WARMUP=2 (s)
@@ -48,10 +68,19 @@
 #   SOAK=0             seconds of extra secretgate Basic load with RSS sampled every 5 s
 #   PROFILE_SECONDS=15 (profile mode) length of the perf recording
 #   BASELINE_BIN=     path of a secretgate binary to measure as `base-basic` next to this
-#                      build (e.g. one built from an earlier commit)
+#                      build (e.g. one built from an earlier commit; a build that cannot
+#                      read hashed secrets gets the config without the hashed client)
+#   REDIS=auto         the Redis scenarios: auto (when redis-server and redis-cli are
+#                      installed: apt-get install redis-server), on, off
+#   HASH_CACHE_TTL=1h  hashing.verify_cache_ttl: longer than a run, so that every measured
+#                      sg-hashed request is a cache hit (the goal is the warm path). With
+#                      the product default, 5m, the entry expires mid-run and every request
+#                      in flight for the client misses at once (no single flight): up to
+#                      CONNECTIONS argon2id verifications, 503s past hashing.max_queued
 #   INSTRUCTIONS=auto  instruction counts per request with callgrind: auto (when valgrind
 #                      is installed), on, off. CG_DURATION=6 s of counted load per scenario.
-#   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+3
+#   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+10 (+4/+5 callgrind, +6/+7 baseline,
+#                      +8 redis, +9/+10 secretgate-redis)
 #   SKIP_BUILD=1       use the existing target/release/secretgate
 #   KEEP_TMP=1         keep the temp dir (configs, logs, keys) for inspection
 set -euo pipefail
@@ -85,6 +114,8 @@ PORT_BASE=${PORT_BASE:-18080}
 OUT_DIR=${OUT_DIR:-$ROOT/target/bench}
 INSTRUCTIONS=${INSTRUCTIONS:-auto}
 CG_DURATION=${CG_DURATION:-6}
+REDIS=${REDIS:-auto}
+HASH_CACHE_TTL=${HASH_CACHE_TTL:-1h}
 
 UPSTREAM_PORT=$PORT_BASE
 PEER_PORT=$((PORT_BASE + 1))
@@ -95,9 +126,17 @@ CG_ADMIN_PORT=$((PORT_BASE + 5))
 BASE_PORT=$((PORT_BASE + 6))
 BASE_ADMIN_PORT=$((PORT_BASE + 7))
 BASELINE_BIN=${BASELINE_BIN:-}
+REDIS_PORT=$((PORT_BASE + 8))
+RSG_PORT=$((PORT_BASE + 9))
+RSG_ADMIN_PORT=$((PORT_BASE + 10))
 BASIC_ID=bench-basic
 POST_ID=bench-post
 JWT_ID=bench-jwt
+HASHED_ID=bench-hashed
+# throttle.window (the default, not set in the config): how long a failure keeps its source
+# suspect, and how long after its pub/sub subscription starts secretgate-redis treats every
+# source as suspect (docs/design.md §2.10).
+THROTTLE_WINDOW=60
 AUD=https://auth.example.com/oauth2/token
 # What a typical client_credentials request carries besides the credential (as in
 # benches/auth_path.rs).
@@ -124,8 +163,14 @@ case "$INSTRUCTIONS" in
   off) ;;
   *) die "INSTRUCTIONS must be auto, on or off" ;;
 esac
+case "$REDIS" in
+  auto) if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then REDIS=on; else REDIS=off; fi ;;
+  on) command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || die "redis-server or redis-cli not found (apt-get install redis-server)" ;;
+  off) ;;
+  *) die "REDIS must be auto, on or off" ;;
+esac
 NGINX=$(command -v nginx)
-for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT $BASE_PORT $BASE_ADMIN_PORT; do
+for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT $BASE_PORT $BASE_ADMIN_PORT $REDIS_PORT $RSG_PORT $RSG_ADMIN_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is in use (set PORT_BASE)"
   fi
@@ -190,8 +235,8 @@ TMP=$(mktemp -d /tmp/secretgate-bench.XXXXXX)
 # nginx workers run as `nobody` when started by root: they may traverse the temp dir and
 # read htpasswd (a salted hash), nothing else; secrets/ and tls/ keys stay owner-only.
 chmod 711 "$TMP"
-mkdir -p "$TMP/tls" "$TMP/secrets" "$TMP/wrk" "$TMP/assertions" "$OUT_DIR"
-chmod 700 "$TMP/tls" "$TMP/secrets" "$TMP/assertions"
+mkdir -p "$TMP/tls" "$TMP/secrets" "$TMP/wrk" "$TMP/assertions" "$TMP/redis" "$OUT_DIR"
+chmod 700 "$TMP/tls" "$TMP/secrets" "$TMP/assertions" "$TMP/redis"
 RESULTS="$TMP/results.tsv"
 printf 'phase\tround\tscenario\t%s\n' "fields" >"$RESULTS"
 META="$TMP/meta.txt"
@@ -220,6 +265,14 @@ printf '%s\n' "$BASIC_SECRET" >"$TMP/secrets/basic"
 printf '%s\n' "$POST_SECRET" >"$TMP/secrets/post"
 printf '%s\n' "$JWT_SECRET" >"$TMP/secrets/jwt"
 openssl rand -hex 32 >"$TMP/secrets/internal-k1"
+# The hashed client's secret exists only here and in wrk's header: the gateway gets its
+# argon2id hash, made by this build with the parameters operators get from hash-secret.
+HASHED_SECRET=$(openssl rand -hex 16)
+printf '%s\n' "$HASHED_SECRET" | "$BIN" hash-secret >"$TMP/secrets/hashed.hash" 2>"$TMP/hash-secret.log" ||
+  die "hash-secret failed: $(cat "$TMP/hash-secret.log")"
+grep -q '^\$argon2id\$' "$TMP/secrets/hashed.hash" || die "hash-secret made no argon2id hash: $(cat "$TMP/secrets/hashed.hash")"
+REDIS_PASSWORD=$(openssl rand -hex 24)
+printf '%s\n' "$REDIS_PASSWORD" >"$TMP/secrets/redis-password"
 chmod 600 "$TMP"/secrets/*
 
 case "$NGINX_HASH" in
@@ -232,6 +285,7 @@ esac
 printf '%s:%s\n' "$BASIC_ID" "$HASH" >"$TMP/htpasswd"
 chmod 644 "$TMP/htpasswd"
 BASIC_AUTH="Basic $(printf '%s:%s' "$BASIC_ID" "$BASIC_SECRET" | base64 -w0)"
+HASHED_AUTH="Basic $(printf '%s:%s' "$HASHED_ID" "$HASHED_SECRET" | base64 -w0)"
 
 # --- configs ---------------------------------------------------------------------------------
 if [[ $LOGS == on ]]; then
@@ -247,6 +301,7 @@ render() {
     -e "s|@SG_PORT@|${RENDER_SG_PORT:-$SG_PORT}|g" -e "s|@SG_ADMIN_PORT@|${RENDER_SG_ADMIN_PORT:-$SG_ADMIN_PORT}|g" \
     -e "s|@PEER_ACCESS_LOG@|$PEER_ACCESS_LOG|g" -e "s|@REPLAY_CAPACITY@|$REPLAY_CAPACITY|g" \
     -e "s|@BASIC_ID@|$BASIC_ID|g" -e "s|@POST_ID@|$POST_ID|g" -e "s|@JWT_ID@|$JWT_ID|g" \
+    -e "s|@HASHED_ID@|$HASHED_ID|g" -e "s|@HASH_CACHE_TTL@|$HASH_CACHE_TTL|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
     "$1" >"$2"
 }
 render "$BENCH/conf/upstream.nginx.conf.in" "$TMP/upstream.conf"
@@ -259,6 +314,35 @@ if [[ -n $BASELINE_BIN ]]; then
   [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
   RENDER_SG_PORT=$BASE_PORT RENDER_SG_ADMIN_PORT=$BASE_ADMIN_PORT \
     render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-base.yaml"
+  # A build from before hashed secrets refuses `hashing` and `hash_file`: it gets the
+  # config without them (base-basic does not use the hashed client).
+  if ! "$BASELINE_BIN" check --config "$TMP/secretgate-base.yaml" >/dev/null 2>"$TMP/check-base.log"; then
+    sed -i '/# BEGIN hashed/,/# END hashed/d' "$TMP/secretgate-base.yaml"
+    "$BASELINE_BIN" check --config "$TMP/secretgate-base.yaml" >/dev/null ||
+      die "the baseline secretgate refuses its config: $(cat "$TMP/check-base.log")"
+    log "BASELINE_BIN cannot read hashed secrets: its config has no hashed client"
+  fi
+fi
+if [[ $REDIS == on ]]; then
+  RENDER_SG_PORT=$RSG_PORT RENDER_SG_ADMIN_PORT=$RSG_ADMIN_PORT \
+    render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-redis.yaml"
+  render "$BENCH/conf/state-redis.yaml.in" "$TMP/state-redis.yaml"
+  cat "$TMP/state-redis.yaml" >>"$TMP/secretgate-redis.yaml"
+  "$BIN" check --config "$TMP/secretgate-redis.yaml" >/dev/null || die "secretgate-redis config"
+  # The password in a config file, not on redis-server's command line (ps shows that).
+  (
+    umask 077
+    cat >"$TMP/redis/redis.conf" <<EOF
+port $REDIS_PORT
+bind 127.0.0.1
+save ""
+appendonly no
+dir $TMP/redis
+logfile $TMP/redis.log
+daemonize no
+requirepass $REDIS_PASSWORD
+EOF
+  )
 fi
 "$NGINX" -t -q -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" || die "upstream nginx config"
 "$NGINX" -t -q -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" || die "peer nginx config"
@@ -291,6 +375,26 @@ if [[ -n $BASELINE_BIN ]]; then
   BASE_PID=$!
   PIDS+=("$BASE_PID")
 fi
+REDIS_PID=
+RSG_PID=
+redis_cli() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+if [[ $REDIS == on ]]; then
+  (pin "$SERVER_CPUS" redis-server "$TMP/redis/redis.conf") &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 100); do
+    if [[ $(redis_cli ping 2>/dev/null) == PONG ]]; then break; fi
+    kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited: $(tail -5 "$TMP/redis.log" 2>/dev/null)"
+    sleep 0.1
+  done
+  [[ $(redis_cli ping 2>/dev/null) == PONG ]] || die "redis-server did not start (see $TMP/redis.log)"
+  (
+    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+    pin "$SERVER_CPUS" "$BIN" run --config "$TMP/secretgate-redis.yaml" 2>"$TMP/secretgate-redis.log"
+  ) &
+  RSG_PID=$!
+  PIDS+=("$RSG_PID")
+fi
 
 wait_http() { # wait_http URL: until the URL answers at all
   for _ in $(seq 100); do
@@ -305,8 +409,12 @@ wait_http "http://127.0.0.1:$SG_ADMIN_PORT/readyz" || die "secretgate did not st
 if [[ -n $BASELINE_BIN ]]; then
   wait_http "http://127.0.0.1:$BASE_ADMIN_PORT/readyz" || die "the baseline secretgate did not start: $(tail -5 "$TMP/secretgate-base.log")"
 fi
+if [[ $REDIS == on ]]; then
+  wait_http "http://127.0.0.1:$RSG_ADMIN_PORT/readyz" || die "secretgate-redis did not start: $(tail -5 "$TMP/secretgate-redis.log")"
+fi
 SG_THREADS=$(ls "/proc/$SG_PID/task" | wc -l)
 log "started: upstream pid $UPSTREAM_PID, nginx pid $PEER_PID ($WORKERS workers), secretgate pid $SG_PID ($SG_THREADS threads, workers: $WORKERS)"
+if [[ $REDIS == on ]]; then log "started: redis-server pid $REDIS_PID (port $REDIS_PORT), secretgate-redis pid $RSG_PID"; fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SG_PID/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SG_PID/status"; }
@@ -317,7 +425,7 @@ mint() { # mint COUNT FILE: COUNT fresh assertions, one per line (each jti is si
   "$BIN" assertion --client-id "$JWT_ID" --secret-file "$TMP/secrets/jwt" --aud "$AUD" \
     --lifetime "${ASSERTION_LIFETIME}s" --count "$1" >"$2"
 }
-CURL=(curl -sS --cacert "$TMP/tls/ca.crt" --resolve "localhost:$PEER_PORT:127.0.0.1" --resolve "localhost:$SG_PORT:127.0.0.1" -o "$TMP/smoke.out" -w '%{http_code}')
+CURL=(curl -sS --cacert "$TMP/tls/ca.crt" --resolve "localhost:$PEER_PORT:127.0.0.1" --resolve "localhost:$SG_PORT:127.0.0.1" --resolve "localhost:$RSG_PORT:127.0.0.1" -o "$TMP/smoke.out" -w '%{http_code}')
 expect() { # expect STATUS NAME CURL-ARGS...
   local want=$1 name=$2 got
   shift 2
@@ -336,7 +444,31 @@ expect 200 sg-post -d "$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "ht
 JWT_FORM=(-d "$GRANT" -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer)
 mint 1 "$TMP/assertions/smoke.txt"
 expect 200 sg-jwt "${JWT_FORM[@]}" -d "client_assertion=$(cat "$TMP/assertions/smoke.txt")" "https://localhost:$SG_PORT/oauth2/token"
-log "smoke tests passed (200 with a token for every scenario)"
+metric() { # metric ADMIN_PORT NAME: the sum of NAME's samples (all label sets) on /metrics
+  curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+    awk -v name="$2" '$1 == name || index($1, name "{") == 1 {s += $NF} END {printf "%d\n", s}'
+}
+HASH_VERIFICATIONS=secretgate_hash_verifications_total
+expect 200 sg-hashed -H "Authorization: $HASHED_AUTH" -d "$GRANT" "https://localhost:$SG_PORT/oauth2/token"
+# That 200 was one argon2id verification (the one a warm cache saves from then on).
+[[ $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS") == 1 ]] ||
+  die "smoke test sg-hashed: expected 1 hash verification, /metrics says $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS")"
+REDIS_SETTLE_AT=0
+if [[ $REDIS == on ]]; then
+  expect 200 redis-basic -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$RSG_PORT/oauth2/token"
+  expect 200 redis-post -d "$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "https://localhost:$RSG_PORT/oauth2/token"
+  replay_keys() { redis_cli --scan --pattern 'secretgate:replay:*' | wc -l; }
+  keys_before=$(replay_keys)
+  mint 1 "$TMP/assertions/smoke-redis.txt"
+  expect 200 redis-jwt "${JWT_FORM[@]}" -d "client_assertion=$(cat "$TMP/assertions/smoke-redis.txt")" "https://localhost:$RSG_PORT/oauth2/token"
+  # The jti is recorded in Redis (not in the process), and a replay is refused.
+  [[ $(replay_keys) == $((keys_before + 1)) ]] || die "smoke test redis-jwt: no replay key in Redis ($(replay_keys) keys, $keys_before before)"
+  expect 401 redis-jwt-replay "${JWT_FORM[@]}" -d "client_assertion=$(cat "$TMP/assertions/smoke-redis.txt")" "https://localhost:$RSG_PORT/oauth2/token"
+  # That refusal is a failure from 127.0.0.1: for a throttle window every request from it
+  # reads the shared counters (MGET) before it is served. The rounds start after it.
+  REDIS_SETTLE_AT=$(($(date +%s) + THROTTLE_WINDOW + 2))
+fi
+log "smoke tests passed (200 with a token for every scenario$([[ $REDIS == on ]] && echo '; a replayed assertion refused by secretgate-redis, its jti in Redis'))"
 # Negotiated TLS, for the report (wrk uses OpenSSL's client defaults like s_client).
 tls_of() { openssl s_client -connect "127.0.0.1:$1" -servername localhost </dev/null 2>/dev/null | awk '/^New,/ {print $2, $NF}'; }
 meta tls_nginx "$(tls_of "$PEER_PORT")"
@@ -349,6 +481,7 @@ server_pids() { # server_pids SCENARIO: the processes doing the work (nginx: its
     upstream) pgrep -P "$UPSTREAM_PID" ;;
     nginx) pgrep -P "$PEER_PID" ;;
     base-*) echo "$BASE_PID" ;;
+    redis-*) echo "$RSG_PID" ;;
     *) echo "$SG_PID" ;;
   esac
 }
@@ -374,21 +507,32 @@ run_wrk() {
     upstream) url="http://127.0.0.1:$UPSTREAM_PORT/oauth2/token" ;;
     nginx) url="https://localhost:$PEER_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-basic) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
+    sg-hashed) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$HASHED_AUTH") ;;
     base-basic) url="https://localhost:$BASE_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
-    sg-post)
+    redis-basic) url="https://localhost:$RSG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
+    sg-post | redis-post)
       url="https://localhost:$SG_PORT/oauth2/token"
+      if [[ $scen == redis-* ]]; then url="https://localhost:$RSG_PORT/oauth2/token"; fi
       args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "threads=$THREADS" "delay_ms=$delay")
       ;;
-    sg-jwt)
+    sg-jwt | redis-jwt)
       url="https://localhost:$SG_PORT/oauth2/token"
-      # Enough unused assertions for this run: 1.5x the best rate seen so far for the
-      # secretgate scenarios (or the fixed rate), plus slack. Minted right before the run.
-      local est=${EST_RPS[sg-jwt]:-0}
-      if ((${EST_RPS[sg-basic]:-0} > est)); then est=${EST_RPS[sg-basic]}; fi
+      if [[ $scen == redis-* ]]; then url="https://localhost:$RSG_PORT/oauth2/token"; fi
+      # Enough unused assertions for this run: 1.5x the best rate seen so far for any
+      # secretgate scenario (or the fixed rate), plus slack. Minted right before the run.
+      # In the warm-up the only rates known are a second or two of each: the upstream's
+      # (the ceiling) then. A pool that runs out is not only an invalid run: the replays
+      # are failures, and past throttle.max_failures_per_address every scenario on that
+      # instance gets 429 for a window.
+      local est=0 k
+      for k in "${!EST_RPS[@]}"; do
+        if [[ $k == sg-* || $k == redis-* || $k == base-* || ($phase == warmup && $k == upstream) ]] &&
+          ((${EST_RPS[$k]} > est)); then est=${EST_RPS[$k]}; fi
+      done
       if ((est == 0)); then est=20000; fi
       if ((delay > 0)); then est=$((conns * 1000 / delay + 1)); fi
       minted=$((est * dur * 3 / 2 + 2000))
-      local file="$TMP/assertions/$phase-$round.txt"
+      local file="$TMP/assertions/$phase-$round-$scen.txt"
       mint "$minted" "$file"
       args+=("assertions=$file")
       ;;
@@ -396,21 +540,33 @@ run_wrk() {
   esac
   local out="$TMP/wrk/$phase-$round-$scen.txt" cmd=(env BENCH_CONNECT=127.0.0.1 wrk -t "$THREADS" -c "$conns" -d "${dur}s" --timeout 5s --latency -s "$BENCH/token.lua" "$url" -- "${args[@]}")
   if [[ -n $WRK_CPUS ]]; then cmd=(taskset -c "$WRK_CPUS" "${cmd[@]}"); fi
-  local pids cpu_before cpu_after
+  local pids cpu_before cpu_after redis_before=(0 0) redis_after=(0 0)
   mapfile -t pids < <(server_pids "$scen")
   read -r -a cpu_before < <(cpu_ticks "${pids[@]}")
+  if [[ $scen == redis-* ]]; then read -r -a redis_before < <(cpu_ticks "$REDIS_PID"); fi
   "${cmd[@]}" >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID" || die "wrk failed: $(tail -5 "$out")"
   WRK_PID=
   read -r -a cpu_after < <(cpu_ticks "${pids[@]}")
+  if [[ $scen == redis-* ]]; then read -r -a redis_after < <(cpu_ticks "$REDIS_PID"); fi
   local line
   line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
-  if [[ $scen == sg-jwt ]]; then rm -f "$TMP/assertions/$phase-$round.txt"; fi
+  rm -f "$TMP/assertions/$phase-$round-$scen.txt"
+  # redis-*: redis-server's CPU apart (redis_cpu_us), the gateway's in cpu_*_us.
   local cpu
-  cpu=$(python3 -c 'import sys; u0, s0, u1, s1, n, hz = map(float, sys.argv[1:]); n = max(n, 1); print(f"cpu_user_us={(u1 - u0) / hz / n * 1e6:.2f} cpu_sys_us={(s1 - s0) / hz / n * 1e6:.2f}")' \
-    "${cpu_before[0]}" "${cpu_before[1]}" "${cpu_after[0]}" "${cpu_after[1]}" \
-    "$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")" "$CLK_TCK")
+  cpu=$(python3 - "${cpu_before[@]:0:2}" "${cpu_after[@]:0:2}" "${redis_before[@]:0:2}" "${redis_after[@]:0:2}" \
+    "$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")" "$CLK_TCK" "$scen" <<'EOF'
+import sys
+u0, s0, u1, s1, r0, q0, r1, q1, n, hz = map(float, sys.argv[1:11])
+def per(ticks):
+    return ticks / hz / max(n, 1) * 1e6
+out = f"cpu_user_us={per(u1 - u0):.2f} cpu_sys_us={per(s1 - s0):.2f}"
+if sys.argv[11].startswith("redis-"):
+    out += f" redis_cpu_us={per(r1 - r0 + q1 - q0):.2f}"
+print(out)
+EOF
+  )
   printf '%s\t%s\t%s\t%s minted=%s rss_kib=%s %s\n' "$phase" "$round" "$scen" "$line" "$minted" "$(rss_kib)" "$cpu" >>"$RESULTS"
   LAST_RPS=$(sed -E 's/.*\brps=([0-9]+).*/\1/' <<<"$line")
   if [[ $phase != latency ]]; then
@@ -418,13 +574,14 @@ run_wrk() {
   fi
   local bad
   bad=$(python3 -c 'import sys; d=dict(kv.split("=") for kv in sys.argv[1].split()); print(sum(int(d[k]) for k in ("non2xx","exhausted","connect","read","write","timeout")))' "$line")
-  log "$(printf '%-8s %-3s %-9s %8s req/s  p50 %6s us  p99 %6s us  %s' "$phase" "$round" "$scen" "$LAST_RPS" \
+  log "$(printf '%-8s %-3s %-11s %8s req/s  p50 %6s us  p99 %6s us  %s' "$phase" "$round" "$scen" "$LAST_RPS" \
     "$(sed -E 's/.*lat_p50_us=([0-9]+).*/\1/' <<<"$line")" "$(sed -E 's/.*lat_p99_us=([0-9]+).*/\1/' <<<"$line")" \
     "$( ((bad == 0)) && echo ok || echo "INVALID ($bad errors: $(grep -o 'non2xx=[0-9]* first_bad_status=[0-9]* exhausted=[0-9]*' <<<"$line"))")")"
 }
 
-SCENARIOS=(upstream nginx sg-basic sg-post sg-jwt)
+SCENARIOS=(upstream nginx sg-basic sg-hashed sg-post sg-jwt)
 if [[ -n $BASELINE_BIN ]]; then SCENARIOS+=(base-basic); fi
+if [[ $REDIS == on ]]; then SCENARIOS+=(redis-basic redis-post redis-jwt); fi
 
 # --- instructions per request (callgrind) ---------------------------------------------------
 # Wall-clock ratios of a few percent drown in this machine's noise; the instructions
@@ -509,9 +666,11 @@ Running (temp dir $TMP; Ctrl-C stops everything):
   upstream   pid $UPSTREAM_PID  http://127.0.0.1:$UPSTREAM_PORT/oauth2/token
   nginx      pid $PEER_PID  https://localhost:$PEER_PORT/oauth2/token
   secretgate pid $SG_PID  https://localhost:$SG_PORT/oauth2/token (log: $TMP/secretgate.log)
-Load, as the benchmark runs it:
+  secretgate-redis pid ${RSG_PID:-(REDIS=off)}  https://localhost:$RSG_PORT/oauth2/token, redis-server pid ${REDIS_PID:-(REDIS=off)} on port $REDIS_PORT (password: $TMP/secrets/redis-password)
+Load, as the benchmark runs it (for secretgate-redis: port $RSG_PORT):
   BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$PEER_PORT/oauth2/token -- 'body=$GRANT' 'auth=$BASIC_AUTH'
   BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT' 'auth=$BASIC_AUTH'
+  BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT' 'auth=$HASHED_AUTH'
   BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET'
   $BIN assertion --client-id $JWT_ID --secret-file $TMP/secrets/jwt --aud $AUD --count 200000 > $TMP/assertions/a.txt
   BENCH_CONNECT=127.0.0.1 wrk -t$THREADS -c$CONNECTIONS -d10s --latency -s $L https://localhost:$SG_PORT/oauth2/token -- 'body=$GRANT' threads=$THREADS assertions=$TMP/assertions/a.txt
@@ -540,7 +699,7 @@ fi
 # --- warm-up, rounds, fixed-rate latency --------------------------------------------------
 # Logs are checked from here on: start-up probes and the smoke tests' deliberate 401
 # come before.
-LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log)
+LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log secretgate-redis.log)
 declare -A LOG_OFFSET
 for f in "${LOG_FILES[@]}"; do LOG_OFFSET[$f]=$(stat -c %s "$TMP/$f" 2>/dev/null || echo 0); done
 measured() { tail -c +$((${LOG_OFFSET[$1]} + 1)) "$TMP/$1" 2>/dev/null || true; }
@@ -548,13 +707,41 @@ log "warm-up: ${WARMUP}s per scenario"
 for s in "${SCENARIOS[@]}"; do run_wrk warmup 0 "$s" "$WARMUP" "$CONNECTIONS"; done
 meta rss_after_warmup_kib "$(rss_kib)"
 
+if [[ $REDIS == on ]]; then
+  # Basic and post on secretgate-redis ask Redis nothing once no failure from 127.0.0.1 is
+  # a throttle window old (the smoke tests' replay) and the subscription has been up that
+  # long: measured from then on, like a replica in its steady state.
+  settle=$((REDIS_SETTLE_AT - $(date +%s)))
+  if ((settle > 0)); then
+    log "waiting ${settle}s for secretgate-redis's throttle window to pass (the smoke tests' replay was a failure)"
+    sleep "$settle"
+  fi
+  # Redis's command counts from here to the end of the fixed-rate runs, for the report.
+  redis_cli CONFIG RESETSTAT >/dev/null
+fi
+
+# Groups compared within a round; each runs in this order in odd rounds and reversed in
+# even ones, so that a drift over a round favours neither side of a ratio.
+GROUPS_BASIC=(nginx)
+if [[ -n $BASELINE_BIN ]]; then GROUPS_BASIC+=(base-basic); fi
+GROUPS_BASIC+=(sg-basic sg-hashed)
+GROUPS_POST=(sg-post)
+GROUPS_JWT=(sg-jwt)
+if [[ $REDIS == on ]]; then GROUPS_BASIC+=(redis-basic) GROUPS_POST+=(redis-post) GROUPS_JWT+=(redis-jwt); fi
+in_order() { # in_order ROUND SCENARIO...: as given in odd rounds, reversed in even ones
+  local r=$1 i
+  shift
+  local g=("$@")
+  if ((r % 2)); then
+    printf '%s\n' "${g[@]}"
+  else
+    for ((i = ${#g[@]} - 1; i >= 0; i--)); do printf '%s\n' "${g[i]}"; done
+  fi
+}
 log "$ROUNDS rounds x ${DURATION}s per scenario, $CONNECTIONS connections, $THREADS wrk threads"
 for r in $(seq "$ROUNDS"); do
-  if ((r % 2)); then order=(upstream nginx sg-basic sg-post sg-jwt); else order=(upstream sg-basic nginx sg-post sg-jwt); fi
-  # The baseline next to this build's Basic, before it or after it in turn.
-  if [[ -n $BASELINE_BIN ]]; then
-    if ((r % 2)); then order=(upstream nginx base-basic sg-basic sg-post sg-jwt); else order=(upstream sg-basic base-basic nginx sg-post sg-jwt); fi
-  fi
+  order=(upstream)
+  mapfile -t -O 1 order < <(in_order "$r" "${GROUPS_BASIC[@]}"; in_order "$r" "${GROUPS_POST[@]}"; in_order "$r" "${GROUPS_JWT[@]}")
   for s in "${order[@]}"; do run_wrk load "$r" "$s" "$DURATION" "$CONNECTIONS"; done
 done
 meta rss_after_rounds_kib "$(rss_kib)"
@@ -585,6 +772,18 @@ meta lat_connections "$LAT_CONNECTIONS"
 meta lat_delay_ms "$LAT_DELAY"
 for s in "${SCENARIOS[@]}"; do run_wrk latency 1 "$s" "$LAT_DURATION" "$LAT_CONNECTIONS" "$LAT_DELAY"; done
 meta rss_after_latency_kib "$(rss_kib)"
+# What the hashed client cost: verifications (1 = the smoke test's; the rest were cache
+# hits), and what Redis did during the rounds and fixed-rate runs.
+meta hash_verifications "$(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS")"
+meta hash_cache_hits "$(metric "$SG_ADMIN_PORT" 'secretgate_hash_verify_cache_total{result="hit"}')"
+if [[ $REDIS == on ]]; then
+  meta redis_commands "$(redis_cli INFO commandstats | tr -d '\r' |
+    awk -F'[:,=]' '/^cmdstat_/ {sub("cmdstat_", "", $1); printf "%s%s=%s", sep, $1, $3; sep = " "}')"
+  meta redis_used_memory "$(redis_cli INFO memory | tr -d '\r' | awk -F: '$1 == "used_memory_human" {print $2}')"
+  meta redis_state_errors "$(metric "$RSG_ADMIN_PORT" secretgate_state_errors_total)"
+  meta redis_replay_rejections "$(metric "$RSG_ADMIN_PORT" secretgate_replay_rejections_total)"
+  meta rss_redis_instance_kib "$(awk '/^VmRSS:/ {print $2}' "/proc/$RSG_PID/status")"
+fi
 
 if ((SOAK > 0)); then
   log "soak: ${SOAK}s of secretgate Basic at full load, RSS every 5 s"
@@ -616,6 +815,13 @@ meta nginx_error_lines "$({ measured peer-error.log; measured upstream-error.log
 meta nginx_warn_lines "$({ measured peer-error.log; measured upstream-error.log; } | grep -c -F '[warn]' || true)"
 meta sg_warn_error_lines "$(measured secretgate.log | grep -c -E "$SG_RE" || true)"
 meta sg_log_bytes "$(stat -c %s "$TMP/secretgate.log")"
+if [[ $REDIS == on ]]; then
+  meta sg_redis_warn_error_lines "$(measured secretgate-redis.log | grep -c -E "$SG_RE" || true)"
+  if [[ $LOGS == on ]]; then
+    meta sg_redis_access_lines "$(measured secretgate-redis.log | grep -c 'response status=' || true)"
+    meta sg_redis_access_non200 "$(measured secretgate-redis.log | grep -o 'response status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+  fi
+fi
 if [[ $LOGS == on ]]; then
   meta sg_access_lines "$(measured secretgate.log | grep -c 'response status=' || true)"
   meta sg_access_non200 "$(measured secretgate.log | grep -o 'response status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
@@ -627,6 +833,10 @@ fi
   { measured peer-error.log; measured upstream-error.log; } | grep -E "$ERR_RE" | head -20 || true
   echo "--- secretgate WARN/ERROR lines during the measured runs (first 20)"
   measured secretgate.log | grep -E "$SG_RE" | head -20 || true
+  if [[ $REDIS == on ]]; then
+    echo "--- secretgate-redis WARN/ERROR lines during the measured runs (first 20)"
+    measured secretgate-redis.log | grep -E "$SG_RE" | head -20 || true
+  fi
 } >"$OUT_DIR/log-check.txt"
 
 # --- report ---------------------------------------------------------------------------------
@@ -641,7 +851,8 @@ meta nginx_version "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
 meta wrk_version "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 meta rustc "$(rustc -V)"
 meta baseline "${BASELINE_BIN:-none}"
-meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS SERVER_CPUS=${SERVER_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK"
+if [[ $REDIS == on ]]; then meta redis_version "$(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)"; fi
+meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS SERVER_CPUS=${SERVER_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK REDIS=$REDIS HASH_CACHE_TTL=$HASH_CACHE_TTL"
 cp "$RESULTS" "$OUT_DIR/results.tsv"
 cp "$META" "$OUT_DIR/meta.txt"
 rm -rf "$OUT_DIR/wrk" && cp -r "$TMP/wrk" "$OUT_DIR/wrk"
