@@ -216,7 +216,7 @@ def main():
           f"{m['sg_access_non200'] or 'none'}{redis_access}; nginx "
           f"{int(m['nginx_access_lines']):,} lines, "
           f"not 200: {m['nginx_access_non200'] or 'none'} (499 = wrk abandoned the request "
-          f"when a run's time was up; secretgate logs nothing for those)")
+          f"when a run's time was up)")
     w("")
 
     w("### secretgate memory (RSS)")

@@ -807,10 +807,16 @@ meta sg_threads "$(ls "/proc/$SG_PID/task" | wc -l)"
 # --- logs ---------------------------------------------------------------------------------
 # What was logged during the measured part (from the warm-up on). nginx: anything at error
 # level or worse; secretgate: WARN/ERROR lines; access logs (LOGS=on): statuses other than
-# 200, by status (nginx logs 499 for requests wrk abandons when a run's time is up;
-# secretgate writes no access line for those).
+# 200, by status (both log 499 for requests wrk abandons when a run's time is up).
+# secretgate's access line: `INFO secretgate::access: response request_id=… status=200 …`
+# (`abandoned` instead of `response` for a 499; WARN for a 5xx of its own).
 ERR_RE='\[(error|crit|alert|emerg)\]'
 SG_RE='(^|[[:space:]])(WARN|ERROR)[[:space:]]'
+sg_access_lines() { grep -c ' secretgate::access: ' || true; }
+sg_access_non200() {
+  grep ' secretgate::access: ' | grep -o ' status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' |
+    sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}'
+}
 meta nginx_error_lines "$({ measured peer-error.log; measured upstream-error.log; } | grep -c -E "$ERR_RE" || true)"
 meta nginx_warn_lines "$({ measured peer-error.log; measured upstream-error.log; } | grep -c -F '[warn]' || true)"
 meta sg_warn_error_lines "$(measured secretgate.log | grep -c -E "$SG_RE" || true)"
@@ -818,13 +824,13 @@ meta sg_log_bytes "$(stat -c %s "$TMP/secretgate.log")"
 if [[ $REDIS == on ]]; then
   meta sg_redis_warn_error_lines "$(measured secretgate-redis.log | grep -c -E "$SG_RE" || true)"
   if [[ $LOGS == on ]]; then
-    meta sg_redis_access_lines "$(measured secretgate-redis.log | grep -c 'response status=' || true)"
-    meta sg_redis_access_non200 "$(measured secretgate-redis.log | grep -o 'response status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+    meta sg_redis_access_lines "$(measured secretgate-redis.log | sg_access_lines)"
+    meta sg_redis_access_non200 "$(measured secretgate-redis.log | sg_access_non200)"
   fi
 fi
 if [[ $LOGS == on ]]; then
-  meta sg_access_lines "$(measured secretgate.log | grep -c 'response status=' || true)"
-  meta sg_access_non200 "$(measured secretgate.log | grep -o 'response status=[0-9]*' | sed 's/.*=//' | grep -v '^200$' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
+  meta sg_access_lines "$(measured secretgate.log | sg_access_lines)"
+  meta sg_access_non200 "$(measured secretgate.log | sg_access_non200)"
   meta nginx_access_lines "$(measured peer-access.log | wc -l)"
   meta nginx_access_non200 "$(measured peer-access.log | awk '$9 != 200 {print $9}' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
 fi
