@@ -185,7 +185,7 @@ def main():
     if jwt:
         w(f"- jwt assertions: {sum(int(r['minted']) for r in jwt):,} minted for "
           f"{sum(int(r['requests']) for r in jwt):,} completed jwt requests "
-          f"(pool per run = 1.5x the expected count + 2000; max used/minted "
+          f"(pool per run = 1.5x the expected count + half a second's + 2000; max used/minted "
           f"{max(int(r['requests']) / int(r['minted']) for r in jwt):.2f})")
     w(f"- logs during the measured runs (target/bench/log-check.txt): nginx error logs "
       f"{m.get('nginx_error_lines')} lines at error level or worse, "

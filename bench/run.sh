@@ -519,7 +519,9 @@ run_wrk() {
       url="https://localhost:$SG_PORT/oauth2/token"
       if [[ $scen == redis-* ]]; then url="https://localhost:$RSG_PORT/oauth2/token"; fi
       # Enough unused assertions for this run: 1.5x the best rate seen so far for any
-      # secretgate scenario (or the fixed rate), plus slack. Minted right before the run.
+      # secretgate scenario (or the fixed rate), plus half a second of it and 2000 more
+      # (in runs of a second or two, a rate that doubles, or one wrk thread outpacing the
+      # other, would otherwise empty its share). Minted right before the run.
       # In the warm-up the only rates known are a second or two of each: the upstream's
       # (the ceiling) then. A pool that runs out is not only an invalid run: the replays
       # are failures, and past throttle.max_failures_per_address every scenario on that
@@ -531,7 +533,7 @@ run_wrk() {
       done
       if ((est == 0)); then est=20000; fi
       if ((delay > 0)); then est=$((conns * 1000 / delay + 1)); fi
-      minted=$((est * dur * 3 / 2 + 2000))
+      minted=$((est * dur * 3 / 2 + est / 2 + 2000))
       local file="$TMP/assertions/$phase-$round-$scen.txt"
       mint "$minted" "$file"
       args+=("assertions=$file")
@@ -698,7 +700,9 @@ fi
 
 # --- warm-up, rounds, fixed-rate latency --------------------------------------------------
 # Logs are checked from here on: start-up probes and the smoke tests' deliberate 401
-# come before.
+# come before. secretgate's workers write their lines in batches, at least every 100 ms
+# (src/logsink.rs): the smoke tests' lines are out after a pause.
+sleep 0.5
 LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log secretgate-redis.log)
 declare -A LOG_OFFSET
 for f in "${LOG_FILES[@]}"; do LOG_OFFSET[$f]=$(stat -c %s "$TMP/$f" 2>/dev/null || echo 0); done
