@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use secretgate::oauth::AuthMethod;
 use secretgate::config::{ClientSecret, ConfigError, MIN_HMAC_KEY_LEN};
+use secretgate::oauth::AuthMethod;
 use secretgate::Config;
 
 fn base_dir() -> &'static Path {

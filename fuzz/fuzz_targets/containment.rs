@@ -119,7 +119,10 @@ fuzz_target!(|data: &[u8]| {
             && trimmed[..5].eq_ignore_ascii_case(b"basic")
             && trimmed.get(5).is_none_or(|b| b.is_ascii_whitespace());
         if basic {
-            assert!(check_head(&headers, None).is_err(), "Basic passed: {data:?}");
+            assert!(
+                check_head(&headers, None).is_err(),
+                "Basic passed: {data:?}"
+            );
         }
     }
 });

@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
         HashAlgorithm::Pbkdf2Sha256
     } else {
         assert!(
-            ["$2a$", "$2b$", "$2y$"].iter().any(|p| trimmed.starts_with(p)),
+            ["$2a$", "$2b$", "$2y$"]
+                .iter()
+                .any(|p| trimmed.starts_with(p)),
             "parsed a hash of no known prefix: {text:?}"
         );
         HashAlgorithm::Bcrypt

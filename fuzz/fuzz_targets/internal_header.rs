@@ -102,5 +102,8 @@ fuzz_target!(|data: &[u8]| {
         claims.body_sha256,
         URL_SAFE_NO_PAD.encode(Sha256::digest(BODY))
     );
-    assert_eq!(claims.query_sha256, None, "verified a query the request did not have");
+    assert_eq!(
+        claims.query_sha256, None,
+        "verified a query the request did not have"
+    );
 });
