@@ -1,8 +1,9 @@
 //! Containment over real TLS: no credential leaves through a route that does not
 //! authenticate, and the connection-level limits hold.
 //!
-//! - Lookalikes of a protected path (`/oauth2/token;x`, `/OAuth2/Token`, `%2574oken`, …)
-//!   are refused with `400 invalid_request` for every authentication method and counted as
+//! - Lookalikes of a protected path (`/oauth2/token;x`, `/acme/app/oauth2/token;v=1`,
+//!   `/OAuth2/Token`, `%2574oken`, …) are refused with `400 invalid_request` (the route
+//!   layer's "not in canonical form") for every authentication method and counted as
 //!   `route="invalid"`; nothing reaches the upstream.
 //! - Unprotected paths refuse Basic credentials, credential parameters in the query, and
 //!   `client_secret` / `client_assertion` in a form body (urlencoded or multipart); other
@@ -27,11 +28,9 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use secretgate::{verify_internal_header, Expected, VerifyError, VerifyKeys};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const INTERNAL: &str = "x-authenticated-client";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -42,25 +41,50 @@ const OPEN_CONNECTIONS: &str = "secretgate_connections";
 /// A `curl -F` style boundary.
 const BOUNDARY: &str = "------------------------d74496d66958873e";
 
-/// Spellings a lenient server may route to `/oauth2/token` (or that no two servers read
-/// alike). `\` is a valid path byte for the `http` crate, so hyper's client sends it as is.
-const LOOKALIKES: [&str; 15] = [
+/// Spellings a lenient server may route to a protected endpoint (or that no two servers
+/// read alike): `/oauth2/token`, or the tenant pattern `/{tid}/{aid}/oauth2/token`. The
+/// normalisation each stands for is in docs/design.md §4.5. `\` is a valid path byte for
+/// the `http` crate, so hyper's client sends it as is.
+const LOOKALIKES: [&str; 27] = [
+    // `;…` path parameters (Tomcat, Jetty, Spring, WebLogic), also encoded.
     "/oauth2/token;x",
     "/oauth2/token;jsessionid=ABC",
     "/oauth2;x/token",
+    "/oauth2/token%3Bx",
+    "/acme/app/oauth2/token;x",
+    "/acme/app/oauth2/token;v=1",
+    "/acme/app/oauth2/token;jsessionid=ABC",
+    // Letter case, with Unicode case folding (the Kelvin sign is `k`).
     "/OAuth2/Token",
     "/oauth2/TOKEN",
-    "/oauth2%5Ctoken",
-    "/oauth2\\token",
-    "/oauth2/token.",
-    "/oauth2/token%20",
-    "/oauth2/token::$DATA",
-    "/oauth2/token.json",
-    "/oauth2/%2574oken",
-    "/x/..;/oauth2/token",
+    "/OAUTH2/TOKEN",
     "/acme/app/OAuth2/token",
     "/oauth2/to%E2%84%AAen",
+    // Backslash, encoded or literal (Windows servers).
+    "/oauth2%5Ctoken",
+    "/oauth2\\token",
+    // Trailing dots and white space, NTFS streams (IIS).
+    "/oauth2/token.",
+    "/oauth2/token..",
+    "/oauth2/token%20",
+    "/oauth2/token::$DATA",
+    // Full-width letters (IIS best fit): `/oauth2/ｔｏｋｅｎ`.
+    "/oauth2/%EF%BD%94%EF%BD%8F%EF%BD%8B%EF%BD%85%EF%BD%8E",
+    // A file extension (Spring suffix pattern matching).
+    "/oauth2/token.json",
+    "/oauth2/token.do",
+    // Decoded twice (IIS, frameworks that decode again).
+    "/oauth2/%2574oken",
+    "/oauth2%252Ftoken",
+    "/oauth2/x/%252e%252e/token",
+    "/oauth2/%252e/token",
+    "/acme/app/oauth2/%2574oken",
+    // Dot segments once path parameters are cut (Tomcat).
+    "/x/..;/oauth2/token",
 ];
+
+/// What the gateway answers for every refused path, lookalike or not canonical.
+const NOT_CANONICAL: &str = "The request path is not in canonical form.";
 
 struct Rig {
     upstream: RecordingUpstream,
@@ -129,6 +153,13 @@ fn post_form(path: &str) -> Request<Full<Bytes>> {
     )
 }
 
+/// A valid assertion for the jwt client whose `aud` is the endpoint at `path`.
+fn assertion_at(path: &str) -> String {
+    let mut claims = jwt_claims();
+    claims["aud"] = format!("{PUBLIC_URL}{path}").into();
+    mint(hs256(), claims, JWT_SECRET.as_bytes())
+}
+
 fn multipart(parts: &[(&str, Option<&str>, &str)]) -> String {
     let mut body = String::new();
     for (name, filename, value) in parts {
@@ -151,16 +182,6 @@ fn multipart(parts: &[(&str, Option<&str>, &str)]) -> String {
 
 fn multipart_type() -> String {
     format!("multipart/form-data; boundary={BOUNDARY}")
-}
-
-async fn tls_connect(
-    gw: &Gateway,
-    alpn: &[&[u8]],
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(gw.addr).await?;
-    tls_connector(&gw.pki.ca_der, alpn)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
 }
 
 /// Writes `request` on a fresh HTTP/1.1 TLS connection while reading, and returns every
@@ -220,6 +241,9 @@ async fn lookalike_paths_are_refused_for_every_method_and_never_forwarded() {
             let what = format!("{method} {path}");
             let (reply, forwarded) = rig.send(req).await;
             assert_refused(&reply, StatusCode::BAD_REQUEST, &what);
+            // The route layer's answer, not containment's ("credentials are accepted only
+            // by the endpoints that authenticate"), which would also be a 400.
+            assert_eq!(reply.json()["error_description"], NOT_CANONICAL, "{what}");
             assert_body_has_no_secret(&reply, &what);
             assert!(forwarded.is_none(), "{what} reached the upstream");
             sent += 1.0;
@@ -234,15 +258,34 @@ async fn lookalike_paths_are_refused_for_every_method_and_never_forwarded() {
         sent,
         "every lookalike counted as route=\"invalid\""
     );
-    // The same credentials on the real path are accepted: the path alone was refused.
-    for (method, req) in [
-        ("basic", basic_form(TOKEN_PATH, GRANT)),
-        ("post", post_form(TOKEN_PATH)),
-        ("jwt", form(TOKEN_PATH, &assertion_body(&assertion()))),
+    // The same credentials on the real paths are accepted: the path alone was refused.
+    for path in [TOKEN_PATH, "/acme/app/oauth2/token"] {
+        for (method, req) in [
+            ("basic", basic_form(path, GRANT)),
+            ("post", post_form(path)),
+            ("jwt", form(path, &assertion_body(&assertion_at(path)))),
+        ] {
+            let (reply, forwarded) = rig.send(req).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{method} {path}: {:?}",
+                reply.body
+            );
+            let rec = forwarded.expect("forwarded");
+            assert_eq!(rec.uri.path(), path);
+            assert_no_secret(&rec);
+        }
+    }
+    // Near the protected paths but read as them by no server: forwarded as unprotected.
+    for path in [
+        "/oauth2/tokens",
+        "/oauth2/token/extra",
+        "/acme/oauth2/token;x",
     ] {
-        let (reply, forwarded) = rig.send(req).await;
-        assert_eq!(reply.status, StatusCode::OK, "{method}: {:?}", reply.body);
-        assert_no_secret(&forwarded.expect("forwarded"));
+        let (reply, forwarded) = rig.send(get(path)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {:?}", reply.body);
+        assert_eq!(forwarded.expect("forwarded").uri.path(), path);
     }
 }
 
@@ -392,12 +435,6 @@ async fn content_encoded_form_bodies_are_refused_with_415() {
 #[tokio::test]
 async fn a_malformed_chunked_body_is_the_clients_error_not_the_upstreams() {
     let rig = Rig::start("").await;
-    let upstream_errors = |m: &str| -> f64 {
-        m.lines()
-            .filter(|l| l.starts_with("secretgate_upstream_errors_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let before = upstream_errors(&rig.gw.metrics().await);
     let raw = raw_exchange(
         &rig.gw,

@@ -433,6 +433,18 @@ pub fn tls_connector(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rust
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
+/// A TLS connection to the gateway (trusting the test CA, SNI `localhost`) offering
+/// `alpn`, with no HTTP on it yet.
+pub async fn tls_connect(
+    gw: &Gateway,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(gw.addr).await?;
+    tls_connector(&gw.pki.ca_der, alpn)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
 /// HTTP/1.1 over TLS (trusting the test CA, SNI `localhost`) on an already connected
 /// socket, for any request body type; the connection task is spawned.
 pub async fn h1_over_tls<B>(
@@ -680,4 +692,13 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// `secretgate_upstream_errors_total`, summed over its `kind`s.
+pub fn upstream_errors(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("secretgate_upstream_errors_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
