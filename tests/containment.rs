@@ -311,6 +311,17 @@ async fn credentials_on_unprotected_paths_are_refused_and_other_traffic_passes()
             get(&format!("/api/session?a=1&Client_Secret={POST_SECRET}")),
         ),
         (
+            "client_assertion in the query",
+            get(&format!(
+                "/.well-known/openid-configuration?{}",
+                assertion_body(&assertion())
+            )),
+        ),
+        (
+            "client_assertion alone in the query",
+            get(&format!("/api/session?client_assertion={}", assertion())),
+        ),
+        (
             "client_secret in an urlencoded body",
             form(
                 "/api/session",
