@@ -7,7 +7,8 @@
 //!   `route="invalid"`; nothing reaches the upstream.
 //! - Unprotected paths refuse Basic credentials, credential parameters in the query, and
 //!   `client_secret` / `client_assertion` in a form body (urlencoded or multipart); other
-//!   schemes and bodies pass unchanged.
+//!   schemes and bodies pass unchanged. A form body is read under `limits.max_body`: over
+//!   it → 413, nothing forwarded.
 //! - A form body with a `Content-Encoding` is refused (415), protected or not.
 //! - A malformed chunked body is the client's error (400), not an upstream failure.
 //! - Request heads over `limits.max_header_size` get 431; a protected endpoint refuses a
@@ -401,6 +402,66 @@ async fn credentials_on_unprotected_paths_are_refused_and_other_traffic_passes()
         assert_eq!(rec.headers["content-type"], content_type);
         assert_eq!(rec.body, body.as_bytes(), "{content_type}: byte for byte");
     }
+}
+
+#[tokio::test]
+async fn unprotected_form_bodies_over_max_body_get_413_and_are_not_forwarded() {
+    let rig = Rig::start("limits: { max_body: 1KiB }\n").await;
+    let too_large = "The request body is too large.";
+    // A clean form (no credential in it) one byte over the limit: refused for its size.
+    let over = format!("note={}", "a".repeat(1024 - "note=".len() + 1));
+    assert_eq!(over.len(), 1025);
+
+    // Declared length over the limit, on a kept-alive connection: refused, and the
+    // connection stays usable for the next request (docs/design.md §3.3).
+    let mut client = rig.gw.client(false).await;
+    let reply = client.send(form("/api/session", &over)).await;
+    assert_refused(&reply, StatusCode::PAYLOAD_TOO_LARGE, "declared");
+    assert_eq!(reply.json()["error_description"], too_large);
+    assert!(rig.upstream.records().is_empty(), "nothing forwarded");
+    let reply = client.send(form("/api/session", "note=after")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(rig.upstream.records().len(), 1);
+    assert_eq!(rig.upstream.records()[0].body, "note=after");
+
+    // A client still sending a large body reads the 413, not a connection reset, and the
+    // connection goes on (the rest of the body was read and discarded).
+    let large = format!("note={}", "b".repeat(512 * 1024));
+    let reply = client.send(form("/api/session", &large)).await;
+    assert_refused(
+        &reply,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "declared, still sending",
+    );
+    let reply = client.send(form("/api/session", "note=again")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(rig.upstream.records().len(), 2);
+    assert_eq!(rig.upstream.records()[1].body, "note=again");
+
+    // No declared length (chunked): refused once the running count passes the limit.
+    let mut chunked = format!(
+        "POST /api/session HTTP/1.1\r\nhost: auth.example.com\r\ncontent-type: {FORM}\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    for piece in over.as_bytes().chunks(256) {
+        chunked.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            piece.len(),
+            std::str::from_utf8(piece).unwrap()
+        ));
+    }
+    chunked.push_str("0\r\n\r\n");
+    let raw = raw_exchange(&rig.gw, chunked.into_bytes()).await;
+    let (status, body) = parse_raw(&raw);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&raw));
+    assert!(body.contains(too_large), "{body}");
+    assert_eq!(rig.upstream.records().len(), 2, "nothing more forwarded");
+
+    // Control: exactly at the limit, forwarded byte for byte.
+    let at = &over[..1024];
+    let (reply, forwarded) = rig.send(form("/api/session", at)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(forwarded.expect("forwarded").body, at.as_bytes());
 }
 
 #[tokio::test]
