@@ -1,30 +1,98 @@
-//! No secret reaches the logs, at any level: this binary installs a global subscriber at
-//! TRACE for every crate (ours, hyper, h2, rustls, tower), in JSON as `--log-format json`
-//! writes it, drives all three methods through the gateway with right and wrong secrets
-//! and secrets in the wrong places, then searches everything logged.
+//! What the gateway logs, read from a global subscriber this binary installs at TRACE for
+//! every crate (ours, hyper, h2, rustls, tower), in JSON as `--log-format json` writes it.
 //!
-//! Its own test binary because the subscriber is process-global.
+//! - No secret reaches the logs, at any level: all three methods are driven through the
+//!   gateway with right and wrong secrets and secrets in the wrong places, then everything
+//!   logged is searched.
+//! - A client that goes away before its response is logged with status 499, and is not
+//!   counted as an upstream failure.
+//!
+//! Its own test binary because the subscriber is process-global; the tests in it take
+//! turns ([`one_at_a_time`]) and each reads only what was logged since it began.
 
 mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use base64::Engine;
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
+use tokio::sync::Notify;
 
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+struct Capture {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    /// Woken after every write.
+    written: Arc<Notify>,
+}
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.bytes.lock().unwrap().extend_from_slice(buf);
+        self.written.notify_waiters();
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+impl Capture {
+    /// Where the next byte logged will be.
+    fn end(&self) -> usize {
+        self.bytes.lock().unwrap().len()
+    }
+
+    /// Everything logged from `from` on.
+    fn since(&self, from: usize) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()[from..]).into_owned()
+    }
+
+    /// The access lines logged from `from` on.
+    fn access_lines(&self, from: usize) -> Vec<serde_json::Value> {
+        access_lines(&self.since(from))
+    }
+
+    /// Waits (20 s at most) for an access line logged from `from` on that `wanted` accepts.
+    async fn wait_for_access(
+        &self,
+        from: usize,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                // Registered before looking, so a line written in between still wakes us.
+                let written = self.written.notified();
+                tokio::pin!(written);
+                written.as_mut().enable();
+                if let Some(line) = self.access_lines(from).into_iter().find(&wanted) {
+                    return line;
+                }
+                written.await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no access line for {what} within 20 s; access lines: {:#?}",
+                self.access_lines(from)
+            )
+        })
+    }
+}
+
+fn access_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter(|l| l.contains("secretgate::access"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "secretgate::access")
+        .collect()
 }
 
 fn capture() -> &'static Capture {
@@ -42,9 +110,18 @@ fn capture() -> &'static Capture {
     })
 }
 
+/// Held by each test while it runs: the capture is shared, and a test counts the lines
+/// logged since it began.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_logs_at_any_level() {
     let capture = capture();
+    let _turn = one_at_a_time().await;
+    let from = capture.end();
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     let gw = Gateway::start(upstream.addr).await;
     let jwt = assertion();
@@ -113,13 +190,9 @@ async fn no_secret_in_logs_at_any_level() {
         format!("grant_type=client_credentials&client_id={POST_ID}&client_secret={POST_SECRET}");
     assert_eq!(c.send(form(TOKEN_PATH, &body)).await.status, StatusCode::OK);
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.since(from);
     // The capture works and the access line carries what the issue asks for.
-    let access: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "secretgate::access")
-        .collect();
+    let access = access_lines(&logs);
     // 13 requests per connection (see above), twice, and the final check.
     assert_eq!(access.len(), 27, "access lines: {access:#?}");
     let ok_post = access
@@ -195,11 +268,10 @@ async fn no_secret_in_logs_at_any_level() {
         basic(BASIC_ID, BASIC_SECRET).parse().unwrap(),
     );
     assert_eq!(down.send(req).await.status, StatusCode::BAD_GATEWAY);
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
-    let failed = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["target"] == "secretgate::access" && v["fields"]["status"] == 502)
+    let failed = capture
+        .access_lines(from)
+        .into_iter()
+        .find(|v| v["fields"]["status"] == 502)
         .expect("an access line for the 502");
     assert_eq!(failed["level"], "WARN");
     assert!(
@@ -208,4 +280,139 @@ async fn no_secret_in_logs_at_any_level() {
             .is_some_and(|e| e.starts_with("upstream unreachable")),
         "{failed}"
     );
+}
+
+/// Sends `req` on a new connection (`h2` or HTTP/1.1) and, once the upstream has received
+/// it, drops the connection without waiting for the response.
+async fn abandon(
+    gw: &Gateway,
+    upstream: &mut RecordingUpstream,
+    h2: bool,
+    req: Request<Full<Bytes>>,
+) {
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let tls = tls_connect(gw, alpn).await.expect("TLS handshake");
+    // One task owns the connection and the request: aborting it closes the socket.
+    let client = tokio::spawn(async move {
+        let io = TokioIo::new(tls);
+        if h2 {
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            let (_, res) = tokio::join!(conn, send.send_request(req));
+            res.map(|r| r.status())
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
+            let (_, res) = tokio::join!(conn, send.send_request(req));
+            res.map(|r| r.status())
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), upstream.arrivals.recv())
+        .await
+        .expect("the request reached the upstream within 20 s")
+        .expect("upstream running");
+    client.abort();
+    // Returns once the task, and with it the connection, has been dropped.
+    let ended = client.await;
+    assert!(
+        ended.as_ref().is_err_and(|e| e.is_cancelled()),
+        "the client had no response to wait for: {ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_logged_499_and_no_upstream_error() {
+    let capture = capture();
+    let _turn = one_at_a_time().await;
+    let from = capture.end();
+    // The upstream holds every request until the test ends.
+    let gate = Arc::new(Notify::new());
+    let mut upstream = RecordingUpstream::start(Behaviour::Gate(gate)).await;
+    // An upstream timeout far beyond the waits below: the gateway gives up on the upstream
+    // (504, an upstream error) only if it missed that the client went away.
+    let pki = Pki::generate();
+    let yaml = config_yaml(&pki, upstream.addr, "").replace("  timeout: 2s\n", "  timeout: 300s\n");
+    assert!(yaml.contains("  timeout: 300s\n"), "{yaml}");
+    let gw = Gateway::start_yaml(pki, &yaml).await;
+    let metrics = gw.metrics().await;
+    let errors_before = upstream_errors(&metrics);
+    let abandoned =
+        |route: &str| format!("secretgate_requests_total{{route=\"{route}\",status=\"499\"}}");
+    assert_eq!(sample(&metrics, &abandoned("protected")), 0.0);
+    assert_eq!(sample(&metrics, &abandoned("unprotected")), 0.0);
+
+    // A protected request over HTTP/1.1 and an unprotected one over HTTP/2, each with a
+    // request id of its own to find its line by.
+    let protected = post(
+        TOKEN_PATH,
+        Some("application/x-www-form-urlencoded"),
+        &[
+            ("authorization", &basic(BASIC_ID, BASIC_SECRET)),
+            ("x-request-id", "abandoned-h1"),
+            ("host", "auth.example.com"),
+        ],
+        "grant_type=client_credentials",
+    );
+    let unprotected = Request::get("https://auth.example.com/userinfo")
+        .version(http::Version::HTTP_2)
+        .header("x-request-id", "abandoned-h2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    for (h2, req, id, path, route) in [
+        (false, protected, "abandoned-h1", TOKEN_PATH, "protected"),
+        (
+            true,
+            unprotected,
+            "abandoned-h2",
+            "/userinfo",
+            "unprotected",
+        ),
+    ] {
+        abandon(&gw, &mut upstream, h2, req).await;
+        let line = capture
+            .wait_for_access(from, id, |v| v["fields"]["request_id"] == id)
+            .await;
+        let fields = &line["fields"];
+        assert_eq!(fields["status"], 499, "{line}");
+        assert_eq!(fields["message"], "abandoned", "{line}");
+        assert_eq!(fields["path"], path, "{line}");
+        assert_eq!(fields["route"], route, "{line}");
+        assert!(
+            fields.get("error").is_none(),
+            "not a failure of the gateway's: {line}"
+        );
+        assert_eq!(line["level"], "INFO", "{line}");
+        if route == "protected" {
+            assert_eq!(fields["client_id"], BASIC_ID, "{line}");
+        }
+    }
+
+    // The line is written as the request is dropped, before what it wrapped (the upstream
+    // exchange) is: a request the gateway answers itself on its one worker thread
+    // (`workers: 1`) is answered only after that drop has finished.
+    let reply = gw
+        .send(
+            Request::get("/OAuth2/Token")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        upstream_errors(&metrics),
+        errors_before,
+        "a client that went away is no upstream failure:\n{metrics}"
+    );
+    assert_eq!(sample(&metrics, &abandoned("protected")), 1.0);
+    assert_eq!(sample(&metrics, &abandoned("unprotected")), 1.0);
+    // One line each: no second answer was logged for either.
+    let lines = capture.access_lines(from);
+    for id in ["abandoned-h1", "abandoned-h2"] {
+        let theirs: Vec<_> = lines
+            .iter()
+            .filter(|v| v["fields"]["request_id"] == id)
+            .collect();
+        assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    }
 }
