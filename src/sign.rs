@@ -370,6 +370,40 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
+    /// hyper's HPACK encoder never indexes a sensitive value (so no later header block
+    /// can be compressed against it) and `Debug` prints it as `Sensitive`: the internal
+    /// header is a bearer credential to the upstream.
+    #[tokio::test]
+    async fn the_internal_header_is_marked_sensitive() {
+        let (config, _dir) = testing::config("");
+        let parts = testing::parts(&config);
+        let name = config.internal_header.name.clone();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let svc = {
+            let seen = seen.clone();
+            ServiceBuilder::new()
+                .layer(SignLayer::new(parts.signer))
+                .service_fn(move |req: Request<Body>| {
+                    *seen.lock().unwrap() = Some(req.headers().clone());
+                    async { Ok::<_, GatewayError>(Response::new(full(""))) }
+                })
+        };
+        let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
+        req.extensions_mut().insert(Protected);
+        req.extensions_mut().insert(Authenticated {
+            client_id: ClientId::new("billing"),
+            method: AuthMethod::ClientSecretBasic,
+            body: Bytes::new(),
+            cnf: None,
+        });
+        svc.oneshot(req).await.unwrap();
+        let headers = seen.lock().unwrap().take().expect("the request went on");
+        let value = headers.get(&name).expect("signed");
+        assert!(value.is_sensitive(), "{name} is not marked sensitive");
+        assert_eq!(format!("{value:?}"), "Sensitive");
+        assert!(!format!("{headers:?}").contains(value.to_str().unwrap()));
+    }
+
     #[test]
     fn jose_header_is_the_documented_one() {
         let prefix = jose_prefix("k1");
