@@ -153,11 +153,12 @@ async fn until_jwt_accepted(gw: &Gateway, within: Duration) -> usize {
     }
 }
 
-/// One assertion: single-use across replicas, in either order; (client, jti) is the key,
-/// so two clients may use the same jti. Keys live under the prefix, expire, and hold no
+/// One assertion is single-use across replicas that are separate processes (two
+/// `secretgate run` sharing one Redis), in either order; (client, jti) is the key, so two
+/// clients may use the same jti, each once. Keys live under the prefix, expire, and hold no
 /// jti in clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_assertion_is_single_use_across_replicas() {
+async fn an_assertion_is_single_use_across_replica_processes() {
     let redis = RedisServer::start();
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     let extra = format!(
@@ -165,12 +166,13 @@ async fn an_assertion_is_single_use_across_replicas() {
         second_jwt_client(),
         state_yaml(&redis.url(), "100ms", "").replace("\"secretgate:\"", "\"sg-test:\"")
     );
-    let a = Gateway::start_with(upstream.addr, &extra).await;
-    let b = Gateway::start_with(upstream.addr, &extra).await;
+    let a = Binary::launch(Pki::generate(), upstream.addr, &extra).await;
+    let b = Binary::launch(Pki::generate(), upstream.addr, &extra).await;
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
 
     let first = assertion();
-    assert_ok(&a.send(jwt_request(&first)).await, "first use on A");
-    let r = b.send(jwt_request(&first)).await;
+    assert_ok(&to_a.send(jwt_request(&first)).await, "first use on A");
+    let r = to_b.send(jwt_request(&first)).await;
     assert_error(
         &r,
         StatusCode::UNAUTHORIZED,
@@ -179,8 +181,8 @@ async fn an_assertion_is_single_use_across_replicas() {
     );
 
     let second = assertion();
-    assert_ok(&b.send(jwt_request(&second)).await, "first use on B");
-    let r = a.send(jwt_request(&second)).await;
+    assert_ok(&to_b.send(jwt_request(&second)).await, "first use on B");
+    let r = to_a.send(jwt_request(&second)).await;
     assert_error(
         &r,
         StatusCode::UNAUTHORIZED,
@@ -189,31 +191,42 @@ async fn an_assertion_is_single_use_across_replicas() {
     );
 
     let jti = format!("shared-jti-{}", std::process::id());
-    let r = a
+    let r = to_a
         .send(jwt_request(&assertion_with(JWT_ID, JWT_SECRET, &jti)))
         .await;
     assert_ok(&r, "mobile with the shared jti on A");
-    let r = b
+    let r = to_b
         .send(jwt_request(&assertion_with(JWT2_ID, JWT2_SECRET, &jti)))
         .await;
     assert_ok(&r, "mobile2 with the same jti on B");
-    // Still single-use per client.
-    let r = b
-        .send(jwt_request(&assertion_with(JWT2_ID, JWT2_SECRET, &jti)))
-        .await;
-    assert_error(
-        &r,
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        "mobile2 reusing its jti",
+    // Still single-use per client, across the processes.
+    for (to, client_id, secret, what) in [
+        (
+            &mut to_a,
+            JWT2_ID,
+            JWT2_SECRET,
+            "mobile2 reusing its jti on A",
+        ),
+        (&mut to_b, JWT_ID, JWT_SECRET, "mobile reusing its jti on B"),
+    ] {
+        let r = to
+            .send(jwt_request(&assertion_with(client_id, secret, &jti)))
+            .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client", what);
+    }
+    assert_eq!(
+        upstream.records().len(),
+        4,
+        "only the first uses reached the upstream"
     );
 
-    for gw in [&a, &b] {
-        let m = gw.metrics().await;
-        assert_eq!(exposed(&m, "secretgate_state_up"), 1.0);
+    for bin in [&a, &b] {
+        let m = bin.metrics().await;
+        assert_eq!(exposed(&m, "secretgate_state_up"), 1.0, "{m}");
         assert_eq!(
             sample(&m, "secretgate_state_errors_total{op=\"replay\"}"),
-            0.0
+            0.0,
+            "{m}"
         );
     }
 
@@ -228,7 +241,7 @@ async fn an_assertion_is_single_use_across_replicas() {
     assert_eq!(keys.len(), 4, "one key per accepted assertion: {keys:?}");
     for key in &keys {
         assert!(key.starts_with("sg-test:replay:"), "{key}");
-        assert!(!key.contains("jti"), "a jti in clear in {key}");
+        assert!(!key.contains(&jti), "a jti in clear in {key}");
         let ttl: i64 = redis::cmd("TTL")
             .arg(key)
             .query_async(&mut conn)
@@ -445,7 +458,8 @@ async fn concurrent_uses_of_one_assertion_across_replicas_accept_exactly_one() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The binary, with a password: logs at trace level never hold it.
+// The binary: `secretgate run` as a process (replicas above; here with a password: logs
+// at trace level never hold it).
 
 const RIGHT_PASSWORD: &str = "redis-pass-right-7c41d09e";
 const WRONG_PASSWORD: &str = "redis-pass-wrong-3fa8b5e2";
@@ -467,22 +481,28 @@ impl Binary {
         let pki = Pki::generate();
         let password_file = pki.path().join("redis.password");
         std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        let extra = state_yaml(
+            &redis.url(),
+            "100ms",
+            &format!(
+                "    password: {{ file: \"{}\" }}\n",
+                password_file.display()
+            ),
+        );
+        assert!(!extra.contains(password), "the config holds no password");
+        Self::launch(pki, upstream, &extra).await
+    }
+
+    /// `secretgate --log-format json run` with SECRETGATE_LOG=trace and `extra` (more
+    /// clients, then other sections, as for `config_yaml`), listening on fresh loopback
+    /// ports (the admin one too); returns once `/readyz` says 200.
+    async fn launch(pki: Pki, upstream: SocketAddr, extra: &str) -> Binary {
         let listen = refused_addr().await;
         let admin = refused_addr().await;
-        let extra = format!(
-            "admin: {{ listen: \"{admin}\" }}\nreload: {{ watch: false }}\n{}",
-            state_yaml(
-                &redis.url(),
-                "100ms",
-                &format!(
-                    "    password: {{ file: \"{}\" }}\n",
-                    password_file.display()
-                ),
-            )
-        );
+        let extra =
+            format!("{extra}admin: {{ listen: \"{admin}\" }}\nreload: {{ watch: false }}\n");
         let config = config_yaml(&pki, upstream, &extra)
             .replace("listen: \"127.0.0.1:0\"", &format!("listen: \"{listen}\""));
-        assert!(!config.contains(password), "the config holds no password");
         let config_file = pki.path().join("secretgate.yaml");
         std::fs::write(&config_file, config).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secretgate"))
