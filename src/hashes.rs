@@ -373,6 +373,33 @@ mod tests {
         }
     }
 
+    /// `$2y$` (what `htpasswd -B` and PHP write) and `$2a$` name the same algorithm as
+    /// `$2b$`: one hash in each spelling parses at the floor cost, verifies its secret and
+    /// refuses another. `$2x$` (the buggy pre-2011 crypt_blowfish) stays refused.
+    #[test]
+    fn bcrypt_2a_2b_and_2y_spellings_all_verify() {
+        let parts = bcrypt::hash_with_result("s3cret-value", BCRYPT_MIN_COST).unwrap();
+        for (version, prefix) in [
+            (bcrypt::Version::TwoA, "$2a$10$"),
+            (bcrypt::Version::TwoB, "$2b$10$"),
+            (bcrypt::Version::TwoY, "$2y$10$"),
+        ] {
+            let text = parts.format_for_version(version);
+            assert!(text.starts_with(prefix), "{text}");
+            let h = StoredHash::parse(&text).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            assert_eq!(h.algorithm(), HashAlgorithm::Bcrypt);
+            assert!(h.verify(b"s3cret-value"), "{prefix}");
+            assert!(!h.verify(b"s3cret-valuE"), "{prefix}");
+            // The decoy for unknown clients is made with the same cost, read from this
+            // spelling (were it not read, the decoy would be this very hash).
+            let decoy = h.decoy();
+            assert!(decoy.text().starts_with("$2b$10$"), "{prefix}");
+            assert!(!decoy.verify(b"s3cret-value"), "{prefix}");
+        }
+        let x = parts.format_for_version(bcrypt::Version::TwoX);
+        assert_eq!(StoredHash::parse(&x), Err(HashError::Unknown), "{x}");
+    }
+
     #[test]
     fn floors_are_enforced_with_the_reason() {
         let weak_argon = make_hash(b"x", HashParams::Argon2id(4096, 3, 1)).unwrap();
