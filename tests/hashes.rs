@@ -1,11 +1,15 @@
 //! Hashed client secrets (`secrets: [{ hash }]`, `{ hash_file }`), end to end:
 //! - hashes made at test time by the tools people make them with (argon2-cffi, Python's
-//!   bcrypt, hashlib's PBKDF2 as a PHC string, passlib's PBKDF2) authenticate a Basic and
-//!   a post client over TLS, and a wrong secret is refused;
+//!   bcrypt as `$2b$`, `$2a$` and `$2y$`, `htpasswd -B` where installed, hashlib's PBKDF2
+//!   as a PHC string, passlib's PBKDF2) authenticate a Basic and a post client over TLS,
+//!   a wrong secret is refused, and the verify cache misses then hits;
+//! - a client with a hash and a plaintext secret (a migration window) accepts both;
 //! - an unknown client and a wrong secret get the same answer, in the same time;
 //! - a reload that changes a hash retires a cached verification at once;
-//! - a flood of wrong secrets is bounded (503) and does not stall other clients;
-//! - the `new-secret` and `hash-secret` commands, checked by Python's libraries;
+//! - a flood of wrong secrets is bounded (503) and does not stall other clients, and a
+//!   throttled source costs no hash work;
+//! - the `new-secret` and `hash-secret` commands, checked by Python's libraries, and
+//!   their refusals of bad input;
 //! - no secret and no hash in the binary's logs, at trace level;
 //! - config errors name the key path and the floor.
 //!
@@ -259,86 +263,215 @@ const MATCHED: &str = "secretgate_hash_verifications_total{outcome=\"matched\"}"
 const MISMATCHED: &str = "secretgate_hash_verifications_total{outcome=\"mismatched\"}";
 const SATURATED: &str = "secretgate_hash_verifications_total{outcome=\"saturated\"}";
 const CACHE_HIT: &str = "secretgate_hash_verify_cache_total{result=\"hit\"}";
+const CACHE_MISS: &str = "secretgate_hash_verify_cache_total{result=\"miss\"}";
 
 // ---------------------------------------------------------------------------------------
 // 1. Hashes made by other tools authenticate Basic and post clients.
 
-/// A hash Python made with `alg` (starting with `prefix`) authenticates a Basic and a post
-/// client; a wrong secret gets 401 (with Basic, and with post if `wrong_post`); a repeated
-/// right secret is answered from the cache. PBKDF2 at 600,000 rounds takes seconds per
-/// verification in a debug build: its tests skip the wrong post secret (the refusal path
-/// does not depend on the format), three verifications in all.
-async fn python_hash_authenticates(alg: &str, prefix: &str, wrong_post: bool) {
-    let _shared = ALONE.read().await;
-    let secret = format!("{alg}-secret-0123456789");
-    let wrong = format!("{alg}-secret-0123456780");
-    let hash = python_hash(&secret, alg).await;
-    assert!(hash.starts_with(prefix), "{alg}: {hash}");
+/// A hash `hash` of `secret` (made by `tool`) authenticates a Basic and a post client; a
+/// wrong secret gets 401 with both; a repeated right secret is answered from the cache.
+/// The verify cache is looked up before every verification: a miss the first time a
+/// secret is seen, a hit when a right one comes back.
+async fn hash_authenticates(tool: &str, secret: &str, wrong: &str, hash: &str) {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     let gw = Gateway::start_with(
         upstream.addr,
-        &format!("{}{NO_THROTTLE}", hashed_pair(&hash)),
+        &format!("{}{NO_THROTTLE}", hashed_pair(hash)),
     )
     .await;
-    let needles = [secret.as_str(), wrong.as_str(), hash.as_str()];
+    let needles = [secret, wrong, hash];
     let mut c = gw.client(false).await;
     assert_accepted(
         &gw,
         &upstream,
         &mut c,
-        basic_request(HASHED_BASIC, &secret),
-        (HASHED_BASIC, "client_secret_basic"),
-        &needles,
-    )
-    .await;
-    assert_accepted(
-        &gw,
-        &upstream,
-        &mut c,
-        post_request(HASHED_POST, &secret),
-        (HASHED_POST, "client_secret_post"),
-        &needles,
-    )
-    .await;
-    assert_refused(&upstream, &mut c, true, HASHED_BASIC, &wrong).await;
-    if wrong_post {
-        assert_refused(&upstream, &mut c, false, HASHED_POST, &wrong).await;
-    }
-    // The right secret again: remembered, not hashed again.
-    assert_accepted(
-        &gw,
-        &upstream,
-        &mut c,
-        basic_request(HASHED_BASIC, &secret),
+        basic_request(HASHED_BASIC, secret),
         (HASHED_BASIC, "client_secret_basic"),
         &needles,
     )
     .await;
     let metrics = gw.metrics().await;
-    assert_eq!(sample(&metrics, MATCHED), 2.0, "{alg}\n{metrics}");
-    let wrong_ones = if wrong_post { 2.0 } else { 1.0 };
-    assert_eq!(sample(&metrics, MISMATCHED), wrong_ones, "{alg}\n{metrics}");
-    assert_eq!(sample(&metrics, CACHE_HIT), 1.0, "{alg}\n{metrics}");
+    assert_eq!(
+        (
+            sample(&metrics, CACHE_MISS),
+            sample(&metrics, CACHE_HIT),
+            sample(&metrics, MATCHED)
+        ),
+        (1.0, 0.0, 1.0),
+        "{tool}: the first verification is a cache miss\n{metrics}"
+    );
+    assert_accepted(
+        &gw,
+        &upstream,
+        &mut c,
+        post_request(HASHED_POST, secret),
+        (HASHED_POST, "client_secret_post"),
+        &needles,
+    )
+    .await;
+    assert_refused(&upstream, &mut c, true, HASHED_BASIC, wrong).await;
+    assert_refused(&upstream, &mut c, false, HASHED_POST, wrong).await;
+    // The right secret again: remembered, not hashed again.
+    assert_accepted(
+        &gw,
+        &upstream,
+        &mut c,
+        basic_request(HASHED_BASIC, secret),
+        (HASHED_BASIC, "client_secret_basic"),
+        &needles,
+    )
+    .await;
+    let metrics = gw.metrics().await;
+    assert_eq!(sample(&metrics, MATCHED), 2.0, "{tool}\n{metrics}");
+    assert_eq!(sample(&metrics, MISMATCHED), 2.0, "{tool}\n{metrics}");
+    assert_eq!(sample(&metrics, CACHE_HIT), 1.0, "{tool}\n{metrics}");
+    assert_eq!(sample(&metrics, CACHE_MISS), 4.0, "{tool}\n{metrics}");
+}
+
+/// [`hash_authenticates`] with a hash Python made with `alg` (starting with `prefix`).
+async fn python_hash_authenticates(alg: &str, prefix: &str) {
+    let _shared = ALONE.read().await;
+    let secret = format!("{alg}-secret-0123456789");
+    let wrong = format!("{alg}-secret-0123456780");
+    let hash = python_hash(&secret, alg).await;
+    assert!(hash.starts_with(prefix), "{alg}: {hash}");
+    hash_authenticates(alg, &secret, &wrong, &hash).await;
 }
 
 #[tokio::test]
 async fn argon2_cffi_hash_authenticates_basic_and_post() {
-    python_hash_authenticates("argon2id", "$argon2id$v=19$m=19456,t=2,p=1$", true).await;
+    python_hash_authenticates("argon2id", "$argon2id$v=19$m=19456,t=2,p=1$").await;
 }
 
 #[tokio::test]
 async fn python_bcrypt_hash_authenticates_basic_and_post() {
-    python_hash_authenticates("bcrypt", "$2b$10$", true).await;
+    python_hash_authenticates("bcrypt", "$2b$10$").await;
+}
+
+/// `$2a$`, the older spelling (Python's bcrypt writes it with `prefix=b"2a"`).
+#[tokio::test]
+async fn python_bcrypt_2a_hash_authenticates_basic_and_post() {
+    python_hash_authenticates("bcrypt-2a", "$2a$10$").await;
+}
+
+/// `$2y$`, `htpasswd -B`'s spelling: Python's bcrypt hash written with that prefix (and
+/// checked by Python's bcrypt under it), so that it runs where htpasswd is not installed.
+#[tokio::test]
+async fn python_bcrypt_2y_hash_authenticates_basic_and_post() {
+    python_hash_authenticates("bcrypt-2y", "$2y$10$").await;
+}
+
+/// `htpasswd -nBC 10 -i` (apache2-utils), the secret on stdin. Skipped, saying so, where
+/// htpasswd is not installed (the `$2y$` spelling is covered by the test above anyway).
+#[tokio::test]
+async fn htpasswd_bcrypt_hash_authenticates_basic_and_post() {
+    let _shared = ALONE.read().await;
+    let secret = "htpasswd-secret-0123456789";
+    let wrong = "htpasswd-secret-0123456780";
+    let out = tokio::task::spawn_blocking(move || {
+        let child = Command::new("htpasswd")
+            .args(["-niBC", "10", HASHED_BASIC])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("htpasswd: {e}"),
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{secret}\n").as_bytes()).unwrap();
+        drop(stdin);
+        Some(child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let Some(out) = out else {
+        eprintln!(
+            "SKIPPED htpasswd_bcrypt_hash_authenticates_basic_and_post: htpasswd is not \
+             installed (apt-get install apache2-utils)"
+        );
+        return;
+    };
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `user:hash`, then an empty line.
+    let line = stdout.lines().next().unwrap_or_default();
+    let hash = line
+        .strip_prefix(&format!("{HASHED_BASIC}:"))
+        .unwrap_or_else(|| panic!("htpasswd printed {stdout:?}"));
+    assert!(hash.starts_with("$2y$10$"), "{hash}");
+    assert!(python_verifies(secret, hash).await, "Python's bcrypt");
+    hash_authenticates("htpasswd", secret, wrong, hash).await;
 }
 
 #[tokio::test]
 async fn hashlib_pbkdf2_phc_hash_authenticates_basic_and_post() {
-    python_hash_authenticates("pbkdf2-phc", "$pbkdf2-sha256$i=600000,l=32$", false).await;
+    python_hash_authenticates("pbkdf2-phc", "$pbkdf2-sha256$i=600000,l=32$").await;
 }
 
 #[tokio::test]
 async fn passlib_pbkdf2_hash_authenticates_basic_and_post() {
-    python_hash_authenticates("pbkdf2-passlib", "$pbkdf2-sha256$600000$", false).await;
+    python_hash_authenticates("pbkdf2-passlib", "$pbkdf2-sha256$600000$").await;
+}
+
+/// A migration window (README "Hashed secrets"): one client with its old plaintext secret
+/// and the hash of its new one accepts both, and nothing else, with Basic and with post.
+/// The plaintext one is matched without any hash work; the hashed one by a verification.
+#[tokio::test]
+async fn a_client_with_a_hash_and_a_plaintext_secret_accepts_both() {
+    let _shared = ALONE.read().await;
+    let (plain, hashed, third) = (
+        "migrating-plain-secret-0123456789",
+        "migrating-hashed-secret-0123456789",
+        "migrating-third-secret-0123456789",
+    );
+    let hash = argon2id(hashed);
+    let both = format!("{}, {{ value: \"{plain}\" }}", hash_source(&hash));
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let extra = format!(
+        "{}{}{NO_THROTTLE}",
+        client(HASHED_BASIC, "client_secret_basic", &both),
+        client(HASHED_POST, "client_secret_post", &both),
+    );
+    let gw = Gateway::start_with(upstream.addr, &extra).await;
+    let needles = [plain, hashed, third, hash.as_str()];
+    let mut c = gw.client(false).await;
+    for (basic, id, method) in [
+        (true, HASHED_BASIC, "client_secret_basic"),
+        (false, HASHED_POST, "client_secret_post"),
+    ] {
+        let before = gw.metrics().await;
+        let count = |metrics: &str| {
+            [MATCHED, MISMATCHED, CACHE_HIT, CACHE_MISS].map(|series| sample(metrics, series))
+        };
+        let [matched, mismatched, hits, misses] = count(&before);
+        let req = |secret| request(basic, id, secret);
+        assert_accepted(&gw, &upstream, &mut c, req(plain), (id, method), &needles).await;
+        assert_eq!(
+            count(&gw.metrics().await),
+            [matched, mismatched, hits, misses],
+            "{method}: the plaintext secret cost no hash work"
+        );
+        assert_accepted(&gw, &upstream, &mut c, req(hashed), (id, method), &needles).await;
+        assert_eq!(
+            count(&gw.metrics().await),
+            [matched + 1.0, mismatched, hits, misses + 1.0],
+            "{method}: the hashed secret was verified"
+        );
+        assert_refused(&upstream, &mut c, basic, id, third).await;
+        assert_eq!(
+            count(&gw.metrics().await),
+            [matched + 1.0, mismatched + 1.0, hits, misses + 2.0],
+            "{method}: the third secret was verified, and refused"
+        );
+    }
+    assert_eq!(upstream.records().len(), 4, "two accepted per client");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -608,11 +741,72 @@ async fn a_flood_of_wrong_secrets_is_bounded_and_stalls_no_one() {
     );
 }
 
+/// RFC 6749 §2.3.1's brute-force protection comes before any hash work: once a source has
+/// used up `throttle.max_failures` on a hashed client, its next requests get 429, a wrong
+/// secret and the right one alike, without a verification or a verify-cache lookup.
+#[tokio::test]
+async fn the_throttle_is_checked_before_any_hash_work() {
+    let _shared = ALONE.read().await;
+    let secret = "throttled-secret-0123456789";
+    let hash = argon2id(secret);
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let extra = format!(
+        "{}throttle: {{ max_failures: 3, max_failures_per_address: 100 }}\n",
+        hashed_pair(&hash)
+    );
+    let gw = Gateway::start_with(upstream.addr, &extra).await;
+    let hash_work = |metrics: &str| {
+        [MATCHED, MISMATCHED, SATURATED, CACHE_HIT, CACHE_MISS].map(|s| sample(metrics, s))
+    };
+    let mut c = gw.client(false).await;
+    for (n, (basic, id)) in [(true, HASHED_BASIC), (false, HASHED_POST)]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..3 {
+            assert_refused(&upstream, &mut c, basic, id, &format!("wrong-{i}")).await;
+        }
+        let before = hash_work(&gw.metrics().await);
+        let verified = 3.0 * (n + 1) as f64;
+        assert_eq!(before, [0.0, verified, 0.0, 0.0, verified], "{id}");
+        for presented in ["wrong-3", secret] {
+            let reply = c.send(request(basic, id, presented)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{id}: {:?}",
+                reply.body
+            );
+            assert_eq!(reply.error(), "slow_down");
+            assert!(reply.headers.contains_key("retry-after"));
+        }
+        let metrics = gw.metrics().await;
+        assert_eq!(
+            hash_work(&metrics),
+            before,
+            "{id}: a throttled request cost hash work\n{metrics}"
+        );
+    }
+    assert!(upstream.records().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. The commands.
 
-/// Runs the secretgate binary with `stdin` (if any) as its input.
+/// Runs the secretgate binary with `stdin` (if any) as its input; asserts it succeeded.
 fn secretgate(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> Output {
+    let out = secretgate_output(args, stdin, envs);
+    assert!(
+        out.status.success(),
+        "secretgate {args:?}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the secretgate binary with `stdin` (if any) as its input, whatever its exit.
+fn secretgate_output(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_secretgate"))
         .args(args)
         .envs(envs.iter().copied())
@@ -626,14 +820,7 @@ fn secretgate(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> Outp
         input.write_all(stdin.as_bytes()).unwrap();
     }
     drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "secretgate {args:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    child.wait_with_output().unwrap()
 }
 
 async fn run_secretgate(args: &'static [&'static str], stdin: Option<String>) -> Output {
@@ -758,6 +945,66 @@ async fn the_new_secret_and_hash_secret_commands() {
     )
     .await;
     assert_refused(&upstream, &mut c, true, HASHED_BASIC, &two[0]).await;
+
+    // Bad input: refused with exit status 2, a message saying what is wrong, nothing on
+    // stdout, and the refused secret not repeated.
+    let long = "x".repeat(80);
+    for (args, stdin, says) in [
+        (
+            &["hash-secret", "--alg", "nope"][..],
+            Some("alg-nope-secret-0123456789"),
+            &[
+                "invalid value 'nope'",
+                "argon2id",
+                "bcrypt",
+                "pbkdf2-sha256",
+            ][..],
+        ),
+        (&["hash-secret"], None, &["error: the secret is empty"]),
+        (
+            &["hash-secret"],
+            Some("\n"),
+            &["error: the secret is empty"],
+        ),
+        (
+            &["hash-secret"],
+            Some("tab\tin-secret-0123456789"),
+            &["error: a client secret is visible ASCII"],
+        ),
+        (
+            &["hash-secret"],
+            Some("non-ascii-s\u{e9}cret-0123456789"),
+            &["error: a client secret is visible ASCII"],
+        ),
+        (
+            &["hash-secret", "--alg", "bcrypt"],
+            Some(long.as_str()),
+            &["bcrypt reads at most 72 bytes", "this one is 80 bytes"],
+        ),
+        (
+            &["new-secret", "--alg", "bcrypt"],
+            None,
+            &["required", "--hash"],
+        ),
+    ] {
+        let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let input = stdin.map(str::to_owned);
+        let out = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+            secretgate_output(&args, input.as_deref(), &[])
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {stdin:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} {stdin:?}: printed {out:?}");
+        for text in says {
+            assert!(stderr.contains(text), "{args:?} {stdin:?}: {stderr}");
+        }
+        if let Some(secret) = stdin.map(str::trim).filter(|s| !s.is_empty()) {
+            assert!(!stderr.contains(secret), "{args:?}: {stderr}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ line of JSON is printed on stdout:
 Algorithms for `make`:
   argon2id        argon2-cffi PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
   bcrypt          Python's bcrypt, rounds=10
+  bcrypt-2a       Python's bcrypt, rounds=10, prefix=b"2a" (the older spelling)
+  bcrypt-2y       Python's bcrypt, rounds=10, written with the `$2y$` prefix that
+                  `htpasswd -B` and PHP write (the same algorithm as `$2b$`; Python's
+                  bcrypt only writes `$2a$` and `$2b$`, but verifies all three)
   bcrypt-8        Python's bcrypt, rounds=8 (below secretgate's floor)
   pbkdf2-phc      hashlib.pbkdf2_hmac("sha256", ..., 600000), written as the PHC string
                   $pbkdf2-sha256$i=600000,l=32$<B64 salt>$<B64 hash> (B64: standard
@@ -55,6 +59,14 @@ def make(secret: str, alg: str) -> str:
         return ph.hash(secret)
     if alg == "bcrypt":
         return bcrypt.hashpw(raw, bcrypt.gensalt(rounds=10)).decode()
+    if alg == "bcrypt-2a":
+        return bcrypt.hashpw(raw, bcrypt.gensalt(rounds=10, prefix=b"2a")).decode()
+    if alg == "bcrypt-2y":
+        made = bcrypt.hashpw(raw, bcrypt.gensalt(rounds=10)).decode()
+        assert made.startswith("$2b$"), made
+        spelled = "$2y$" + made[len("$2b$"):]
+        assert bcrypt.checkpw(raw, spelled.encode()), "bcrypt reads $2y$ as $2b$"
+        return spelled
     if alg == "bcrypt-8":
         return bcrypt.hashpw(raw, bcrypt.gensalt(rounds=8)).decode()
     if alg == "pbkdf2-phc":
