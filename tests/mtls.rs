@@ -1,9 +1,10 @@
 //! Mutual TLS client authentication (RFC 8705) end to end, over real TLS against a
 //! recording upstream: `tls_client_auth` and `self_signed_tls_client_auth` with curl
-//! (HTTP/1.1 and HTTP/2), Python requests and the crate's own TLS client; the internal
-//! header's `cnf.x5t#S256` checked with PyJWT against a thumbprint Python computes from
-//! the certificate; refusals; secret clients on the same listener; the CA file and the
-//! registered certificates following a reload; and the discovery metadata rewrite.
+//! (HTTP/1.1 and HTTP/2), Python requests (HTTP/1.1), httpx (HTTP/2) and the crate's own
+//! TLS client; the internal header's `cnf.x5t#S256` checked with PyJWT against a
+//! thumbprint Python computes from the certificate; refusals; secret clients on the same
+//! listener; the CA file and the registered certificates following a reload; and the
+//! discovery metadata rewrite.
 //!
 //! Every certificate (CAs, clients, expired, another CA's, self-signed) is made here at
 //! run time with rcgen, into a temporary directory.
@@ -347,6 +348,42 @@ fn pyjwt_checks_cnf(gw: &Gateway, upstream: &RecordingUpstream, cert: &ClientCer
     assert_eq!(json["claims"]["cnf"]["x5t#S256"], cert.x5t());
 }
 
+/// Runs the Python client `tool` (mtls_requests.py or mtls_httpx.py) with `cert` for
+/// `client_id` (and `secret`, a second method, if given): its exit status and the JSON
+/// line it printed.
+fn python_client(
+    gw: &Gateway,
+    tool: &str,
+    cert: &ClientCert,
+    client_id: &str,
+    secret: Option<&str>,
+) -> (std::process::ExitStatus, serde_json::Value) {
+    let token_url = format!("https://127.0.0.1:{}{TOKEN_PATH}", gw.addr.port());
+    let out = tokio::task::block_in_place(|| {
+        let mut cmd = Command::new(python());
+        cmd.arg(script(tool))
+            .args(["--token-url", &token_url, "--ca"])
+            .arg(&gw.pki.ca_file)
+            .arg("--cert")
+            .arg(&cert.cert_file)
+            .arg("--key")
+            .arg(&cert.key_file)
+            .args(["--client-id", client_id]);
+        if let Some(secret) = secret {
+            cmd.args(["--secret", secret]);
+        }
+        cmd.output().unwrap()
+    });
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{tool} printed {:?}: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status, json)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_and_requests_get_tokens_with_both_certificate_methods() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
@@ -354,7 +391,6 @@ async fn curl_and_requests_get_tokens_with_both_certificate_methods() {
     let certs = certs(pki.path());
     let yaml = mtls_yaml(&pki, upstream.addr, &certs, "");
     let gw = Gateway::start_yaml(pki, &yaml).await;
-    let token_url = format!("https://127.0.0.1:{}{TOKEN_PATH}", gw.addr.port());
 
     for (client_id, cert, method) in [
         (PAYMENTS, &certs.payments, "tls_client_auth"),
@@ -381,63 +417,47 @@ async fn curl_and_requests_get_tokens_with_both_certificate_methods() {
         // The same header checked by PyJWT, cnf against Python's own thumbprint.
         tokio::task::block_in_place(|| pyjwt_checks_cnf(&gw, &upstream, cert));
 
-        // Python requests (HTTP/1.1).
-        let out = tokio::task::block_in_place(|| {
-            Command::new(python())
-                .arg(script("mtls_requests.py"))
-                .args(["--token-url", &token_url, "--ca"])
-                .arg(&gw.pki.ca_file)
-                .arg("--cert")
-                .arg(&cert.cert_file)
-                .arg("--key")
-                .arg(&cert.key_file)
-                .args(["--client-id", client_id])
-                .output()
-                .unwrap()
-        });
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!("{}", String::from_utf8_lossy(&out.stderr));
-        });
-        assert!(out.status.success(), "{method}: {json}");
-        assert_eq!(json["body"]["access_token"], "upstream-token");
-        assert_eq!(json["http_version"], "HTTP/1.1");
-        let claims = last_claims(&gw, &upstream);
-        assert_eq!(claims.auth_method, method);
-        tokio::task::block_in_place(|| pyjwt_checks_cnf(&gw, &upstream, cert));
+        // Python: requests (HTTP/1.1) and httpx (HTTP/2), the same requests.
+        for (tool, version) in [
+            ("mtls_requests.py", "HTTP/1.1"),
+            ("mtls_httpx.py", "HTTP/2"),
+        ] {
+            let (status, json) = python_client(&gw, tool, cert, client_id, None);
+            assert!(status.success(), "{tool} {method}: {json}");
+            assert_eq!(json["status"], 200, "{tool} {method}: {json}");
+            assert_eq!(json["body"]["access_token"], "upstream-token", "{tool}");
+            assert_eq!(json["http_version"], version, "{tool} {method}: {json}");
+            let claims = last_claims(&gw, &upstream);
+            assert_eq!(
+                (claims.client_id.as_str(), claims.auth_method.as_str()),
+                (client_id, method),
+                "{tool}"
+            );
+            assert_eq!(x5t(&claims), Some(cert.x5t().as_str()), "{tool} {method}");
+            tokio::task::block_in_place(|| pyjwt_checks_cnf(&gw, &upstream, cert));
 
-        // requests sending a secret as well: two methods.
-        let out = tokio::task::block_in_place(|| {
-            Command::new(python())
-                .arg(script("mtls_requests.py"))
-                .args(["--token-url", &token_url, "--ca"])
-                .arg(&gw.pki.ca_file)
-                .arg("--cert")
-                .arg(&cert.cert_file)
-                .arg("--key")
-                .arg(&cert.key_file)
-                .args(["--client-id", client_id, "--secret", "some-secret"])
-                .output()
-                .unwrap()
-        });
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["status"], 400, "{json}");
-        assert_eq!(json["body"]["error"], "invalid_request");
+            // Sending a secret as well: two methods.
+            let (_, json) = python_client(&gw, tool, cert, client_id, Some("some-secret"));
+            assert_eq!(json["status"], 400, "{tool}: {json}");
+            assert_eq!(json["body"]["error"], "invalid_request", "{tool}");
+            assert_eq!(json["http_version"], version, "{tool} {method}: {json}");
+        }
     }
     let metrics = gw.metrics().await;
     for (series, n) in [
         (
             "secretgate_authentications_total{method=\"tls_client_auth\",outcome=\"ok\"}",
-            3.0,
+            4.0,
         ),
         (
             "secretgate_authentications_total{method=\"self_signed_tls_client_auth\",outcome=\"ok\"}",
-            3.0,
+            4.0,
         ),
         (
             "secretgate_client_certificates_total{method=\"tls_client_auth\",outcome=\"ok\"}",
-            3.0,
+            4.0,
         ),
-        ("secretgate_certificate_bound_headers_total", 6.0),
+        ("secretgate_certificate_bound_headers_total", 8.0),
     ] {
         assert_eq!(sample(&metrics, series), n, "{series} in\n{metrics}");
     }
