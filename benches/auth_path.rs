@@ -8,11 +8,28 @@
 //! `Signer::sign` (the internal header). TLS, HTTP parsing and the upstream hop are not
 //! included; `bench/run.sh` measures those end to end.
 //!
+//! The certificate methods (RFC 8705 §2) present no credential in the request but the
+//! `ClientCertificate` extension the server inserts on every request of the connection
+//! (connection.rs: made once per connection by `ClientCertificate::from_chain`, which also
+//! takes the leaf's SHA-256; each request gets a clone of the `Arc`). So an iteration clones
+//! that extension into the request, and the body carries only `client_id` (RFC 8705 §2).
+//! `tls_client_auth` validates the chain against `tls.client_auth.ca_file` (rustls-webpki)
+//! and matches the registered subject DN (x509-parser) on every request; the client sends
+//! only its leaf, issued directly by the CA (ECDSA P-256, rcgen's default), as tests/mtls.rs
+//! does. `self_signed_tls_client_auth` compares the connection's thumbprint with the
+//! registered ones.
+//!
 //! Baselines: `hmac_floor/*` is one HMAC-SHA256 (prepared key, clone + update + finalize,
 //! as the code does it) over an input as long as the request's credential-bearing bytes
 //! (body + Authorization header value), the least work any authenticating proxy must do;
 //! `crypto_floor/*` is the cryptography this design cannot avoid for the method (verify
 //! the credential, SHA-256 of the forwarded body, HMAC of the internal header).
+//! For `tls_client_auth`, verifying the credential is one ECDSA P-256 signature check of
+//! the leaf by the CA (what webpki does for a one-link chain, with the same aws-lc-rs
+//! algorithm). `self_signed_tls_client_auth` has no per-request credential cryptography:
+//! the leaf's SHA-256 is taken once per connection and a request only compares 32 bytes,
+//! so its floor is the forwarded-body hash and the header HMAC. The certificate methods
+//! have no `hmac_floor`: their credential is not in the request's bytes.
 //!
 //! `authenticate` is async only because the body could be streamed; here it is a `Full`
 //! body, so the future completes on its first poll and is driven by `now_or_never` inside
@@ -39,6 +56,7 @@ use futures_util::FutureExt;
 use hmac::{Hmac, Mac};
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use secretgate::auth::replay::{MemoryReplayStore, ReplayStore};
@@ -47,7 +65,7 @@ use secretgate::auth::{AuthState, Authenticated, Authenticator};
 use secretgate::body::Body;
 use secretgate::clock::Clock;
 use secretgate::config::Config;
-use secretgate::conn::ClientAddr;
+use secretgate::conn::{ClientAddr, ClientCertificate};
 use secretgate::oauth::{Algorithm, AuthMethod};
 use secretgate::secret::Secret;
 use secretgate::sign::Signer;
@@ -58,6 +76,11 @@ const POST_ID: &str = "reports";
 const POST_SECRET: &str = "post-secret-0123456789abcdef";
 const JWT_ID: &str = "mobile";
 const JWT_SECRET: &str = "jwt-secret-0123456789abcdefghijklmnop";
+/// `tls_client_auth` client, registered by the subject DN of its CA-issued certificate.
+const MTLS_ID: &str = "payments";
+const MTLS_DN: &str = "CN=payments,O=Example Corp";
+/// `self_signed_tls_client_auth` client, registered with its self-signed certificate.
+const SELF_SIGNED_ID: &str = "edge-device";
 const SIGNING_KEY: &str = "internal-signing-key-0123456789abcdef";
 const PUBLIC_URL: &str = "https://auth.example.com";
 const ISSUER: &str = "https://auth.example.com/acme/default";
@@ -70,16 +93,29 @@ const GRANT: &str = "grant_type=client_credentials&scope=invoices.read%20invoice
 /// iterations, so the jwt benchmark never hits `Full`.
 const REPLAY_CAPACITY: u64 = 50_000_000;
 
-/// Writes a CA-signed localhost certificate (Config validation loads it) and the secret
-/// files, returns the validated config. The temp dir must outlive the config load only.
-fn config(dir: &Path) -> Config {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+/// The certificates the certificate clients present (DER), and the CA's.
+struct ClientCerts {
+    ca: CertificateDer<'static>,
+    /// Issued by `ca`, subject [`MTLS_DN`], for TLS client authentication.
+    mtls: CertificateDer<'static>,
+    self_signed: CertificateDer<'static>,
+}
+
+/// Writes a CA-signed localhost certificate (Config validation loads it), the CA as
+/// `tls.client_auth.ca_file`, the self-signed client's registered certificate and the
+/// secret files; returns the validated config and the client certificates. The temp dir
+/// must outlive the config load only.
+fn config(dir: &Path) -> (Config, ClientCerts) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "secretgate bench CA");
+        .push(DnType::CommonName, "secretgate bench CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
     let leaf = CertificateParams::new(vec!["localhost".to_owned()])
@@ -88,6 +124,23 @@ fn config(dir: &Path) -> Config {
         .unwrap();
     std::fs::write(dir.join("tls.crt"), leaf.pem()).unwrap();
     std::fs::write(dir.join("tls.key"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("client-ca.pem"), ca.pem()).unwrap();
+    // The client certificates as tests/mtls.rs makes them: subject O + CN, client-auth EKU.
+    let client_cert = |cn: &str, o: &str, issuer: Option<&Issuer<'_, KeyPair>>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::OrganizationName, o);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        match issuer {
+            Some(i) => params.signed_by(&key, i).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        }
+    };
+    let mtls = client_cert(MTLS_ID, "Example Corp", Some(&issuer));
+    let self_signed = client_cert(SELF_SIGNED_ID, "Devices", None);
+    std::fs::write(dir.join("device.crt"), self_signed.pem()).unwrap();
     for (name, value) in [
         ("billing.secret", BASIC_SECRET),
         ("reports.secret", POST_SECRET),
@@ -102,6 +155,8 @@ listen: "127.0.0.1:0"
 tls:
   cert_file: tls.crt
   key_file: tls.key
+  client_auth:
+    ca_file: client-ca.pem
 upstream:
   url: "http://127.0.0.1:9"
 public_url: "{PUBLIC_URL}"
@@ -125,9 +180,21 @@ clients:
   - client_id: {JWT_ID}
     auth_method: client_secret_jwt
     secrets: [{{ file: mobile.secret }}]
+  - client_id: {MTLS_ID}
+    auth_method: tls_client_auth
+    tls_client_auth_subject_dn: "{MTLS_DN}"
+  - client_id: {SELF_SIGNED_ID}
+    auth_method: self_signed_tls_client_auth
+    certificates: [{{ file: device.crt }}]
 "#
     );
-    Config::from_yaml(&yaml, dir).expect("bench config is valid")
+    let config = Config::from_yaml(&yaml, dir).expect("bench config is valid");
+    let certs = ClientCerts {
+        ca: ca.der().clone(),
+        mtls: mtls.der().clone(),
+        self_signed: self_signed.der().clone(),
+    };
+    (config, certs)
 }
 
 /// The parts of a realistic token request that do not change between iterations.
@@ -135,6 +202,8 @@ clients:
 struct Template {
     authorization: Option<String>,
     body: Bytes,
+    /// The connection's certificate, as the server attaches it to each request.
+    cert: Option<ClientCertificate>,
 }
 
 impl Template {
@@ -142,6 +211,7 @@ impl Template {
         Template {
             authorization: Some(secretgate::auth::basic::encode(BASIC_ID, BASIC_SECRET)),
             body: Bytes::from_static(GRANT.as_bytes()),
+            cert: None,
         }
     }
 
@@ -151,6 +221,7 @@ impl Template {
             body: Bytes::from(format!(
                 "{GRANT}&client_id={POST_ID}&client_secret={POST_SECRET}"
             )),
+            cert: None,
         }
     }
 
@@ -161,6 +232,20 @@ impl Template {
                 "{GRANT}&client_assertion_type={}&client_assertion={assertion}",
                 secretgate::auth::form::form_encode_component(ASSERTION_TYPE)
             )),
+            cert: None,
+        }
+    }
+
+    /// RFC 8705 §2: `client_id` in the body, the certificate from the handshake (the
+    /// client sent its leaf only: a one-element chain, as rustls reports it).
+    fn certificate(client_id: &str, leaf: &CertificateDer<'static>) -> Template {
+        Template {
+            authorization: None,
+            body: Bytes::from(format!("{GRANT}&client_id={client_id}")),
+            cert: Some(
+                ClientCertificate::from_chain(Some(std::slice::from_ref(leaf)))
+                    .expect("a non-empty chain"),
+            ),
         }
     }
 
@@ -175,7 +260,8 @@ fn peer() -> SocketAddr {
 }
 
 /// A request as the server hands it to the stack: hyper-parsed head, the peer address
-/// extension, a boxed in-memory body.
+/// extension (and the client certificate one, if the connection has a certificate), a boxed
+/// in-memory body.
 fn request(t: &Template) -> Request<Body> {
     let mut b = Request::post(TOKEN_PATH)
         .header("host", "auth.example.com")
@@ -191,6 +277,9 @@ fn request(t: &Template) -> Request<Body> {
         .boxed_unsync();
     let mut req = b.body(body).unwrap();
     req.extensions_mut().insert(ClientAddr(peer()));
+    if let Some(cert) = &t.cert {
+        req.extensions_mut().insert(cert.clone());
+    }
     req
 }
 
@@ -232,9 +321,42 @@ fn mint_jwt(now: i64) -> String {
     )
 }
 
+/// One certificate's signature by its issuer, checked with the algorithm webpki uses for
+/// it (ECDSA P-256 SHA-256 on aws-lc-rs: rcgen's default key, the gateway's provider).
+struct SignatureCheck {
+    issuer_key: Vec<u8>,
+    tbs: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl SignatureCheck {
+    fn new(issuer: &[u8], cert: &[u8]) -> SignatureCheck {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, issuer) = X509Certificate::from_der(issuer).unwrap();
+        let (_, cert) = X509Certificate::from_der(cert).unwrap();
+        let check = SignatureCheck {
+            issuer_key: issuer.public_key().subject_public_key.data.to_vec(),
+            tbs: cert.tbs_certificate.as_ref().to_vec(),
+            signature: cert.signature_value.data.to_vec(),
+        };
+        assert!(check.verify(), "the CA's signature on the leaf verifies");
+        check
+    }
+
+    fn verify(&self) -> bool {
+        webpki::aws_lc_rs::ECDSA_P256_SHA256
+            .verify_signature(
+                black_box(&self.issuer_key),
+                black_box(&self.tbs),
+                black_box(&self.signature),
+            )
+            .is_ok()
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, certs) = config(dir.path());
     let replay = Arc::new(ReplayStore::Memory(MemoryReplayStore::new(REPLAY_CAPACITY)));
     let state = AuthState {
         replay,
@@ -261,9 +383,20 @@ fn benches(c: &mut Criterion) {
         ("client_secret_basic", Template::basic()),
         ("client_secret_post", Template::post()),
         ("client_secret_jwt", sample_jwt.clone()),
+        (
+            "tls_client_auth",
+            Template::certificate(MTLS_ID, &certs.mtls),
+        ),
+        (
+            "self_signed_tls_client_auth",
+            Template::certificate(SELF_SIGNED_ID, &certs.self_signed),
+        ),
     ];
+    let (secret_methods, cert_methods) = methods.split_at(3);
 
-    // Sanity: each template authenticates as the intended client and leaves no secret.
+    // Sanity: each template authenticates as the intended client and leaves no secret; a
+    // certificate client is authenticated by its certificate, to which tokens are bound.
+    let mut authenticated = Vec::new();
     for (name, t) in &methods {
         let req = request(t);
         let out = auth
@@ -279,6 +412,23 @@ fn benches(c: &mut Criterion) {
             "{fwd}"
         );
         assert!(out.headers().get("authorization").is_none());
+        match &t.cert {
+            Some(cert) => assert_eq!(who.cnf, Some(cert.thumbprint()), "{name}"),
+            None => assert_eq!(who.cnf, None, "{name}"),
+        }
+        authenticated.push(who);
+    }
+    // The certificate is what authenticates: the same request with the other client's
+    // certificate (not issued by the CA; not registered) is refused. Without the peer
+    // address, so the failure is not counted against the source the benchmarks use.
+    for (id, leaf) in [(MTLS_ID, &certs.self_signed), (SELF_SIGNED_ID, &certs.mtls)] {
+        let mut req = request(&Template::certificate(id, leaf));
+        req.extensions_mut().remove::<ClientAddr>();
+        let rejected = auth
+            .authenticate(req)
+            .now_or_never()
+            .expect("authenticate completes on its first poll");
+        assert!(rejected.is_err(), "{id} with another certificate");
     }
 
     let mut g = c.benchmark_group("auth_path");
@@ -296,6 +446,11 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    for (name, t) in cert_methods {
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(auth_and_sign(&auth, &signer, request(black_box(t)))))
+        });
+    }
     g.finish();
 
     // Only the signing step, for the breakdown.
@@ -312,7 +467,7 @@ fn benches(c: &mut Criterion) {
     // The floor: one HMAC-SHA256 over as many bytes as the request's credential-bearing part.
     let key = <Hmac<Sha256> as Mac>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();
     let mut g = c.benchmark_group("hmac_floor");
-    for (name, t) in &methods {
+    for (name, t) in secret_methods {
         let input = vec![b'a'; t.credential_bytes()];
         g.bench_function(format!("{name}/{}B", input.len()), |b| {
             b.iter(|| {
@@ -332,7 +487,7 @@ fn benches(c: &mut Criterion) {
         v.rsplit_once('.').unwrap().0.len()
     };
     let mut g = c.benchmark_group("crypto_floor");
-    for (name, t) in &methods {
+    for (name, t) in secret_methods {
         let verify_len = match *name {
             "client_secret_jwt" => {
                 let body = String::from_utf8_lossy(&t.body).into_owned();
@@ -350,6 +505,32 @@ fn benches(c: &mut Criterion) {
                 let mut m = key.clone();
                 m.update(black_box(&verify_input));
                 black_box(m.finalize().into_bytes());
+                black_box(Sha256::digest(black_box(&forwarded)));
+                let mut m = key.clone();
+                m.update(black_box(&header_input));
+                black_box(m.finalize().into_bytes())
+            })
+        });
+    }
+    // The certificate methods: the leaf's signature by the CA (tls_client_auth only, see
+    // the header), SHA-256 of the forwarded body and the HMAC of the internal header, both
+    // as long as this method's (the header carries `cnf`).
+    let leaf_signature = SignatureCheck::new(&certs.ca, &certs.mtls);
+    for ((name, _), who) in cert_methods
+        .iter()
+        .zip(&authenticated[secret_methods.len()..])
+    {
+        let forwarded = vec![b'f'; who.body.len()];
+        let header_input = {
+            let v = signer.sign(who, "POST", TOKEN_PATH, None).unwrap();
+            vec![b'h'; v.rsplit_once('.').unwrap().0.len()]
+        };
+        let check = (*name == "tls_client_auth").then_some(&leaf_signature);
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                if let Some(check) = check {
+                    black_box(check.verify());
+                }
                 black_box(Sha256::digest(black_box(&forwarded)));
                 let mut m = key.clone();
                 m.update(black_box(&header_input));
