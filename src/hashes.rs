@@ -114,6 +114,16 @@ impl StoredHash {
         let text = text.trim();
         let kind = if text.starts_with("$argon2id$") {
             let phc = PasswordHash::new(text).map_err(|_| HashError::Malformed("argon2id"))?;
+            // argon2 0.5 computes `p * 8` before it checks p's range, which overflows (a
+            // panic where overflow checks are on) from p = 2^29: p is checked here first.
+            // Found by fuzz/hash with `$argon2id$p=787714951`.
+            if phc
+                .params
+                .get_decimal("p")
+                .is_some_and(|p| p > argon2::Params::MAX_P_COST)
+            {
+                return Err(HashError::Malformed("argon2id"));
+            }
             let params =
                 argon2::Params::try_from(&phc).map_err(|_| HashError::Malformed("argon2id"))?;
             let version = phc.version.unwrap_or(0x10);
@@ -398,6 +408,22 @@ mod tests {
         }
         let x = parts.format_for_version(bcrypt::Version::TwoX);
         assert_eq!(StoredHash::parse(&x), Err(HashError::Unknown), "{x}");
+    }
+
+    #[test]
+    fn an_out_of_range_argon2_parallelism_is_malformed_not_a_panic() {
+        // fuzz/hash: argon2 multiplies p by 8 before checking its range.
+        for text in [
+            " $argon2id$p=787714951",
+            "$argon2id$v=19$m=19456,t=2,p=536870912$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=4294967295,t=2,p=16777216$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+        ] {
+            assert_eq!(
+                StoredHash::parse(text).map(|_| ()),
+                Err(HashError::Malformed("argon2id")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
