@@ -3,10 +3,11 @@
 //! request can set them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls_pki_types::CertificateDer;
 
+use crate::error::CertificateRejection;
 use crate::x509::Thumbprint;
 
 /// The peer address of the connection a request came on.
@@ -23,6 +24,21 @@ pub struct ClientCertificate(Arc<Presented>);
 struct Presented {
     chain: Vec<CertificateDer<'static>>,
     thumbprint: Thumbprint,
+    /// The last validation of this chain (auth/certificate.rs): a signature check per
+    /// certificate, tens of µs each, for a chain that cannot change within the connection.
+    validation: Mutex<Option<ChainMemo>>,
+}
+
+/// What validating a connection's chain concluded, kept with the connection
+/// ([`ClientCertificate::recall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainMemo {
+    /// The trust configuration it was made under: another one (a reload) validates again.
+    pub check: u64,
+    /// It holds for requests at `from <= now <= until` (Unix seconds, the gateway's clock).
+    pub from: i64,
+    pub until: i64,
+    pub result: Result<(), CertificateRejection>,
 }
 
 impl ClientCertificate {
@@ -30,7 +46,30 @@ impl ClientCertificate {
     pub fn from_chain(chain: Option<&[CertificateDer<'static>]>) -> Option<ClientCertificate> {
         let chain = chain.filter(|c| !c.is_empty())?.to_vec();
         let thumbprint = Thumbprint::of(&chain[0]);
-        Some(ClientCertificate(Arc::new(Presented { chain, thumbprint })))
+        Some(ClientCertificate(Arc::new(Presented {
+            chain,
+            thumbprint,
+            validation: Mutex::new(None),
+        })))
+    }
+
+    /// The remembered validation, if one was made under `check` and holds at `now`.
+    pub fn recall(&self, check: u64, now: i64) -> Option<Result<(), CertificateRejection>> {
+        let memo = (*self
+            .0
+            .validation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        (memo.check == check && memo.from <= now && now <= memo.until).then_some(memo.result)
+    }
+
+    /// Keeps a validation for the connection's next requests (replacing the last one).
+    pub fn remember(&self, memo: ChainMemo) {
+        *self
+            .0
+            .validation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(memo);
     }
 
     /// The end-entity certificate (DER).

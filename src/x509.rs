@@ -297,6 +297,13 @@ impl DistinguishedName {
     }
 }
 
+/// The end of a certificate's validity period (`notAfter`), in Unix seconds; `None` if
+/// the DER does not parse.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

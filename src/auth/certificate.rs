@@ -15,7 +15,16 @@
 //!   `cnf.x5t#S256`. A certificate nothing vouches for binds nothing.
 //!
 //! Built once per config generation, so a CA rotation applies to the next request.
+//!
+//! A chain is validated once per connection and configuration, not per request: the
+//! signature checks cost tens of µs (about 40 µs for a P-256 leaf, BENCHMARKS.md) and a
+//! connection's chain cannot change. The outcome is kept with the connection
+//! ([`ChainMemo`]): a valid chain until the earliest `notAfter` in it (so expiry still
+//! applies to the very second), a refused one for [`REFUSAL_MEMO_SECS`], except "not yet
+//! valid", which time can change. A reload makes a new check, whose requests validate
+//! again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -24,15 +33,27 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::auth::registry::RegisteredClient;
 use crate::config::Config;
-use crate::conn::ClientCertificate;
+use crate::conn::{ChainMemo, ClientCertificate};
 use crate::error::CertificateRejection;
 use crate::oauth::AuthMethod;
 use crate::x509::Thumbprint;
+
+/// How long a refused chain's verdict is kept for its connection: a client that keeps
+/// sending a certificate nothing here vouches for (a mesh certificate next to its secret,
+/// say) costs one validation per connection and minute, not one per request.
+pub const REFUSAL_MEMO_SECS: i64 = 60;
+
+/// Tells one configuration's checks from the next (a memo is only read by the check that
+/// made it).
+static NEXT_CHECK_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a certificate is checked against, for one configuration.
 pub struct CertificateCheck {
     anchors: Vec<TrustAnchor<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+    id: u64,
+    /// Chain validations actually made (memo misses).
+    validations: AtomicU64,
 }
 
 impl std::fmt::Debug for CertificateCheck {
@@ -51,14 +72,26 @@ impl CertificateCheck {
             .as_ref()
             .map(|c| c.trust_anchors.to_vec())
             .unwrap_or_default();
+        Self::with_anchors(anchors)
+    }
+
+    fn with_anchors(anchors: Vec<TrustAnchor<'static>>) -> Self {
         Self {
             anchors,
             algorithms: crate::tls::signature_algorithms(),
+            id: NEXT_CHECK_ID.fetch_add(1, Ordering::Relaxed),
+            validations: AtomicU64::new(0),
         }
     }
 
+    /// How many chains this check has validated (not answered from a connection's memo).
+    pub fn validations(&self) -> u64 {
+        self.validations.load(Ordering::Relaxed)
+    }
+
     /// Whether the presented chain validates against `ca_file` for TLS client
-    /// authentication at `now` (Unix seconds).
+    /// authentication at `now` (Unix seconds): from the connection's memo when this check
+    /// already validated it and the verdict still holds at `now`.
     pub fn validate_chain(
         &self,
         cert: &ClientCertificate,
@@ -67,6 +100,33 @@ impl CertificateCheck {
         if self.anchors.is_empty() {
             return Err(CertificateRejection::NoTrustAnchors);
         }
+        if let Some(result) = cert.recall(self.id, now) {
+            return result;
+        }
+        self.validations.fetch_add(1, Ordering::Relaxed);
+        let result = self.validate_now(cert, now);
+        let until = match result {
+            // Valid until the first certificate in the chain expires (webpki refuses a
+            // certificate after its notAfter second); a chain that does not parse for
+            // that is not remembered past this second.
+            Ok(()) => std::iter::once(cert.leaf())
+                .chain(cert.intermediates())
+                .map(|der| crate::x509::not_after(der).unwrap_or(now))
+                .min()
+                .unwrap_or(now),
+            Err(CertificateRejection::NotYetValid) => return result,
+            Err(_) => now.saturating_add(REFUSAL_MEMO_SECS),
+        };
+        cert.remember(ChainMemo {
+            check: self.id,
+            from: now,
+            until,
+            result,
+        });
+        result
+    }
+
+    fn validate_now(&self, cert: &ClientCertificate, now: i64) -> Result<(), CertificateRejection> {
         let leaf = webpki::EndEntityCert::try_from(cert.leaf())
             .map_err(|_| CertificateRejection::Unparsable)?;
         let time = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
@@ -208,12 +268,9 @@ mod tests {
     fn tls_client_auth_needs_a_valid_chain_and_the_registered_name() {
         let (issuer, ca_der) = ca("client CA");
         let (other_issuer, _) = ca("another CA");
-        let check = CertificateCheck {
-            anchors: vec![webpki::anchor_from_trusted_cert(&ca_der)
-                .unwrap()
-                .to_owned()],
-            algorithms: crate::tls::signature_algorithms(),
-        };
+        let check = CertificateCheck::with_anchors(vec![webpki::anchor_from_trusted_cert(&ca_der)
+            .unwrap()
+            .to_owned()]);
         let registry = Registry::new(&[client(AuthMethod::TlsClientAuth, Vec::new())]);
         let c = registry.get("c").unwrap();
         let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
@@ -264,15 +321,90 @@ mod tests {
         assert_eq!(check.binding(Some(&stranger), JUNE_2025), None);
         assert_eq!(check.binding(None, JUNE_2025), None);
         // Without a CA file, nothing chains.
-        let no_ca = CertificateCheck {
-            anchors: Vec::new(),
-            algorithms: crate::tls::signature_algorithms(),
-        };
+        let no_ca = CertificateCheck::with_anchors(Vec::new());
         assert_eq!(
             no_ca.authenticate(c, &good, JUNE_2025),
             Err(CertificateRejection::NoTrustAnchors)
         );
         assert_eq!(no_ca.binding(Some(&good), JUNE_2025), None);
+    }
+
+    #[test]
+    fn a_connections_chain_is_validated_once_per_configuration_while_the_verdict_holds() {
+        let (issuer, ca_der) = ca("client CA");
+        let anchors = || {
+            vec![webpki::anchor_from_trusted_cert(&ca_der)
+                .unwrap()
+                .to_owned()]
+        };
+        let check = CertificateCheck::with_anchors(anchors());
+        let registry = Registry::new(&[client(AuthMethod::TlsClientAuth, Vec::new())]);
+        let c = registry.get("c").unwrap();
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let good = leaf("payments", client_auth.clone(), Some(&issuer));
+        // 2026-01-01T00:00:00Z, the leaf's notAfter.
+        let not_after = 1_767_225_600;
+        assert_eq!(crate::x509::not_after(good.leaf()), Some(not_after));
+
+        // Every request of the connection, and the binding, after one validation.
+        for now in [JUNE_2025, JUNE_2025 + 1, not_after] {
+            assert_eq!(check.authenticate(c, &good, now), Ok(good.thumbprint()));
+            assert_eq!(check.binding(Some(&good), now), Some(good.thumbprint()));
+        }
+        assert_eq!(check.validations(), 1);
+        // Past notAfter the memo no longer holds: validated again, and expired.
+        assert_eq!(
+            check.authenticate(c, &good, not_after + 1),
+            Err(CertificateRejection::Expired)
+        );
+        assert_eq!(check.validations(), 2);
+        // An earlier time than the verdict's is not covered by it either.
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 - 365 * 86_400),
+            Err(CertificateRejection::NotYetValid)
+        );
+        assert_eq!(check.validations(), 3);
+        // "Not yet valid" is never remembered: time can change it.
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025 - 365 * 86_400),
+            Err(CertificateRejection::NotYetValid)
+        );
+        assert_eq!(check.validations(), 4);
+        assert_eq!(
+            check.authenticate(c, &good, JUNE_2025),
+            Ok(good.thumbprint())
+        );
+        assert_eq!(check.validations(), 5);
+
+        // Another configuration (a reload) never reads this one's memo.
+        let reloaded = CertificateCheck::with_anchors(anchors());
+        assert_eq!(
+            reloaded.authenticate(c, &good, JUNE_2025),
+            Ok(good.thumbprint())
+        );
+        assert_eq!(reloaded.validations(), 1);
+        let no_ca = CertificateCheck::with_anchors(Vec::new());
+        assert_eq!(
+            no_ca.authenticate(c, &good, JUNE_2025),
+            Err(CertificateRejection::NoTrustAnchors)
+        );
+
+        // A refused chain: remembered for REFUSAL_MEMO_SECS, then validated again.
+        let stranger = leaf("payments", client_auth, None);
+        let before = check.validations();
+        for now in [JUNE_2025, JUNE_2025 + REFUSAL_MEMO_SECS] {
+            assert_eq!(check.binding(Some(&stranger), now), None);
+            assert_eq!(
+                check.validate_chain(&stranger, now),
+                Err(CertificateRejection::UnknownIssuer)
+            );
+        }
+        assert_eq!(check.validations(), before + 1);
+        assert_eq!(
+            check.validate_chain(&stranger, JUNE_2025 + REFUSAL_MEMO_SECS + 1),
+            Err(CertificateRejection::UnknownIssuer)
+        );
+        assert_eq!(check.validations(), before + 2);
     }
 
     #[test]
@@ -286,10 +418,7 @@ mod tests {
             vec![old.thumbprint(), new.thumbprint()],
         )]);
         let c = registry.get("c").unwrap();
-        let check = CertificateCheck {
-            anchors: Vec::new(),
-            algorithms: crate::tls::signature_algorithms(),
-        };
+        let check = CertificateCheck::with_anchors(Vec::new());
         // Rotation: both registered certificates; no chain and no expiry checked.
         for cert in [&old, &new] {
             assert_eq!(
