@@ -110,6 +110,19 @@ fn assert_unavailable(r: &Reply, what: &str) {
     assert!(retry >= 1, "{what}: Retry-After {retry}");
 }
 
+/// Sends a fresh assertion while Redis cannot record it: 503 + `Retry-After` (fail closed),
+/// within the command timeout plus `FAIL_CLOSED_MARGIN`, never a hang.
+async fn assert_jwt_fails_closed_in_time(client: &mut Client, what: &str) {
+    let started = Instant::now();
+    let r = client.send(jwt_request(&assertion())).await;
+    let elapsed = started.elapsed();
+    assert_unavailable(&r, what);
+    assert!(
+        elapsed < REDIS_TIMEOUT + FAIL_CLOSED_MARGIN,
+        "{what} took {elapsed:?} (timeout {REDIS_TIMEOUT:?}, margin {FAIL_CLOSED_MARGIN:?})"
+    );
+}
+
 /// The value of a series that must be exposed (not just absent, which `sample` reads as 0).
 #[track_caller]
 fn exposed(metrics: &str, series: &str) -> f64 {
@@ -356,15 +369,8 @@ async fn redis_killed_mid_run_fails_jwt_closed_then_recovers() {
     for (gw, fallbacks_before) in [&a, &b].into_iter().zip(fallbacks_before) {
         let mut client = gw.client(false).await;
         for i in 0..10 {
-            let started = Instant::now();
-            let r = client.send(jwt_request(&assertion())).await;
-            let elapsed = started.elapsed();
-            assert_unavailable(&r, &format!("jwt #{i} with Redis down"));
-            assert!(
-                elapsed < REDIS_TIMEOUT + FAIL_CLOSED_MARGIN,
-                "jwt #{i} with Redis down took {elapsed:?} (timeout {REDIS_TIMEOUT:?}, \
-                 margin {FAIL_CLOSED_MARGIN:?})"
-            );
+            assert_jwt_fails_closed_in_time(&mut client, &format!("jwt #{i} with Redis down"))
+                .await;
             assert_ok(
                 &client.send(basic_request(BASIC_SECRET)).await,
                 "Basic with Redis down",
@@ -463,15 +469,8 @@ async fn a_gateway_started_before_redis_recovers_when_it_comes_up() {
     let gw = Gateway::start_with(upstream.addr, &state_yaml(&redis.url(), &timeout, "")).await;
     let mut client = gw.client(false).await;
     for i in 0..3 {
-        let started = Instant::now();
-        let r = client.send(jwt_request(&assertion())).await;
-        let elapsed = started.elapsed();
-        assert_unavailable(&r, &format!("jwt #{i} before Redis started"));
-        assert!(
-            elapsed < REDIS_TIMEOUT + FAIL_CLOSED_MARGIN,
-            "jwt #{i} before Redis started took {elapsed:?} (timeout {REDIS_TIMEOUT:?}, \
-             margin {FAIL_CLOSED_MARGIN:?})"
-        );
+        assert_jwt_fails_closed_in_time(&mut client, &format!("jwt #{i} before Redis started"))
+            .await;
     }
     assert_ok(
         &client.send(basic_request(BASIC_SECRET)).await,
