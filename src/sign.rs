@@ -354,6 +354,17 @@ mod tests {
         );
 
         let (svc, _dir) = sign_stack(calls.clone());
+        let req = authenticated_token_request();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes(),
+            "signed"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A protected token request the auth layer let through, as `billing` with Basic.
+    fn authenticated_token_request() -> Request<Body> {
         let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
         req.extensions_mut().insert(Protected);
         req.extensions_mut().insert(Authenticated {
@@ -362,12 +373,7 @@ mod tests {
             body: Bytes::new(),
             cnf: None,
         });
-        let res = svc.oneshot(req).await.unwrap();
-        assert_eq!(
-            res.into_body().collect().await.unwrap().to_bytes(),
-            "signed"
-        );
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        req
     }
 
     /// hyper's HPACK encoder never indexes a sensitive value (so no later header block
@@ -388,14 +394,7 @@ mod tests {
                     async { Ok::<_, GatewayError>(Response::new(full(""))) }
                 })
         };
-        let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
-        req.extensions_mut().insert(Protected);
-        req.extensions_mut().insert(Authenticated {
-            client_id: ClientId::new("billing"),
-            method: AuthMethod::ClientSecretBasic,
-            body: Bytes::new(),
-            cnf: None,
-        });
+        let req = authenticated_token_request();
         svc.oneshot(req).await.unwrap();
         let headers = seen.lock().unwrap().take().expect("the request went on");
         let value = headers.get(&name).expect("signed");
