@@ -151,7 +151,7 @@ admin:
   listen: "127.0.0.1:$SG_ADMIN_PORT"
 public_url: "https://auth.example.com"
 issuer: "https://auth.example.com/acme/default"
-protected_paths: ["/oauth2/token"]
+endpoints: { token: ["/oauth2/token"] }
 unprotected: forward
 workers: $WORKERS
 limits:

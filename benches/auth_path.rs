@@ -166,7 +166,7 @@ upstream:
   url: "http://127.0.0.1:9"
 public_url: "{PUBLIC_URL}"
 issuer: "{ISSUER}"
-protected_paths: ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"]
+endpoints: {{ token: ["/oauth2/token"], introspection: ["/oauth2/introspect"], revocation: ["/oauth2/revoke"] }}
 assertion:
   replay_capacity: {REPLAY_CAPACITY}
 internal_header:
@@ -295,7 +295,7 @@ fn unix_now() -> i64 {
 /// The full path for one request; returns the header value so nothing is optimised away.
 fn auth_and_sign(auth: &Authenticator, signer: &Signer, req: Request<Body>) -> String {
     let out = auth
-        .authenticate(req)
+        .authenticate(req, secretgate::oauth::EndpointKind::Token)
         .now_or_never()
         .expect("authenticate completes on its first poll with an in-memory body")
         .expect("request authenticates");
@@ -405,7 +405,7 @@ fn benches(c: &mut Criterion) {
     for (name, t) in &methods {
         let req = request(t);
         let out = auth
-            .authenticate(req)
+            .authenticate(req, secretgate::oauth::EndpointKind::Token)
             .now_or_never()
             .unwrap_or_else(|| panic!("{name}: authenticate returned Pending"))
             .unwrap_or_else(|e| panic!("{name}: rejected: {e:?}"));
@@ -430,7 +430,7 @@ fn benches(c: &mut Criterion) {
         let mut req = request(&Template::certificate(id, leaf));
         req.extensions_mut().remove::<ClientAddr>();
         let rejected = auth
-            .authenticate(req)
+            .authenticate(req, secretgate::oauth::EndpointKind::Token)
             .now_or_never()
             .expect("authenticate completes on its first poll");
         assert!(rejected.is_err(), "{id} with another certificate");

@@ -62,6 +62,26 @@ pub enum RequestError {
     LookalikeParameter,
     #[error("more than one Content-Type header")]
     MultipleContentTypes,
+    #[error("grant_type missing where the client's grant types are restricted")]
+    MissingGrantType,
+}
+
+/// Why a request was refused for PKCE (RFC 7636): `400 invalid_request`, never a redirect
+/// (the gateway cannot check `redirect_uri`, so it must not redirect to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PkceError {
+    #[error("code_challenge missing for a client that must use PKCE")]
+    MissingChallenge,
+    #[error("code_challenge_method not accepted")]
+    MethodNotAllowed,
+    #[error("code_challenge malformed")]
+    MalformedChallenge,
+    #[error("code_verifier missing for a client that must use PKCE")]
+    MissingVerifier,
+    #[error("code_verifier malformed")]
+    MalformedVerifier,
+    #[error("request object unreadable or naming another client")]
+    RequestObject,
 }
 
 /// Why authentication failed. Logged (fixed text), never sent: the client always sees the
@@ -86,6 +106,8 @@ pub enum AuthFailure {
     NoCertificate,
     #[error("client certificate rejected: {0}")]
     Certificate(#[from] CertificateRejection),
+    #[error("public clients may not use this endpoint")]
+    PublicClientNotAllowed,
 }
 
 /// Why a client certificate did not authenticate a `tls_client_auth` or
@@ -176,6 +198,10 @@ pub enum GatewayError {
     BodyRead(#[source] BoxError),
     #[error("path is not protected and `unprotected: deny` is set")]
     UnprotectedDenied,
+    #[error("PKCE: {0}")]
+    Pkce(#[from] PkceError),
+    #[error("the client may not use this grant type")]
+    UnauthorizedClient,
     #[error("too many failed authentications from this address")]
     Throttled(#[source] Throttled),
     #[error("replay store is full")]
@@ -249,6 +275,20 @@ fn request_row(e: RequestError) -> Row {
             "Spell client_id, client_secret, client_assertion and client_assertion_type exactly."
         }
         MultipleContentTypes => "Send one Content-Type header.",
+        MissingGrantType => "grant_type is missing.",
+    };
+    row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
+}
+
+fn pkce_row(e: PkceError) -> Row {
+    use PkceError::*;
+    let d = match e {
+        MissingChallenge => "This client must send a code_challenge (PKCE, RFC 7636).",
+        MethodNotAllowed => "The code_challenge_method is not accepted; use S256.",
+        MalformedChallenge => "The code_challenge is malformed (RFC 7636 section 4.2).",
+        MissingVerifier => "This client must send a code_verifier (PKCE, RFC 7636).",
+        MalformedVerifier => "The code_verifier is malformed (RFC 7636 section 4.1).",
+        RequestObject => "The request object cannot be read or names another client.",
     };
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
 }
@@ -261,6 +301,12 @@ fn table(e: &GatewayError) -> Row {
             StatusCode::UNAUTHORIZED,
             INVALID_CLIENT,
             "Client authentication failed.",
+        ),
+        GatewayError::Pkce(p) => pkce_row(*p),
+        GatewayError::UnauthorizedClient => row(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "The client is not allowed to use this grant type.",
         ),
         GatewayError::BodyTooLarge => row(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -433,10 +479,27 @@ mod tests {
             QueryNotAllowed,
             LookalikeParameter,
             MultipleContentTypes,
+            MissingGrantType,
         ] {
             let r = request_row(e);
             assert!(!r.description.contains(['"', '\\']));
             assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        }
+        use PkceError::*;
+        for e in [
+            MissingChallenge,
+            MethodNotAllowed,
+            MalformedChallenge,
+            MissingVerifier,
+            MalformedVerifier,
+            RequestObject,
+        ] {
+            let r = pkce_row(e);
+            assert!(!r.description.contains(['"', '\\']));
+            assert_eq!(
+                (r.status, r.error),
+                (StatusCode::BAD_REQUEST, INVALID_REQUEST)
+            );
         }
     }
 }

@@ -103,6 +103,37 @@ pub fn param_names(form: &[u8]) -> impl Iterator<Item = Cow<'_, str>> {
         })
 }
 
+/// The parameters of a query string or urlencoded body, names read as [`param_names`]
+/// reads them and values decoded as lenient servers decode them (`+` is a space, `%XX` a
+/// byte, a bad escape left literal, invalid UTF-8 replaced).
+pub fn param_pairs(form: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, String)> {
+    form.split(|&b| b == b'&' || b == b';')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            (param_name(name), param_value(value))
+        })
+}
+
+/// A parameter value as lenient servers decode it.
+pub fn param_value(raw: &[u8]) -> String {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// An identifier (a `client_id`) as a lenient store might match it: white space and NUL
+/// around it trimmed, case folded (a case-insensitive database collation, say).
+pub fn identifier(id: &str) -> String {
+    fold(id.trim_matches(|c: char| c.is_whitespace() || c == '\0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +169,15 @@ mod tests {
         assert!(matches!(param_name(b"grant_type"), Cow::Borrowed(_)));
         let names: Vec<_> = param_names(b"a=1&Client.Secret=x;b&&c=").collect();
         assert_eq!(names, ["a", "client_secret", "b", "c"]);
+        let pairs: Vec<_> = param_pairs(b"Client_Id=sp%61;code_challenge=a+b%zz&x").collect();
+        assert_eq!(
+            pairs,
+            [
+                (Cow::from("client_id"), "spa".to_owned()),
+                (Cow::from("code_challenge"), "a b%zz".to_owned()),
+                (Cow::from("x"), String::new()),
+            ]
+        );
+        assert_eq!(identifier(" SPA\0"), "spa");
     }
 }

@@ -4,9 +4,15 @@
 //! front of it. This layer rewrites the members that describe client authentication so
 //! that clients configure themselves for what the gateway enforces (docs/design.md §4.7):
 //!
-//! - `token_endpoint_auth_methods_supported`: the methods registered clients use;
+//! - `token_endpoint_auth_methods_supported`: the methods registered clients use (`none`
+//!   when a public client is registered);
 //! - `token_endpoint_auth_signing_alg_values_supported`: the HMAC algorithms
 //!   `client_secret_jwt` clients may use (the member is removed when there are none);
+//! - the same two for revocation (RFC 7009 via RFC 8414 §2) and introspection, when the
+//!   gateway serves that kind of endpoint; introspection never lists `none` (public
+//!   clients may not introspect);
+//! - `code_challenge_methods_supported` (RFC 8414 §2): `pkce.methods`, when the gateway
+//!   enforces PKCE;
 //! - `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.3): whether client
 //!   certificates are requested (`tls.client_auth`).
 //!
@@ -37,10 +43,10 @@ use serde_json::value::RawValue;
 use tower::{Layer, Service};
 
 use crate::body::{Body, BodyError};
-use crate::config::Config;
+use crate::config::{Config, PkceRequired};
 use crate::error::GatewayError;
 use crate::metrics::{MetadataOutcome, Metrics};
-use crate::oauth::{Algorithm, AuthMethod};
+use crate::oauth::{Algorithm, AuthMethod, EndpointKind};
 use crate::route::Protected;
 
 const WELL_KNOWN: [&str; 2] = [
@@ -50,6 +56,11 @@ const WELL_KNOWN: [&str; 2] = [
 
 const METHODS: &str = "token_endpoint_auth_methods_supported";
 const ALGORITHMS: &str = "token_endpoint_auth_signing_alg_values_supported";
+const REVOCATION_METHODS: &str = "revocation_endpoint_auth_methods_supported";
+const REVOCATION_ALGORITHMS: &str = "revocation_endpoint_auth_signing_alg_values_supported";
+const INTROSPECTION_METHODS: &str = "introspection_endpoint_auth_methods_supported";
+const INTROSPECTION_ALGORITHMS: &str = "introspection_endpoint_auth_signing_alg_values_supported";
+const PKCE_METHODS: &str = "code_challenge_methods_supported";
 const BOUND: &str = "tls_client_certificate_bound_access_tokens";
 
 /// Request headers that would get a partial, encoded or empty answer.
@@ -86,7 +97,7 @@ pub fn is_metadata_path(path: &str) -> bool {
 #[derive(Debug)]
 pub struct Rewrite {
     /// JSON text of each managed member's value; `None` removes the member.
-    values: [(&'static str, Option<String>); 3],
+    values: Vec<(&'static str, Option<String>)>,
     max_size: usize,
     metrics: Arc<Metrics>,
 }
@@ -112,15 +123,29 @@ impl Rewrite {
             .map(Algorithm::name)
             .collect();
         let json = |v: &[&str]| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned());
+        let algs = (!algorithms.is_empty()).then(|| json(&algorithms));
+        let mut values = vec![(METHODS, Some(json(&methods))), (ALGORITHMS, algs.clone())];
+        if config.endpoints.has(EndpointKind::Revocation) {
+            values.push((REVOCATION_METHODS, Some(json(&methods))));
+            values.push((REVOCATION_ALGORITHMS, algs.clone()));
+        }
+        if config.endpoints.has(EndpointKind::Introspection) {
+            // RFC 7662 §2.1: public clients may not introspect (policy.rs).
+            let confidential: Vec<&str> = methods
+                .iter()
+                .copied()
+                .filter(|m| *m != AuthMethod::None.as_str())
+                .collect();
+            values.push((INTROSPECTION_METHODS, Some(json(&confidential))));
+            values.push((INTROSPECTION_ALGORITHMS, algs));
+        }
+        if config.pkce.required != PkceRequired::Off {
+            let pkce: Vec<&str> = config.pkce.methods.iter().map(|m| m.as_str()).collect();
+            values.push((PKCE_METHODS, Some(json(&pkce))));
+        }
+        values.push((BOUND, Some(config.tls.client_auth.is_some().to_string())));
         Some(Arc::new(Rewrite {
-            values: [
-                (METHODS, Some(json(&methods))),
-                (
-                    ALGORITHMS,
-                    (!algorithms.is_empty()).then(|| json(&algorithms)),
-                ),
-                (BOUND, Some(config.tls.client_auth.is_some().to_string())),
-            ],
+            values,
             max_size: config.discovery.max_size,
             metrics,
         }))
@@ -131,7 +156,7 @@ impl Rewrite {
     pub fn rewrite(&self, body: &[u8]) -> Option<Vec<u8>> {
         let Members(members) = serde_json::from_slice(body).ok()?;
         let mut out = Vec::with_capacity(body.len() + 256);
-        let mut done = [false; 3];
+        let mut done = vec![false; self.values.len()];
         let mut first = true;
         let mut member = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.push(if first { b'{' } else { b',' });
@@ -375,25 +400,49 @@ mod tests {
 
     #[test]
     fn managed_members_are_replaced_and_the_rest_kept_in_order() {
-        let (r, _dir) = rewrite("");
+        // Without revocation, introspection and PKCE, three members are managed.
+        let (r, _dir) =
+            rewrite("endpoints: { revocation: [], introspection: [] }\npkce: { required: off }");
         let doc = br#"{"issuer":"https://a","token_endpoint_auth_methods_supported":["private_key_jwt"],"n":1.50,"x":{"b":2,  "a":[1]},"token_endpoint_auth_methods_supported":["none"]}"#;
         let out = String::from_utf8(r.rewrite(doc).unwrap()).unwrap();
         assert_eq!(
             out,
-            r#"{"issuer":"https://a","token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt"],"n":1.50,"x":{"b":2,  "a":[1]},"token_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#
+            r#"{"issuer":"https://a","token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"n":1.50,"x":{"b":2,  "a":[1]},"token_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#
         );
         assert_eq!(r.rewrite(b"[1,2]"), None);
         assert_eq!(r.rewrite(b"<html>"), None);
-        assert_eq!(r.rewrite(b"{}").unwrap(), br#"{"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt"],"token_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#);
+        assert_eq!(r.rewrite(b"{}").unwrap(), br#"{"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#);
+    }
+
+    /// With a public client registered: `none` for the token and revocation endpoints,
+    /// never for introspection; the PKCE methods; each replaced where it stands.
+    #[test]
+    fn public_clients_pkce_revocation_and_introspection() {
+        let (r, _dir) = rewrite("pkce: { methods: [S256, plain] }");
+        let doc = br#"{"introspection_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["plain"],"issuer":"https://a"}"#;
+        let out = String::from_utf8(r.rewrite(doc).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt"],"code_challenge_methods_supported":["S256","plain"],"issuer":"https://a","token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["HS256"],"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"revocation_endpoint_auth_signing_alg_values_supported":["HS256"],"introspection_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#
+        );
+        // PKCE off: the upstream's member is left as it is.
+        let (r, _dir) = rewrite("pkce: { required: off }");
+        let out = String::from_utf8(r.rewrite(doc).unwrap()).unwrap();
+        assert!(
+            out.contains(r#""code_challenge_methods_supported":["plain"]"#),
+            "{out}"
+        );
     }
 
     #[test]
     fn without_jwt_clients_the_algorithm_member_goes() {
-        let (config, _dir) = testing::config("");
+        let (config, _dir) = testing::config(
+            "endpoints: { revocation: [], introspection: [] }\npkce: { required: off }",
+        );
         let mut config = config;
-        config
-            .clients
-            .retain(|c| c.auth_method != AuthMethod::ClientSecretJwt);
+        config.clients.retain(|c| {
+            c.auth_method != AuthMethod::ClientSecretJwt && c.auth_method != AuthMethod::None
+        });
         let r = Rewrite::new(&config, Arc::new(Metrics::new())).unwrap();
         let out = r
             .rewrite(br#"{"token_endpoint_auth_signing_alg_values_supported":["RS256"],"a":1}"#)

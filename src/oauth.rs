@@ -17,16 +17,20 @@ pub enum AuthMethod {
     TlsClientAuth,
     /// RFC 8705 §2.2: a registered (self-signed) certificate.
     SelfSignedTlsClientAuth,
+    /// A public client (RFC 6749 §2.1, RFC 7591 §2 `none`): no credential at all, the
+    /// body names it with `client_id`; PKCE (RFC 7636) stands in for the secret.
+    None,
 }
 
 impl AuthMethod {
     /// Every method, in the order documentation lists them.
-    pub const ALL: [AuthMethod; 5] = [
+    pub const ALL: [AuthMethod; 6] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::ClientSecretJwt,
         AuthMethod::TlsClientAuth,
         AuthMethod::SelfSignedTlsClientAuth,
+        AuthMethod::None,
     ];
 
     /// Whether the client authenticates with its TLS client certificate (RFC 8705 §2), not
@@ -36,6 +40,11 @@ impl AuthMethod {
             self,
             AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
         )
+    }
+
+    /// Whether the client is public (RFC 6749 §2.1): it holds no credential.
+    pub fn is_public(self) -> bool {
+        self == AuthMethod::None
     }
 
     pub fn from_name(name: &str) -> Option<AuthMethod> {
@@ -49,6 +58,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
             AuthMethod::TlsClientAuth => "tls_client_auth",
             AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            AuthMethod::None => "none",
         }
     }
 }
@@ -83,6 +93,117 @@ impl Algorithm {
         }
     }
 }
+
+/// The kinds of endpoint the gateway tells apart, because the rules differ (`endpoints`):
+/// every kind but `Authorization` authenticates clients; the authorization endpoint is
+/// the front channel, where only PKCE is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointKind {
+    /// RFC 6749 §3.2.
+    Token,
+    /// RFC 7662.
+    Introspection,
+    /// RFC 7009.
+    Revocation,
+    /// Pushed authorization requests, RFC 9126.
+    Par,
+    /// RFC 8628 §3.1.
+    DeviceAuthorization,
+    /// RFC 6749 §3.1: the front channel, not authenticated.
+    Authorization,
+}
+
+impl EndpointKind {
+    pub const ALL: [EndpointKind; 6] = [
+        EndpointKind::Token,
+        EndpointKind::Introspection,
+        EndpointKind::Revocation,
+        EndpointKind::Par,
+        EndpointKind::DeviceAuthorization,
+        EndpointKind::Authorization,
+    ];
+
+    /// The key under `endpoints`, and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Token => "token",
+            EndpointKind::Introspection => "introspection",
+            EndpointKind::Revocation => "revocation",
+            EndpointKind::Par => "par",
+            EndpointKind::DeviceAuthorization => "device_authorization",
+            EndpointKind::Authorization => "authorization",
+        }
+    }
+
+    /// Where the endpoint is unless `endpoints` says otherwise.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            EndpointKind::Token => "/oauth2/token",
+            EndpointKind::Introspection => "/oauth2/introspect",
+            EndpointKind::Revocation => "/oauth2/revoke",
+            EndpointKind::Par => "/oauth2/par",
+            EndpointKind::DeviceAuthorization => "/oauth2/device_authorization",
+            EndpointKind::Authorization => "/oauth2/authorize",
+        }
+    }
+
+    /// Whether requests to it authenticate the client (all but the front channel).
+    pub fn authenticates(self) -> bool {
+        self != EndpointKind::Authorization
+    }
+}
+
+impl fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `code_challenge_method` values (RFC 7636 §4.2, §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PkceMethod {
+    S256,
+    Plain,
+}
+
+impl PkceMethod {
+    pub const ALL: [PkceMethod; 2] = [PkceMethod::S256, PkceMethod::Plain];
+
+    /// Exact, case-sensitive names (RFC 7636 §4.3: `S256`, `plain`).
+    pub fn from_name(name: &str) -> Option<PkceMethod> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PkceMethod::S256 => "S256",
+            PkceMethod::Plain => "plain",
+        }
+    }
+}
+
+/// `grant_type` values with a rule of their own (RFC 6749 §4, RFC 8628 §3.4).
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const PASSWORD: &str = "password";
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// RFC 7523 §2.1 and RFC 8693: accepted in `grant_types` like the others.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The grant types a public client may use unless `grant_types` says otherwise: not
+/// `client_credentials`, which needs a confidential client (RFC 6749 §4.4).
+pub const PUBLIC_CLIENT_GRANTS: [&str; 3] = [AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE];
+
+pub const GRANT_TYPE: &str = "grant_type";
+pub const CODE_VERIFIER: &str = "code_verifier";
+pub const CODE_CHALLENGE: &str = "code_challenge";
+pub const CODE_CHALLENGE_METHOD: &str = "code_challenge_method";
+/// RFC 9101: a request object, by value.
+pub const REQUEST: &str = "request";
+/// RFC 9126 §4 / RFC 9101: a request object by reference (a PAR `request_uri`).
+pub const REQUEST_URI: &str = "request_uri";
 
 pub const CLIENT_ID: &str = "client_id";
 pub const CLIENT_SECRET: &str = "client_secret";

@@ -335,7 +335,8 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let (svc, _dir) = sign_stack(calls.clone());
         let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
-        req.extensions_mut().insert(Protected);
+        req.extensions_mut()
+            .insert(Protected(crate::oauth::EndpointKind::Token));
         let result = svc.oneshot(req).await;
         assert!(matches!(result, Err(GatewayError::NotAuthenticated)));
         assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing went further");
@@ -366,7 +367,8 @@ mod tests {
     /// A protected token request the auth layer let through, as `billing` with Basic.
     fn authenticated_token_request() -> Request<Body> {
         let mut req = Request::post("/oauth2/token").body(full("")).unwrap();
-        req.extensions_mut().insert(Protected);
+        req.extensions_mut()
+            .insert(Protected(crate::oauth::EndpointKind::Token));
         req.extensions_mut().insert(Authenticated {
             client_id: ClientId::new("billing"),
             method: AuthMethod::ClientSecretBasic,

@@ -107,11 +107,9 @@ where
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))
         // 6. Route: refuse paths that are not canonical or that a lenient server would read
-        //    as a protected endpoint; mark protected endpoints; forward or deny the rest.
-        .layer(RouteLayer::new(
-            config.protected_paths.clone(),
-            config.unprotected,
-        ))
+        //    as an endpoint; mark each endpoint with its kind (the ones that authenticate
+        //    clients, and the authorization endpoint); forward or deny the rest.
+        .layer(RouteLayer::new(&config.endpoints, config.unprotected))
         // 7. Authenticate protected requests: POST only, body buffered under
         //    limits.max_body and limits.body_read_timeout (limit.rs), one method, verify,
         //    then remove every trace of the secret and re-encode the body. Contain the

@@ -21,6 +21,8 @@ pub const POST_ID: &str = "reports";
 pub const POST_SECRET: &str = "post-secret-0123456789";
 pub const JWT_ID: &str = "mobile";
 pub const JWT_SECRET: &str = "jwt-secret-0123456789abcdefghijklmnop";
+/// A public client (`auth_method: none`).
+pub const SPA_ID: &str = "spa";
 pub const SIGNING_KEY: &str = "internal-signing-key-0123456789abcdef";
 pub const PUBLIC_URL: &str = "https://auth.example.com";
 pub const ISSUER: &str = "https://auth.example.com/acme";
@@ -45,6 +47,7 @@ clients:
   - {{ client_id: {BASIC_ID}, auth_method: client_secret_basic, secrets: [{{ value: "{BASIC_SECRET}" }}] }}
   - {{ client_id: {POST_ID}, auth_method: client_secret_post, secrets: [{{ value: "{POST_SECRET}" }}] }}
   - {{ client_id: {JWT_ID}, auth_method: client_secret_jwt, secrets: [{{ value: "{JWT_SECRET}" }}] }}
+  - {{ client_id: {SPA_ID}, auth_method: none }}
 {extra}"#
     );
     let config = Config::from_yaml(&yaml, dir.path()).expect("fixture config is valid");

@@ -578,7 +578,7 @@ async fn metrics_after_a_mixed_run() {
         ("secretgate_authentications_total{method=\"client_secret_post\",outcome=\"throttled\"}", 1.0),
         ("secretgate_authentications_total{method=\"client_secret_jwt\",outcome=\"ok\"}", 1.0),
         ("secretgate_authentications_total{method=\"client_secret_jwt\",outcome=\"replay\"}", 1.0),
-        ("secretgate_authentications_total{method=\"none\",outcome=\"invalid_request\"}", 1.0),
+        ("secretgate_authentications_total{method=\"unknown\",outcome=\"invalid_request\"}", 1.0),
         ("secretgate_replay_rejections_total{reason=\"replayed\"}", 1.0),
         ("secretgate_replay_store_entries", 1.0),
         ("secretgate_upstream_duration_seconds_count", 4.0),

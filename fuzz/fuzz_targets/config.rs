@@ -69,7 +69,17 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => config,
     };
 
-    assert!(!config.protected_paths.is_empty());
+    assert!(config
+        .endpoints
+        .routes
+        .iter()
+        .any(|(k, _)| k.authenticates()));
+    // A path is one kind only: no two patterns of the config overlap.
+    for (i, (_, a)) in config.endpoints.routes.iter().enumerate() {
+        for (_, b) in &config.endpoints.routes[..i] {
+            assert!(!a.overlaps(b), "{} overlaps {}", a.as_str(), b.as_str());
+        }
+    }
     assert!(!config.clients.is_empty());
     let mut ids = HashSet::new();
     for c in &config.clients {

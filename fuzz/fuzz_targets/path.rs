@@ -1,6 +1,6 @@
 //! Request paths → `route::classify`, the decision the route layer makes for every request,
-//! with the default protected paths plus `/{tid}/{aid}/oauth2/token`; and the same input as
-//! a `protected_paths` entry → `PathPattern::parse`.
+//! with the default endpoint paths plus `/{tid}/{aid}/oauth2/token`; and the same input as
+//! an `endpoints` entry → `PathPattern::parse`.
 //! Checks: never panics; classification cannot be dodged (src/route/canonical.rs): whenever
 //! a path is classified unprotected, no upstream reading of it names a protected endpoint:
 //! not one that percent-decodes and then resolves dot segments and empty segments (RFC 3986
@@ -20,11 +20,17 @@ const REFERENCE: &[&[Option<&str>]] = &[
     &[Some("oauth2"), Some("introspect")],
     &[Some("oauth2"), Some("revoke")],
     &[Some("oauth2"), Some("par")],
+    &[Some("oauth2"), Some("device_authorization")],
+    &[Some("oauth2"), Some("authorize")],
     &[None, None, Some("oauth2"), Some("token")],
 ];
 
 fn patterns() -> Vec<PathPattern> {
-    let mut p = PathPattern::defaults();
+    let mut p: Vec<PathPattern> = secretgate::config::EndpointsConfig::defaults()
+        .routes
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     p.push(PathPattern::parse("/{tid}/{aid}/oauth2/token").expect("valid pattern"));
     assert_eq!(p.len(), REFERENCE.len());
     p
@@ -153,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
                 "protected path classified unprotected (resolve, then decode)"
             );
         }
-        Ok(PathClass::Protected) => assert!(
+        Ok(PathClass::Endpoint(_)) => assert!(
             protected(&decode_then_resolve),
             "unprotected path classified protected"
         ),
@@ -164,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(pattern.as_str(), path);
         assert_eq!(
             classify(&[pattern], path),
-            Ok(PathClass::Protected),
+            Ok(PathClass::Endpoint(0)),
             "a pattern does not match its own text"
         );
     }

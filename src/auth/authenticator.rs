@@ -3,9 +3,12 @@
 //! POST only → body read under limits (limit.rs) → form decoded (form.rs) → exactly one
 //! credential extracted (extract.rs) → throttle checked → credential verified against the
 //! registry (Basic, post), as an assertion (jwt.rs, then the replay store) or as the
-//! connection's client certificate (certificate.rs) → body rebuilt without secret
-//! material (rebuild.rs), with the certificate tokens may be bound to noted. Built once per config generation; the
-//! replay store and the throttle outlive generations and are passed in.
+//! connection's client certificate (certificate.rs), or a public client named with no
+//! credential at all → what the client may do at this kind of endpoint (policy.rs: grant
+//! types, PKCE, no introspection for public clients) → body rebuilt without secret
+//! material (rebuild.rs), with the certificate tokens may be bound to noted. Built once
+//! per config generation; the replay store and the throttle outlive generations and are
+//! passed in.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,18 +21,19 @@ use crate::auth::extract::{self, BodyForm, Extracted, Presented};
 use crate::auth::form;
 use crate::auth::hashing::Hasher;
 use crate::auth::jwt;
+use crate::auth::policy;
 use crate::auth::rebuild::rebuild;
-use crate::auth::registry::{Registry, SecretCheck};
+use crate::auth::registry::{RegisteredClient, Registry, SecretCheck};
 use crate::auth::replay::{ReplayError, ReplayStore};
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticated;
 use crate::body::{full, Body};
 use crate::clock::Clock;
-use crate::config::{AssertionConfig, Config, LimitsConfig, QueryPolicy};
+use crate::config::{AssertionConfig, Config, LimitsConfig, PkceConfig, QueryPolicy};
 use crate::conn::{ClientAddr, ClientCertificate};
 use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
-use crate::metrics::{CertificateOutcome, Metrics, Outcome, ReplayRejection};
-use crate::oauth::{AuthMethod, ClientId};
+use crate::metrics::{CertificateOutcome, Metrics, Outcome, PkceRefusal, ReplayRejection};
+use crate::oauth::{AuthMethod, ClientId, EndpointKind};
 use crate::secret::Secret;
 use crate::trace::Notes;
 use crate::x509::Thumbprint;
@@ -56,6 +60,7 @@ pub struct Authenticator {
     assertion: AssertionConfig,
     limits: LimitsConfig,
     query: QueryPolicy,
+    pkce: PkceConfig,
     clock: Clock,
 }
 
@@ -79,6 +84,7 @@ impl Authenticator {
             assertion: config.assertion.clone(),
             limits: config.limits.clone(),
             query: config.protected_query,
+            pkce: config.pkce.clone(),
             clock,
         }
     }
@@ -91,11 +97,31 @@ impl Authenticator {
         &self.state.replay
     }
 
-    /// Authenticates a protected request and returns it rebuilt without secrets. The
-    /// outcome, method and (registered) client id go into the request's [`Notes`].
-    pub async fn authenticate(&self, req: Request<Body>) -> Result<Request<Body>, GatewayError> {
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn pkce(&self) -> &PkceConfig {
+        &self.pkce
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
+    /// Authenticates a request to an endpoint of `kind` and returns it rebuilt without
+    /// secrets. The outcome, method and (registered) client id go into the request's
+    /// [`Notes`].
+    pub async fn authenticate(
+        &self,
+        req: Request<Body>,
+        kind: EndpointKind,
+    ) -> Result<Request<Body>, GatewayError> {
         let notes = req.extensions().get::<Arc<Notes>>().cloned();
-        let result = self.authenticate_noted(req, notes.as_deref()).await;
+        let result = self.authenticate_noted(req, kind, notes.as_deref()).await;
+        if let Err(GatewayError::Pkce(e)) = &result {
+            self.state.metrics.pkce_refused(kind, PkceRefusal::of(*e));
+        }
         if let Some(notes) = notes {
             notes.outcome(match &result {
                 Ok(_) => Outcome::ok,
@@ -108,9 +134,12 @@ impl Authenticator {
     async fn authenticate_noted(
         &self,
         req: Request<Body>,
+        kind: EndpointKind,
         notes: Option<&Notes>,
     ) -> Result<Request<Body>, GatewayError> {
-        // RFC 6749 §3.2: the token endpoint takes POST; so do introspection, revocation, PAR.
+        // RFC 6749 §3.2: the token endpoint takes POST; so do introspection (RFC 7662
+        // §2.1), revocation (RFC 7009 §2.1), PAR (RFC 9126 §2.1) and device
+        // authorization (RFC 8628 §3.1).
         if req.method() != Method::POST {
             crate::limit::drain(req.into_body()).await;
             return Err(RequestError::MethodNotPost.into());
@@ -161,6 +190,10 @@ impl Authenticator {
             )
             .await?;
 
+        // What this client may do here, judged only once it authenticated.
+        if let Some(client) = self.registry.get(&client_id) {
+            policy::check(kind, client, params.as_ref(), &self.pkce)?;
+        }
         if cnf.is_some() {
             self.state.metrics.certificate_bound();
         }
@@ -200,7 +233,10 @@ impl Authenticator {
             ),
             (Presented::Jwt { .. }, None) => ("", AuthMethod::ClientSecretJwt),
             (Presented::ClientIdOnly { client_id }, _) => {
-                return self.verify_certificate(client_id, peer, cert, notes).await
+                return match self.registry.get(client_id) {
+                    Some(c) if c.method.is_public() => self.verify_public(c, cert, notes),
+                    _ => self.verify_certificate(client_id, peer, cert, notes).await,
+                };
             }
         };
         if let Some(notes) = notes {
@@ -209,6 +245,23 @@ impl Authenticator {
             // may even be a secret pasted into the wrong field.
             if let Some(client) = self.registry.get(claimed) {
                 notes.client(&client.client_id);
+            }
+        }
+        let public = self
+            .registry
+            .get(claimed)
+            .is_some_and(|c| c.method.is_public());
+        // RFC 6749 §2.3.1: Basic with an empty password (`id:`, as some libraries send
+        // for a public client) carries no secret: missing credentials, not a guess. A
+        // public client presenting any credential is the wrong method (RFC 7591 §2).
+        if let Presented::Basic(c) = &presented {
+            if c.secret.is_empty() {
+                let reason = if public {
+                    AuthFailure::WrongMethod
+                } else {
+                    AuthFailure::IncompleteCredentials
+                };
+                return Err(GatewayError::auth(reason, true));
             }
         }
         // RFC 6749 §2.3.1: brute-force protection, checked before any secret is tried.
@@ -248,6 +301,15 @@ impl Authenticator {
                 Err(RequestError::MalformedAssertion.into())
             }
         };
+        // A public client has no secret to match: say so in the log (the answer is the
+        // same 401).
+        let result = result.map_err(|e| match e {
+            GatewayError::Authentication {
+                reason: AuthFailure::WrongSecret,
+                basic,
+            } if public => GatewayError::auth(AuthFailure::WrongMethod, basic),
+            e => e,
+        });
         if let (Err(GatewayError::Authentication { .. }), Some(ip)) = (&result, peer) {
             self.state.throttle.record_failure(claimed, ip).await;
         }
@@ -256,6 +318,32 @@ impl Authenticator {
         // to one that something vouches for (here: it chains to `ca_file`).
         let cnf = self.certificates.binding(cert, now);
         Ok((id, method, cnf))
+    }
+
+    /// A public client (`auth_method: none`, RFC 6749 §2.1): the request named it with
+    /// `client_id` and carried no credential (extract.rs saw none). There is nothing to
+    /// verify, so nothing for the throttle to count. A certificate on the connection is
+    /// a credential it is not registered with, unless it chains to
+    /// `tls.client_auth.ca_file`: then it only binds the tokens (RFC 8705 §3, §4).
+    fn verify_public(
+        &self,
+        client: &RegisteredClient,
+        cert: Option<&ClientCertificate>,
+        notes: Option<&Notes>,
+    ) -> Result<(ClientId, AuthMethod, Option<Thumbprint>), GatewayError> {
+        if let Some(notes) = notes {
+            notes.auth_method(AuthMethod::None);
+            notes.client(&client.client_id);
+        }
+        let cnf = match cert {
+            None => None,
+            Some(cert) => Some(
+                self.certificates
+                    .binding(Some(cert), self.clock.now())
+                    .ok_or(GatewayError::auth(AuthFailure::WrongMethod, false))?,
+            ),
+        };
+        Ok((client.client_id.clone(), AuthMethod::None, cnf))
     }
 
     /// `tls_client_auth` / `self_signed_tls_client_auth` (RFC 8705 §2): the request named

@@ -3,7 +3,9 @@
 //! `Authorization: Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
 //! Decoding: scheme case-insensitive (RFC 7235 §2.1), base64 (padding optional), split at
 //! the FIRST colon (an id cannot contain one once encoded; a secret may), then
-//! form-url-decode each half (`+` is a space, `%XX` a byte) and require VSCHAR.
+//! form-url-decode each half (`+` is a space, `%XX` a byte) and require VSCHAR. The id
+//! must not be empty; an empty secret (`id:`, what some libraries send for a public
+//! client) parses, and the authenticator answers it as missing credentials (401).
 //! Invariant: errors never carry any part of the decoded credentials.
 
 use base64::alphabet;
@@ -57,6 +59,9 @@ pub fn parse(value: &[u8]) -> Result<BasicCredentials, RequestError> {
         .position(|&b| b == b':')
         .ok_or(RequestError::MalformedBasic)?;
     let client_id = decode_half(&decoded[..colon])?;
+    if client_id.is_empty() {
+        return Err(RequestError::MalformedBasic);
+    }
     let secret = decode_half(&decoded[colon + 1..])?;
     Ok(BasicCredentials {
         client_id: String::from_utf8(client_id).map_err(|_| RequestError::MalformedBasic)?,
@@ -64,11 +69,11 @@ pub fn parse(value: &[u8]) -> Result<BasicCredentials, RequestError> {
     })
 }
 
-/// Form-url-decodes one half (RFC 6749 §2.3.1, Appendix B) and checks it is a non-empty
-/// VSCHAR string (Appendix A.1, A.2).
+/// Form-url-decodes one half (RFC 6749 §2.3.1, Appendix B) and checks it is a VSCHAR
+/// string (Appendix A.1, A.2).
 fn decode_half(raw: &[u8]) -> Result<Vec<u8>, RequestError> {
     let bytes = form_decode(raw).ok_or(RequestError::MalformedBasic)?;
-    if bytes.is_empty() || !bytes.iter().copied().all(is_vschar) {
+    if !bytes.iter().copied().all(is_vschar) {
         return Err(RequestError::MalformedBasic);
     }
     Ok(bytes)
@@ -149,8 +154,8 @@ mod tests {
             "Basic !!!notbase64".to_owned(),
             "Basic".to_owned(),
             "Basic ".to_owned(),
-            b64("id:"),
             b64(":secret"),
+            b64(":"),
             b64("id:tab\there"),
             b64("id:%00"),
             b64("id:caf%C3%A9"),
@@ -165,6 +170,11 @@ mod tests {
             parse(b"Bearer abc"),
             Err(RequestError::UnsupportedAuthorizationScheme)
         );
+    }
+
+    #[test]
+    fn an_empty_secret_parses_as_empty_b11() {
+        assert_eq!(ok(&b64("spa:")), ("spa".to_owned(), Vec::new()));
     }
 
     #[test]

@@ -181,7 +181,8 @@ impl CertificateCheck {
             }
             AuthMethod::ClientSecretBasic
             | AuthMethod::ClientSecretPost
-            | AuthMethod::ClientSecretJwt => Err(CertificateRejection::NotRegistered),
+            | AuthMethod::ClientSecretJwt
+            | AuthMethod::None => Err(CertificateRejection::NotRegistered),
         }
     }
 
@@ -261,6 +262,7 @@ mod tests {
                 CertificateName::SubjectDn(DistinguishedName::parse("CN=payments").unwrap())
             }),
             certificates,
+            grant_types: None,
         }
     }
 

@@ -118,6 +118,16 @@ pub async fn check_body(
     kind: FormKind,
     limits: &LimitsConfig,
 ) -> Result<Request<Body>, GatewayError> {
+    let (parts, bytes) = read_form(req, &kind, limits).await?;
+    Ok(Request::from_parts(parts, full(bytes)))
+}
+
+/// [`check_body`], returning the head and the body as read.
+pub async fn read_form(
+    req: Request<Body>,
+    kind: &FormKind,
+    limits: &LimitsConfig,
+) -> Result<(http::request::Parts, bytes::Bytes), GatewayError> {
     let (parts, body) = req.into_parts();
     let bytes = crate::limit::read_body(
         &parts.headers,
@@ -128,7 +138,7 @@ pub async fn check_body(
     .await?;
     let secret = match kind {
         FormKind::UrlEncoded => has_secret_param(&bytes),
-        FormKind::Multipart { boundary } => form::multipart_names(bytes.clone(), boundary)
+        FormKind::Multipart { boundary } => form::multipart_names(bytes.clone(), boundary.clone())
             .await?
             .iter()
             .any(|name| is_secret_name(name.as_bytes())),
@@ -136,7 +146,7 @@ pub async fn check_body(
     if secret {
         return Err(RequestError::CredentialsOnUnprotectedPath.into());
     }
-    Ok(Request::from_parts(parts, full(bytes)))
+    Ok((parts, bytes))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The tower layer that runs the [`Authenticator`] on requests routing marked
-//! [`Protected`], and the containment checks (contain.rs) on every other request.
+//! [`Protected`], the authorization endpoint's checks (authorize.rs) on requests marked
+//! [`FrontChannel`], and the containment checks (contain.rs) on every other request.
 //!
 //! Invariants: a request leaves this layer rejected, or authenticated with its secret
 //! removed, or carrying no client credential at all. Only this layer inserts
@@ -19,7 +20,7 @@ use crate::auth::contain::{self, Head};
 use crate::auth::{Authenticated, Authenticator};
 use crate::body::Body;
 use crate::error::GatewayError;
-use crate::route::Protected;
+use crate::route::{FrontChannel, Protected};
 
 /// Tower layer running [`Authenticator`] on protected requests, containment on the rest.
 #[derive(Debug, Clone)]
@@ -71,9 +72,11 @@ where
         req.extensions_mut().remove::<Authenticated>();
         let authenticator = self.authenticator.clone();
         let preparing: BoxFuture<Result<Request<Body>, GatewayError>> =
-            if req.extensions().get::<Protected>().is_some() {
+            if let Some(&Protected(kind)) = req.extensions().get::<Protected>() {
                 // The body read is async: one allocation per protected request.
-                Box::pin(async move { authenticator.authenticate(req).await })
+                Box::pin(async move { authenticator.authenticate(req, kind).await })
+            } else if req.extensions().get::<FrontChannel>().is_some() {
+                Box::pin(async move { crate::auth::authorize::check(&authenticator, req).await })
             } else {
                 match contain::check_head(req.headers(), req.uri().query()) {
                     // Refused from the head: the body the client may still be sending is

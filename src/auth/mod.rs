@@ -20,6 +20,7 @@
 //! `authenticator` (the order of the steps) and `layer` (the tower service).
 
 mod authenticator;
+mod authorize;
 pub mod basic;
 pub mod certificate;
 pub mod contain;
@@ -28,6 +29,8 @@ pub mod form;
 pub mod hashing;
 pub mod jwt;
 mod layer;
+pub mod pkce;
+pub mod policy;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;

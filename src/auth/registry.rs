@@ -17,7 +17,7 @@
 //! plain secrets decoys alone. So a wrong secret costs the same whatever the client id,
 //! as long as every hash uses the same algorithm and parameters (docs/design.md §2.7).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -26,7 +26,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use std::sync::Arc;
 
-use crate::config::{ClientConfig, ClientSecret};
+use crate::config::{ClientConfig, ClientSecret, PkceConfig, PkceRequired};
 use crate::error::AuthFailure;
 use crate::hashes::StoredHash;
 use crate::jws::HmacKey;
@@ -55,6 +55,8 @@ pub struct RegisteredClient {
     pub tls_name: Option<CertificateName>,
     /// `self_signed_tls_client_auth`: its registered certificates (RFC 8705 §2.2).
     pub certificates: Vec<Thumbprint>,
+    /// The grant types it may use at the token endpoint; `None`: any.
+    pub grant_types: Option<Vec<String>>,
     secrets: Vec<PreparedSecret>,
     /// The client's own hashes (what a verify-cache entry is keyed with).
     hashes: Vec<Arc<StoredHash>>,
@@ -99,6 +101,8 @@ pub struct Registry {
     /// The same, when hashed secrets are registered: as many hashes of random bytes, with
     /// the parameters of the first registered hash, as the client with the most hashes has.
     decoys: Vec<Arc<StoredHash>>,
+    /// The ids of public clients as a lenient store might match them (lenient.rs).
+    public_ids: HashSet<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,6 +153,7 @@ impl Registry {
                         algorithms: c.algorithms.clone(),
                         tls_name: c.tls_name.clone(),
                         certificates: c.certificates.clone(),
+                        grant_types: c.grant_types.clone(),
                         secrets,
                         hashes,
                         work: Vec::new(),
@@ -174,11 +179,17 @@ impl Registry {
             client.work = client.hashes.clone();
             client.work.extend(decoys[..most - own].iter().cloned());
         }
+        let public_ids = clients
+            .values()
+            .filter(|c| c.method == AuthMethod::None)
+            .map(|c| crate::lenient::identifier(&c.client_id))
+            .collect();
         Registry {
             clients,
             digest_key,
             decoy,
             decoys,
+            public_ids,
         }
     }
 
@@ -192,6 +203,19 @@ impl Registry {
 
     pub fn get(&self, client_id: &str) -> Option<&RegisteredClient> {
         self.clients.get(client_id)
+    }
+
+    /// Whether a request naming `client_id` (at the authorization endpoint, where nothing
+    /// authenticates it) must use PKCE. With `pkce.required: public`, an id a lenient
+    /// store could match to a public client counts as that client (`SPA` for `spa`,
+    /// under a case-insensitive collation), so that it cannot dodge the rule.
+    pub fn must_use_pkce(&self, client_id: Option<&str>, pkce: &PkceConfig) -> bool {
+        match pkce.required {
+            PkceRequired::Off => false,
+            PkceRequired::All => true,
+            PkceRequired::Public => client_id
+                .is_some_and(|id| self.public_ids.contains(&crate::lenient::identifier(id))),
+        }
     }
 
     /// `client_secret_basic` / `client_secret_post`: checks a presented secret against
@@ -319,6 +343,7 @@ mod tests {
                 ],
                 tls_name: None,
                 certificates: Vec::new(),
+                grant_types: None,
             },
             ClientConfig {
                 client_id: ClientId::new("jwt"),
@@ -329,6 +354,7 @@ mod tests {
                 ))],
                 tls_name: None,
                 certificates: Vec::new(),
+                grant_types: None,
             },
         ])
     }
@@ -403,6 +429,7 @@ mod tests {
             secrets,
             tls_name: None,
             certificates: Vec::new(),
+            grant_types: None,
         };
         let r = Registry::new(&[
             client("two", vec![hashed("a"), hashed("b")]),

@@ -13,6 +13,12 @@
 //! a `self_signed_tls_client_auth` client has `certificates` (files read now, registered
 //! by the SHA-256 of their DER) and needs `tls.client_auth`. Neither key is accepted on
 //! any other client.
+//!
+//! Public clients (`auth_method: none`, RFC 6749 §2.1) hold no credential: no `secrets`,
+//! no certificate name, no `certificates`. `grant_types` (any client) restricts the
+//! token endpoint's `grant_type`s; a public client defaults to the authorization code,
+//! refresh token and device code grants, and may never have `client_credentials`
+//! (RFC 6749 §4.4: confidential clients only).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -21,7 +27,28 @@ use super::raw::{RawCertificateFile, RawClient, RawSecretSource};
 use super::validate::Validator;
 use super::{ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
 use crate::error::error_chain;
-use crate::oauth::{is_vschar, Algorithm, AuthMethod, ClientId};
+use crate::oauth::{
+    is_vschar, Algorithm, AuthMethod, ClientId, AUTHORIZATION_CODE, CLIENT_CREDENTIALS,
+    DEVICE_CODE, JWT_BEARER, PASSWORD, PUBLIC_CLIENT_GRANTS, REFRESH_TOKEN, TOKEN_EXCHANGE,
+};
+
+/// Whether `name` can be a `grant_type`: a known one, or an absolute URI.
+fn is_grant_type(name: &str) -> bool {
+    KNOWN_GRANTS.contains(&name)
+        || (name.contains(':') && name.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// `grant_type` names accepted in `grant_types` without a `:`; anything else must be an
+/// absolute URI (an extension grant, RFC 6749 §4.5), so a typo fails `check`.
+const KNOWN_GRANTS: [&str; 7] = [
+    AUTHORIZATION_CODE,
+    REFRESH_TOKEN,
+    CLIENT_CREDENTIALS,
+    PASSWORD,
+    DEVICE_CODE,
+    JWT_BEARER,
+    TOKEN_EXCHANGE,
+];
 use crate::x509::{CertificateName, DistinguishedName, Thumbprint};
 
 /// What `tls.client_auth` gives clients: `None` (no certificates requested), `Some(false)`
@@ -117,9 +144,20 @@ impl Validator<'_> {
                 );
             }
             Vec::new()
+        } else if method == Some(AuthMethod::None) {
+            // RFC 6749 §2.1: a public client holds no credential; a secret registered for
+            // it would be one nobody checks.
+            if c.secrets.is_some() {
+                self.problem(
+                    format!("{path}.secrets"),
+                    format!("client `{who}` is public (auth_method: none) and has no secret; remove `secrets`, or register it as a confidential client"),
+                );
+            }
+            Vec::new()
         } else {
             self.client_secrets(c.secrets, path, who, method, &algorithms)
         };
+        let grant_types = self.grant_types(c.grant_types, path, who, method);
         Some(ClientConfig {
             client_id: ClientId::new(client_id?),
             auth_method: method?,
@@ -127,7 +165,50 @@ impl Validator<'_> {
             secrets,
             tls_name,
             certificates,
+            grant_types,
         })
+    }
+
+    /// `grant_types`: the grants the client may use at the token endpoint (`None`: any).
+    fn grant_types(
+        &mut self,
+        raw: Option<Vec<String>>,
+        path: &str,
+        who: &str,
+        method: Option<AuthMethod>,
+    ) -> Option<Vec<String>> {
+        let public = method == Some(AuthMethod::None);
+        let Some(list) = raw else {
+            return public.then(|| PUBLIC_CLIENT_GRANTS.map(str::to_owned).to_vec());
+        };
+        let key = format!("{path}.grant_types");
+        if list.is_empty() {
+            self.problem(&key, "list at least one grant type (or leave the key out)");
+        }
+        let mut out: Vec<String> = Vec::new();
+        for (i, name) in list.into_iter().enumerate() {
+            let entry = format!("{key}[{i}]");
+            if out.contains(&name) {
+                self.problem(entry, format!("`{name}` is listed twice"));
+            } else if !is_grant_type(&name) {
+                self.problem(
+                    entry,
+                    format!(
+                        "`{name}` is not a grant type; use {} or an extension grant's absolute URI",
+                        KNOWN_GRANTS.join(", ")
+                    ),
+                );
+            } else if public && name == CLIENT_CREDENTIALS {
+                // RFC 6749 §4.4: the client credentials grant needs a confidential client.
+                self.problem(
+                    entry,
+                    format!("client `{who}` is public (auth_method: none): client_credentials needs a confidential client (RFC 6749 §4.4)"),
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        Some(out)
     }
 
     /// The RFC 8705 §2.1.2 name of a `tls_client_auth` client: exactly one, parsed.

@@ -29,7 +29,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::TrustAnchor;
 
 use crate::hashes::StoredHash;
-use crate::oauth::{Algorithm, AuthMethod, ClientId};
+use crate::oauth::{Algorithm, AuthMethod, ClientId, EndpointKind, PkceMethod};
 use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
 pub use path::PathPattern;
@@ -49,7 +49,10 @@ pub struct Config {
     pub public_url: String,
     /// Issuer identifier accepted as an assertion audience.
     pub issuer: String,
-    pub protected_paths: Vec<PathPattern>,
+    /// Which paths are which endpoint (`endpoints`).
+    pub endpoints: EndpointsConfig,
+    /// Where PKCE (RFC 7636) is enforced.
+    pub pkce: PkceConfig,
     pub unprotected: UnprotectedPolicy,
     /// Whether a protected endpoint accepts a query string.
     pub protected_query: QueryPolicy,
@@ -217,6 +220,69 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// `endpoints`: every enabled path pattern, with the kind of endpoint it is. A path
+/// matches at most one pattern (validation refuses patterns of two kinds that overlap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointsConfig {
+    /// In [`EndpointKind::ALL`] order, each kind's patterns in config order.
+    pub routes: Vec<(EndpointKind, PathPattern)>,
+}
+
+impl EndpointsConfig {
+    /// Every kind at its default path.
+    pub fn defaults() -> EndpointsConfig {
+        EndpointsConfig {
+            routes: EndpointKind::ALL
+                .into_iter()
+                .filter_map(|k| PathPattern::parse(k.default_path()).ok().map(|p| (k, p)))
+                .collect(),
+        }
+    }
+
+    /// Whether `kind` has at least one path.
+    pub fn has(&self, kind: EndpointKind) -> bool {
+        self.routes.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// The patterns of `kind`.
+    pub fn paths(&self, kind: EndpointKind) -> impl Iterator<Item = &PathPattern> {
+        self.routes
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, p)| p)
+    }
+}
+
+/// `pkce.required`: which clients must use PKCE (RFC 7636; RFC 9700 §2.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PkceRequired {
+    /// Public (`auth_method: none`) clients: the default.
+    Public,
+    /// Every client, confidential ones included.
+    All,
+    /// Not enforced by the gateway.
+    Off,
+}
+
+/// `pkce`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkceConfig {
+    pub required: PkceRequired,
+    /// Accepted `code_challenge_method` values (default `[S256]`).
+    pub methods: Vec<PkceMethod>,
+}
+
+impl PkceConfig {
+    /// Whether a client registered with `method` (`None`: not registered) must use PKCE.
+    pub fn required_for(&self, method: Option<AuthMethod>) -> bool {
+        match self.required {
+            PkceRequired::Off => false,
+            PkceRequired::All => true,
+            PkceRequired::Public => method == Some(AuthMethod::None),
+        }
+    }
+}
+
 /// `unprotected`: what happens to paths that are not protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnprotectedPolicy {
@@ -308,6 +374,8 @@ pub struct ClientConfig {
     /// `self_signed_tls_client_auth`: the registered certificates (RFC 8705 §2.2), by
     /// SHA-256 of their DER; several while rotating.
     pub certificates: Vec<Thumbprint>,
+    /// The `grant_type`s the client may use at the token endpoint; `None`: any.
+    pub grant_types: Option<Vec<String>>,
 }
 
 /// One entry of `clients[].secrets`.
@@ -442,176 +510,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The shipped example uses every key: it must parse (no unknown or misspelt key), and
-    /// the only problems must be the files and variables it points to on a real host.
-    #[test]
-    fn example_config_has_only_missing_file_problems() {
-        let text = include_str!("../../config/secretgate.yaml");
-        let err = Config::from_yaml(text, Path::new("/nonexistent")).unwrap_err();
-        let ConfigError::Invalid(problems) = err else {
-            panic!("example config does not parse: {err}");
-        };
-        for p in &problems {
-            assert!(
-                p.message.starts_with("no such file")
-                    || p.message.starts_with("cannot read")
-                    || p.message.contains("is not set"),
-                "unexpected problem in the example: {p}"
-            );
-        }
-        assert!(problems.iter().any(|p| p.path == "tls.cert_file"));
-        assert!(problems
-            .iter()
-            .any(|p| p.path == "clients[1].secrets[0].env"));
-    }
-
-    #[test]
-    fn unknown_and_duplicate_keys_are_rejected() {
-        let err = Config::from_yaml("listen: a\nlisten: b\n", Path::new(".")).unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
-        let err = Config::from_yaml("lisen: a\n", Path::new(".")).unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
-        assert!(err.problems()[0].contains("lisen"), "{:?}", err.problems());
-        let err = Config::from_yaml("limits: { max_bdy: 1KiB }\n", Path::new(".")).unwrap_err();
-        assert!(
-            err.problems()[0].contains("max_bdy"),
-            "{:?}",
-            err.problems()
-        );
-    }
-
-    #[test]
-    fn missing_required_keys_are_all_listed() {
-        let err = Config::from_yaml("{}", Path::new(".")).unwrap_err();
-        let problems = err.problems();
-        for key in [
-            "listen",
-            "tls",
-            "upstream",
-            "public_url",
-            "issuer",
-            "internal_header",
-            "clients",
-        ] {
-            assert!(
-                problems.iter().any(|p| p.starts_with(key)),
-                "{key} not reported in {problems:?}"
-            );
-        }
-    }
-
-    /// Certificate clients (RFC 8705): every misuse is a problem naming its key.
-    #[test]
-    fn certificate_clients_are_checked_with_their_key_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("not.pem"), "no certificate here").unwrap();
-        let problems = |tls_extra: &str, clients: &str| {
-            let yaml =
-                format!("tls: {{ cert_file: c, key_file: k{tls_extra} }}\nclients:\n{clients}");
-            Config::from_yaml(&yaml, dir.path()).unwrap_err().problems()
-        };
-        let has = |problems: &[String], want: &str| {
-            assert!(
-                problems.iter().any(|p| p.starts_with(want)),
-                "{want} not in {problems:#?}"
-            )
-        };
-        let p = problems(
-            "",
-            r#"  - { client_id: a, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=a" }
-  - { client_id: b, auth_method: self_signed_tls_client_auth, certificates: [{ file: not.pem }] }
-  - { client_id: c, auth_method: client_secret_basic, secrets: [{ value: s }], tls_client_auth_san_dns: c.example, certificates: [{ file: x }] }
-"#,
-        );
-        has(
-            &p,
-            "clients[0].auth_method: tls_client_auth needs `tls.client_auth.ca_file`",
-        );
-        has(
-            &p,
-            "clients[1].auth_method: self_signed_tls_client_auth needs `tls.client_auth`",
-        );
-        has(&p, "clients[1].certificates[0].file: ");
-        assert!(p
-            .iter()
-            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
-        has(
-            &p,
-            "clients[2].tls_client_auth_san_dns: only tls_client_auth clients",
-        );
-        has(
-            &p,
-            "clients[2].certificates: only self_signed_tls_client_auth clients",
-        );
-
-        let p = problems(
-            ", client_auth: { ca_file: not.pem }",
-            r#"  - { client_id: a, auth_method: tls_client_auth }
-  - { client_id: b, auth_method: tls_client_auth, tls_client_auth_san_dns: b, tls_client_auth_san_uri: "urn:b" }
-  - { client_id: c, auth_method: tls_client_auth, tls_client_auth_subject_dn: "CN=c,XX=1" }
-  - { client_id: d, auth_method: tls_client_auth, tls_client_auth_san_ip: "10.0.0.300" }
-  - { client_id: e, auth_method: tls_client_auth, tls_client_auth_san_email: "nobody", secrets: [{ value: s }] }
-  - { client_id: f, auth_method: self_signed_tls_client_auth }
-"#,
-        );
-        has(&p, "tls.client_auth.ca_file: ");
-        assert!(p
-            .iter()
-            .any(|p| p.ends_with("not.pem holds no PEM certificate")));
-        has(
-            &p,
-            "clients[0]: give exactly one of `tls_client_auth_subject_dn`",
-        );
-        has(&p, "clients[1]: give exactly one of");
-        has(
-            &p,
-            "clients[2].tls_client_auth_subject_dn: attribute type `XX`",
-        );
-        has(
-            &p,
-            "clients[3].tls_client_auth_san_ip: `10.0.0.300` is not an IPv4 or IPv6 address",
-        );
-        has(
-            &p,
-            "clients[4].tls_client_auth_san_email: must be an e-mail address",
-        );
-        has(
-            &p,
-            "clients[4].secrets: client `e` authenticates with its TLS certificate",
-        );
-        has(&p, "clients[5].certificates: required key is missing");
-        assert!(
-            !p.iter().any(|p| p.contains("needs `tls.client_auth")),
-            "ca_file was given: {p:#?}"
-        );
-    }
-
-    #[test]
-    fn workers_is_auto_or_a_bounded_count() {
-        let problems = |yaml: &str| {
-            Config::from_yaml(yaml, Path::new("."))
-                .unwrap_err()
-                .problems()
-                .into_iter()
-                .filter(|p| p.starts_with("workers"))
-                .collect::<Vec<_>>()
-        };
-        for ok in ["workers: auto", "workers: 1", "workers: 64"] {
-            assert!(problems(ok).is_empty(), "{ok}: {:?}", problems(ok));
-        }
-        for bad in [
-            "workers: 0",
-            "workers: 5000",
-            "workers: many",
-            "workers: -1",
-            "workers: 1.5",
-        ] {
-            let p = problems(bad);
-            assert_eq!(p.len(), 1, "{bad}: {p:?}");
-            assert!(p[0].contains("`auto` or a number from 1 to 1024"), "{p:?}");
-        }
-    }
-}
+mod tests;

@@ -1,4 +1,4 @@
-//! Protected path patterns (`protected_paths`): `/oauth2/token`, `/{tid}/{aid}/oauth2/token`,
+//! Endpoint path patterns (`endpoints`): `/oauth2/token`, `/{tid}/{aid}/oauth2/token`,
 //! where `{name}` matches exactly one non-empty segment. Parsed and checked here, at load;
 //! matched by the router (route.rs) against the decoded segments of a request path.
 
@@ -9,7 +9,7 @@ enum Segment {
     Any,
 }
 
-/// One protected path pattern from `protected_paths`.
+/// One path pattern from `endpoints`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
     text: String,
@@ -17,20 +17,6 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
-    /// Token, introspection (RFC 7662), revocation (RFC 7009) and PAR (RFC 9126) endpoints
-    /// at their usual paths.
-    pub fn defaults() -> Vec<PathPattern> {
-        [
-            "/oauth2/token",
-            "/oauth2/introspect",
-            "/oauth2/revoke",
-            "/oauth2/par",
-        ]
-        .into_iter()
-        .filter_map(|p| PathPattern::parse(p).ok())
-        .collect()
-    }
-
     pub fn parse(text: &str) -> Result<PathPattern, String> {
         if !text.starts_with('/') {
             return Err(format!("`{text}` must start with `/`"));
@@ -81,6 +67,23 @@ impl PathPattern {
     /// Whether the decoded segments of a request path match, segment for segment.
     pub fn matches<S: AsRef<str>>(&self, decoded_segments: &[S]) -> bool {
         self.matches_by(decoded_segments, |literal, segment| literal == segment)
+    }
+
+    /// Whether some request path could be read as both patterns, by the router or by a
+    /// lenient server (literal segments compared as lenient.rs reads them): two endpoint
+    /// kinds must never claim one path.
+    pub fn overlaps(&self, other: &PathPattern) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => {
+                        crate::lenient::path_segment(a) == crate::lenient::path_segment(b)
+                    }
+                    _ => true,
+                })
     }
 
     /// [`PathPattern::matches`] with another comparison of literal segments (`{name}`
@@ -138,6 +141,16 @@ mod tests {
         assert!(p.matches(&["acme", "oauth2", "token"]));
         assert!(!p.matches(&["oauth2", "token"]));
         assert!(!p.matches(&["a", "b", "oauth2", "token"]));
-        assert_eq!(PathPattern::defaults().len(), 4);
+    }
+
+    #[test]
+    fn overlaps_are_read_leniently() {
+        let p = |t| PathPattern::parse(t).unwrap();
+        assert!(p("/oauth2/token").overlaps(&p("/oauth2/token")));
+        assert!(p("/oauth2/token").overlaps(&p("/OAuth2/Token")));
+        assert!(p("/{tid}/token").overlaps(&p("/oauth2/token")));
+        assert!(p("/oauth2/token").overlaps(&p("/oauth2/{x}")));
+        assert!(!p("/oauth2/token").overlaps(&p("/oauth2/revoke")));
+        assert!(!p("/oauth2/token").overlaps(&p("/{a}/oauth2/token")));
     }
 }

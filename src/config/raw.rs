@@ -16,7 +16,10 @@ pub(super) struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub public_url: Option<String>,
     pub issuer: Option<String>,
+    /// Replaced by `endpoints`: kept only to say how to write it (validate.rs).
     pub protected_paths: Option<Vec<String>>,
+    pub endpoints: Option<RawEndpoints>,
+    pub pkce: Option<RawPkce>,
     pub unprotected: Option<String>,
     pub protected_query: Option<String>,
     pub assertion: Option<RawAssertion>,
@@ -32,6 +35,25 @@ pub(super) struct RawConfig {
     pub hashing: Option<RawHashing>,
     pub discovery: Option<RawDiscovery>,
     pub clients: Option<Vec<RawClient>>,
+}
+
+/// `endpoints`: kind → path patterns. An absent kind keeps its default path.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpoints {
+    pub token: Option<Vec<String>>,
+    pub introspection: Option<Vec<String>>,
+    pub revocation: Option<Vec<String>>,
+    pub par: Option<Vec<String>>,
+    pub device_authorization: Option<Vec<String>>,
+    pub authorization: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPkce {
+    pub required: Option<String>,
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -201,4 +223,5 @@ pub(super) struct RawClient {
     pub tls_client_auth_san_ip: Option<String>,
     pub tls_client_auth_san_email: Option<String>,
     pub certificates: Option<Vec<RawCertificateFile>>,
+    pub grant_types: Option<Vec<String>>,
 }

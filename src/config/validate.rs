@@ -18,7 +18,37 @@ use super::raw::*;
 use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use crate::error::error_chain;
-use crate::oauth::Algorithm;
+use crate::oauth::{Algorithm, EndpointKind, PkceMethod};
+
+/// The `check` message for a config that still has `protected_paths`: the same paths
+/// written as `endpoints`, each under the kind its last segment suggests.
+fn protected_paths_renamed(old: &[String]) -> String {
+    let mut by_kind: Vec<(EndpointKind, Vec<&str>)> = Vec::new();
+    for path in old {
+        let last = path.rsplit('/').next().unwrap_or("");
+        let kind = match last {
+            "introspect" | "introspection" => EndpointKind::Introspection,
+            "revoke" | "revocation" => EndpointKind::Revocation,
+            "par" => EndpointKind::Par,
+            "device_authorization" | "device" => EndpointKind::DeviceAuthorization,
+            _ => EndpointKind::Token,
+        };
+        match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, paths)) => paths.push(path),
+            None => by_kind.push((kind, vec![path])),
+        }
+    }
+    by_kind.sort_by_key(|(k, _)| *k);
+    let mut out = String::from(
+        "was replaced by `endpoints`, which says which kind of endpoint each path is \
+         (token, introspection, revocation, par, device_authorization, authorization; \
+         a kind left out keeps its default path, `kind: []` turns it off). Write:\n  endpoints:",
+    );
+    for (kind, paths) in by_kind {
+        out.push_str(&format!("\n    {kind}: [{}]", paths.join(", ")));
+    }
+    out
+}
 
 /// Default `limits.max_connections`: at about 20 KiB per idle TLS connection (see
 /// BENCHMARKS.md), 10,000 connections stay near 200 MiB.
@@ -240,7 +270,8 @@ impl Validator<'_> {
             .map(|listen| AdminConfig { listen });
         let public_url = self.parsed(raw.public_url, "public_url", parse_public_url);
         let issuer = self.issuer(raw.issuer);
-        let protected_paths = self.protected_paths(raw.protected_paths);
+        let endpoints = self.endpoints(raw.endpoints, raw.protected_paths);
+        let pkce = self.pkce(raw.pkce.unwrap_or_default());
         let unprotected = self.choice(
             raw.unprotected,
             "unprotected",
@@ -283,7 +314,8 @@ impl Validator<'_> {
             admin,
             public_url: public_url?,
             issuer: issuer?,
-            protected_paths,
+            endpoints,
+            pkce,
             unprotected,
             protected_query,
             assertion,
@@ -412,21 +444,120 @@ impl Validator<'_> {
         Some(issuer)
     }
 
-    fn protected_paths(&mut self, raw: Option<Vec<String>>) -> Vec<PathPattern> {
-        let Some(list) = raw else {
-            return PathPattern::defaults();
-        };
-        if list.is_empty() {
-            self.problem("protected_paths", "list at least one path");
+    /// `endpoints`: each listed kind replaces that kind's default paths, an unlisted kind
+    /// keeps them, `kind: []` turns it off. A path may be one kind only.
+    fn endpoints(
+        &mut self,
+        raw: Option<RawEndpoints>,
+        renamed: Option<Vec<String>>,
+    ) -> EndpointsConfig {
+        if let Some(old) = renamed {
+            self.problem("protected_paths", protected_paths_renamed(&old));
         }
-        let mut out = Vec::new();
-        for (i, p) in list.iter().enumerate() {
-            match PathPattern::parse(p) {
-                Ok(pat) => out.push(pat),
-                Err(e) => self.problem(format!("protected_paths[{i}]"), e),
+        let raw = raw.unwrap_or_default();
+        let lists = [
+            (EndpointKind::Token, raw.token),
+            (EndpointKind::Introspection, raw.introspection),
+            (EndpointKind::Revocation, raw.revocation),
+            (EndpointKind::Par, raw.par),
+            (EndpointKind::DeviceAuthorization, raw.device_authorization),
+            (EndpointKind::Authorization, raw.authorization),
+        ];
+        let mut routes: Vec<(EndpointKind, PathPattern, String)> = Vec::new();
+        for (kind, list) in lists {
+            let Some(list) = list else {
+                if let Ok(p) = PathPattern::parse(kind.default_path()) {
+                    routes.push((kind, p, format!("endpoints.{kind} (default)")));
+                }
+                continue;
+            };
+            for (i, text) in list.iter().enumerate() {
+                let path = format!("endpoints.{kind}[{i}]");
+                match PathPattern::parse(text) {
+                    Ok(pattern) => routes.push((kind, pattern, path)),
+                    Err(e) => self.problem(path, e),
+                }
             }
         }
-        out
+        // One kind per path: the rules differ by kind, so a request that two patterns
+        // could claim (read strictly or leniently) would be judged by the wrong ones.
+        for (i, (kind, pattern, path)) in routes.iter().enumerate() {
+            let Some((other_kind, other, other_path)) = routes[..i]
+                .iter()
+                .find(|(_, other, _)| pattern.overlaps(other))
+            else {
+                continue;
+            };
+            let what = if kind == other_kind {
+                "is listed twice as"
+            } else {
+                "is also"
+            };
+            let default = [(kind, path), (other_kind, other_path)]
+                .into_iter()
+                .find(|(_, p)| p.ends_with("(default)"));
+            let hint = match default {
+                Some((k, _)) => format!(
+                    " (`{k}` keeps its default path unless listed: turn it off with `{k}: []`, or list its own path)"
+                ),
+                None => String::new(),
+            };
+            self.problem(
+                path.trim_end_matches(" (default)"),
+                format!(
+                    "`{}` {what} `{}` under {}: a path may be one kind of endpoint only{hint}",
+                    pattern.as_str(),
+                    other.as_str(),
+                    other_path.trim_end_matches(" (default)"),
+                ),
+            );
+        }
+        let routes: Vec<(EndpointKind, PathPattern)> =
+            routes.into_iter().map(|(k, p, _)| (k, p)).collect();
+        if !routes.iter().any(|(k, _)| k.authenticates()) {
+            self.problem(
+                "endpoints",
+                "every endpoint that authenticates clients is turned off; keep at least one",
+            );
+        }
+        EndpointsConfig { routes }
+    }
+
+    fn pkce(&mut self, raw: RawPkce) -> PkceConfig {
+        let required = self.choice(
+            raw.required,
+            "pkce.required",
+            &[
+                ("public", PkceRequired::Public),
+                ("all", PkceRequired::All),
+                ("off", PkceRequired::Off),
+            ],
+            PkceRequired::Public,
+        );
+        let methods = match raw.methods {
+            None => vec![PkceMethod::S256],
+            Some(names) => {
+                let mut out = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    match PkceMethod::from_name(name) {
+                        Some(m) if !out.contains(&m) => out.push(m),
+                        Some(_) => self.problem(
+                            format!("pkce.methods[{i}]"),
+                            format!("`{name}` is listed twice"),
+                        ),
+                        None => self.problem(
+                            format!("pkce.methods[{i}]"),
+                            format!("`{name}` is not a code_challenge_method; use S256 (or plain)"),
+                        ),
+                    }
+                }
+                if names.is_empty() {
+                    self.problem("pkce.methods", "list at least one method (S256)");
+                }
+                out
+            }
+        };
+        PkceConfig { required, methods }
     }
 
     fn assertion(&mut self, raw: RawAssertion) -> AssertionConfig {

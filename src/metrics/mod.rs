@@ -10,11 +10,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod labels;
 mod latency;
+
+pub use labels::*;
 
 use std::sync::OnceLock;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,324 +26,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::clock::Clock;
-use crate::error::{AuthFailure, CertificateRejection, GatewayError};
 use crate::oauth::{AuthMethod, ClientId};
 use latency::LatencyHistogram;
-
-/// What the router made of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum RouteClass {
-    /// A protected endpoint: authenticated, then forwarded with the internal header.
-    protected,
-    /// Any other path, forwarded as is.
-    unprotected,
-    /// Any other path, refused because `unprotected: deny`.
-    denied,
-    /// A path refused before routing (ambiguous encoding).
-    invalid,
-}
-
-impl RouteClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteClass::protected => "protected",
-            RouteClass::unprotected => "unprotected",
-            RouteClass::denied => "denied",
-            RouteClass::invalid => "invalid",
-        }
-    }
-}
-
-/// The result of one client authentication, as counted and logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Outcome {
-    ok,
-    /// 401: unknown client, wrong secret, bad assertion.
-    invalid_client,
-    /// 400/408/413: malformed request, body limits.
-    invalid_request,
-    /// 401: the assertion's jti was already used.
-    replay,
-    /// 429: too many failures from this address.
-    throttled,
-    /// 503: the replay store is full (fail closed).
-    unavailable,
-}
-
-impl Outcome {
-    /// The outcome of an authentication that ended in `e`.
-    pub fn of(e: &GatewayError) -> Outcome {
-        match e {
-            GatewayError::Authentication {
-                reason: AuthFailure::ReplayedAssertion,
-                ..
-            } => Outcome::replay,
-            GatewayError::Authentication { .. } => Outcome::invalid_client,
-            GatewayError::Throttled(_) => Outcome::throttled,
-            GatewayError::ReplayStoreFull
-            | GatewayError::StateUnavailable
-            | GatewayError::HashingSaturated => Outcome::unavailable,
-            GatewayError::Request(_)
-            | GatewayError::BodyTooLarge
-            | GatewayError::UnsupportedContentEncoding
-            | GatewayError::BodyReadTimeout
-            | GatewayError::BodyRead(_)
-            | GatewayError::UnprotectedDenied => Outcome::invalid_request,
-            GatewayError::NotAuthenticated
-            | GatewayError::Sign(_)
-            | GatewayError::UpstreamUnavailable(_)
-            | GatewayError::UpstreamTimeout(_) => Outcome::unavailable,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::ok => "ok",
-            Outcome::invalid_client => "invalid_client",
-            Outcome::invalid_request => "invalid_request",
-            Outcome::replay => "replay",
-            Outcome::throttled => "throttled",
-            Outcome::unavailable => "unavailable",
-        }
-    }
-}
-
-/// The method label: the three methods, or `none` when the request was refused before a
-/// method could be told (malformed body, two methods at once, no credentials).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum MethodLabel {
-    client_secret_basic,
-    client_secret_post,
-    client_secret_jwt,
-    tls_client_auth,
-    self_signed_tls_client_auth,
-    none,
-}
-
-impl From<Option<AuthMethod>> for MethodLabel {
-    fn from(m: Option<AuthMethod>) -> Self {
-        match m {
-            Some(AuthMethod::ClientSecretBasic) => MethodLabel::client_secret_basic,
-            Some(AuthMethod::ClientSecretPost) => MethodLabel::client_secret_post,
-            Some(AuthMethod::ClientSecretJwt) => MethodLabel::client_secret_jwt,
-            Some(AuthMethod::TlsClientAuth) => MethodLabel::tls_client_auth,
-            Some(AuthMethod::SelfSignedTlsClientAuth) => MethodLabel::self_signed_tls_client_auth,
-            None => MethodLabel::none,
-        }
-    }
-}
-
-/// How a client certificate fared as a `tls_client_auth` or `self_signed_tls_client_auth`
-/// credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum CertificateOutcome {
-    ok,
-    /// The client authenticates with a certificate and the connection presented none.
-    missing,
-    /// Expired or not yet valid at the gateway's clock.
-    expired,
-    /// Not issued by `tls.client_auth.ca_file`, a broken chain, an EKU without client
-    /// authentication, or unparsable.
-    untrusted,
-    /// Trusted, but without the client's registered name.
-    name_mismatch,
-    /// Not one of the client's registered self-signed certificates.
-    not_registered,
-}
-
-impl CertificateOutcome {
-    pub fn of(r: CertificateRejection) -> CertificateOutcome {
-        match r {
-            CertificateRejection::Expired | CertificateRejection::NotYetValid => {
-                CertificateOutcome::expired
-            }
-            CertificateRejection::NoTrustAnchors
-            | CertificateRejection::UnknownIssuer
-            | CertificateRejection::NotForClientAuth
-            | CertificateRejection::InvalidChain
-            | CertificateRejection::Unparsable => CertificateOutcome::untrusted,
-            CertificateRejection::NameMismatch => CertificateOutcome::name_mismatch,
-            CertificateRejection::NotRegistered => CertificateOutcome::not_registered,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CertificateLabels {
-    method: MethodLabel,
-    outcome: CertificateOutcome,
-}
-
-/// What happened to an authorization server metadata document (200 from the upstream).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum MetadataOutcome {
-    /// Rewritten to state what the gateway enforces.
-    rewritten,
-    /// Passed through unchanged: not a JSON object (or content-encoded).
-    not_json,
-    /// Passed through unchanged: larger than `discovery.max_size`.
-    too_large,
-    /// The upstream's body failed while being read; the client gets the failure.
-    unreadable,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct MetadataLabels {
-    outcome: MetadataOutcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RequestLabels {
-    route: RouteClass,
-    status: u16,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct AuthLabels {
-    method: MethodLabel,
-    outcome: Outcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ClientAuthLabels {
-    client_id: String,
-    method: MethodLabel,
-    outcome: Outcome,
-}
-
-/// Why the upstream hop failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum UpstreamError {
-    /// Refused, reset, or broken before response headers (502).
-    unavailable,
-    /// No response headers within `upstream.timeout` (504).
-    timeout,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct UpstreamErrorLabels {
-    kind: UpstreamError,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum ReloadOutcome {
-    ok,
-    failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReloadLabels {
-    outcome: ReloadOutcome,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum HandshakeFailure {
-    error,
-    timeout,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct HandshakeLabels {
-    reason: HandshakeFailure,
-}
-
-/// An operation on the shared state (Redis).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum StateOp {
-    /// Recording an assertion's jti (`SET NX EXAT`).
-    replay,
-    /// Reading failure counters before a credential is checked.
-    throttle_check,
-    /// Counting a failed authentication.
-    throttle_record,
-    /// The pub/sub subscription that keeps the throttle's local view current.
-    subscribe,
-}
-
-impl StateOp {
-    pub const COUNT: usize = 4;
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateOp::replay => "replay",
-            StateOp::throttle_check => "throttle_check",
-            StateOp::throttle_record => "throttle_record",
-            StateOp::subscribe => "subscribe",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct StateLabels {
-    op: StateOp,
-}
-
-/// How one verification of a hashed client secret ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum HashOutcome {
-    /// The secret matched one of the client's hashes.
-    matched,
-    /// It matched none (or it was the decoy of an unknown client).
-    mismatched,
-    /// Refused before hashing: `hashing.max_concurrent` running and `max_queued` waiting.
-    saturated,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct HashLabels {
-    outcome: HashOutcome,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum CacheResult {
-    hit,
-    miss,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CacheLabels {
-    result: CacheResult,
-}
-
-/// Why a connection was closed before its TLS handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum ConnectionRefusal {
-    /// `limits.max_connections` were open.
-    limit,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RefusalLabels {
-    reason: ConnectionRefusal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum ReplayRejection {
-    /// The (client_id, jti) pair was seen before.
-    replayed,
-    /// The store is at `assertion.replay_capacity`; the assertion was refused (503).
-    full,
-    /// Redis could not record it; the assertion was refused (503, fail closed).
-    unavailable,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReplayLabels {
-    reason: ReplayRejection,
-}
 
 /// All series. One instance per process, shared by every config generation, so counters
 /// survive reloads.
@@ -351,11 +37,11 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// `requests` for status 200, by route class: the series nearly every request adds
     /// to, looked up once (a family lookup takes a lock and hashes the labels).
-    requests_ok: [OnceLock<Counter>; 4],
+    requests_ok: [OnceLock<Counter>; 5],
     request_duration: LatencyHistogram,
     authentications: Family<AuthLabels, Counter>,
     /// `authentications` with outcome `ok`, by method: looked up once.
-    authentications_ok: [OnceLock<Counter>; 6],
+    authentications_ok: [OnceLock<Counter>; 7],
     client_authentications: Family<ClientAuthLabels, Counter>,
     upstream_duration: LatencyHistogram,
     upstream_connections: Counter,
@@ -377,6 +63,7 @@ pub struct Metrics {
     client_certificates: Family<CertificateLabels, Counter>,
     bound_headers: Counter,
     metadata: Family<MetadataLabels, Counter>,
+    pkce_refusals: Family<PkceLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -544,6 +231,12 @@ impl Metrics {
             "Internal headers carrying cnf.x5t#S256 (a verified client certificate tokens can be bound to)",
             bound_headers.clone(),
         );
+        let pkce_refusals = Family::<PkceLabels, Counter>::default();
+        registry.register(
+            "pkce_refusals",
+            "Requests refused for PKCE (RFC 7636), by endpoint kind and reason",
+            pkce_refusals.clone(),
+        );
         let metadata = Family::<MetadataLabels, Counter>::default();
         registry.register(
             "metadata_responses",
@@ -584,6 +277,7 @@ impl Metrics {
             client_certificates,
             bound_headers,
             metadata,
+            pkce_refusals,
         };
         m.config_loaded();
         m
@@ -744,6 +438,15 @@ impl Metrics {
     }
 
     /// A throttle decision made on local counters because Redis was unavailable.
+    pub fn pkce_refused(&self, endpoint: crate::oauth::EndpointKind, reason: PkceRefusal) {
+        self.pkce_refusals
+            .get_or_create(&PkceLabels {
+                endpoint: endpoint.into(),
+                reason,
+            })
+            .inc();
+    }
+
     pub fn throttle_fell_back(&self) {
         self.throttle_fallbacks.inc();
     }

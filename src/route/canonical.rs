@@ -3,11 +3,12 @@
 //!
 //! Two steps. First the path must be canonical: percent-decoded to UTF-8 without leftovers,
 //! no encoded `/`, no backslash (literal or `%5C`), no control character, no empty, `.` or
-//! `..` segment. Then it is matched exactly against `protected_paths`. A path that does not
-//! match exactly is compared once more, *loosely*, the way common servers normalise a
-//! path before routing it; if it matches loosely it is refused, because the upstream may
-//! well serve it as the protected endpoint while the gateway would have forwarded it
-//! unauthenticated, with its secret. The loose reading, segment by segment:
+//! `..` segment. Then it is matched exactly against the `endpoints` patterns. A path that
+//! does not match exactly is compared once more, *loosely*, the way common servers
+//! normalise a path before routing it; if it matches loosely it is refused, because the
+//! upstream may well serve it as that endpoint while the gateway would have forwarded it
+//! unauthenticated (or, for the authorization endpoint, unchecked). The loose reading,
+//! segment by segment:
 //!
 //! | normalisation | servers that do it |
 //! |---|---|
@@ -19,8 +20,8 @@
 //! | a file extension removed from the last segment (`/oauth2/token.json`) | Spring suffix pattern matching |
 //! | percent-decoding applied twice (`%2574oken`) | IIS double decoding, some frameworks |
 //!
-//! Invariant: a path is either protected (and authenticated), or unprotected and not
-//! loosely equal to any protected pattern, or refused.
+//! Invariant: a path is either an endpoint (and judged by that kind's rules), or
+//! unprotected and not loosely equal to any endpoint pattern, or refused.
 
 use std::borrow::Cow;
 
@@ -31,7 +32,8 @@ use crate::lenient;
 /// What a request path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathClass {
-    Protected,
+    /// It matches the pattern at this index, exactly.
+    Endpoint(usize),
     Unprotected,
 }
 
@@ -39,8 +41,8 @@ pub enum PathClass {
 pub fn classify(patterns: &[PathPattern], path: &str) -> Result<PathClass, RequestError> {
     let decoded = decode(path)?;
     let segments = canonical_segments(&decoded)?;
-    if patterns.iter().any(|p| p.matches(&segments)) {
-        return Ok(PathClass::Protected);
+    if let Some(i) = patterns.iter().position(|p| p.matches(&segments)) {
+        return Ok(PathClass::Endpoint(i));
     }
     if looks_protected(patterns, &segments) {
         return Err(RequestError::LookalikePath);
@@ -168,13 +170,13 @@ mod tests {
     #[test]
     fn placeholders_match_one_segment() {
         let p = pats(&["/oauth2/token", "/{tid}/{aid}/oauth2/token"]);
-        assert_eq!(classify(&p, "/oauth2/token"), Ok(Protected));
-        assert_eq!(classify(&p, "/oauth2/token/"), Ok(Protected));
-        assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(Protected));
-        assert_eq!(classify(&p, "/acme;x/app/oauth2/token"), Ok(Protected));
+        assert_eq!(classify(&p, "/oauth2/token"), Ok(Endpoint(0)));
+        assert_eq!(classify(&p, "/oauth2/token/"), Ok(Endpoint(0)));
+        assert_eq!(classify(&p, "/acme/app/oauth2/token"), Ok(Endpoint(1)));
+        assert_eq!(classify(&p, "/acme;x/app/oauth2/token"), Ok(Endpoint(1)));
         // Authenticated like any tenant path; whatever the upstream makes of it, the
         // request carries no secret and a header bound to this exact path.
-        assert_eq!(classify(&p, "/x/%252e%252e/oauth2/token"), Ok(Protected));
+        assert_eq!(classify(&p, "/x/%252e%252e/oauth2/token"), Ok(Endpoint(1)));
         assert_eq!(classify(&p, "/acme/oauth2/token"), Ok(Unprotected));
         assert_eq!(classify(&p, "/a/b/c/oauth2/token"), Ok(Unprotected));
         assert_eq!(
@@ -187,7 +189,7 @@ mod tests {
     #[test]
     fn encoded_paths_cannot_dodge_protection() {
         let p = pats(&["/oauth2/token"]);
-        assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(Protected));
+        assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(Endpoint(0)));
         for ambiguous in [
             "/oauth2%2Ftoken",
             "/x/../oauth2/token",

@@ -1,7 +1,10 @@
-//! Routing: decides whether a request targets a protected endpoint, and marks it.
+//! Routing: decides which kind of endpoint a request targets, and marks it.
 //!
-//! Protected paths are patterns (config/path.rs) such as `/{tid}/{aid}/oauth2/token`, where
-//! `{name}` matches exactly one non-empty segment. How a path is read is canonical.rs:
+//! Endpoints are path patterns by kind (`endpoints`, config/path.rs) such as
+//! `/{tid}/{aid}/oauth2/token`, where `{name}` matches exactly one non-empty segment. The
+//! kinds that authenticate clients (token, introspection, revocation, PAR, device
+//! authorization) are marked [`Protected`] with their kind; the authorization endpoint
+//! (the front channel, where PKCE is checked) is marked [`FrontChannel`]. How a path is read is canonical.rs:
 //! matching works on the percent-decoded path; a path the gateway and the upstream could
 //! read differently (bad escapes, encoded `/`, backslashes, dot segments) is refused, and so
 //! is one that a lenient server would route to a protected endpoint (`/OAuth2/Token`,
@@ -15,22 +18,31 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::config::{PathPattern, UnprotectedPolicy};
+use crate::config::{EndpointsConfig, PathPattern, UnprotectedPolicy};
 use crate::error::GatewayError;
 use crate::metrics::RouteClass;
+use crate::oauth::EndpointKind;
 use crate::trace::note;
 
 mod canonical;
 
 pub use canonical::{classify, PathClass};
 
-/// Marks a request as aimed at a protected endpoint. Inserted only by [`Route`].
-#[derive(Debug, Clone, Copy)]
-pub struct Protected;
+/// Marks a request as aimed at an endpoint that authenticates clients, of this kind.
+/// Inserted only by [`Route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protected(pub EndpointKind);
+
+/// Marks a request as aimed at the authorization endpoint (RFC 6749 §3.1): not
+/// authenticated, PKCE checked. Inserted only by [`Route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontChannel;
 
 #[derive(Debug)]
 struct RouteConfig {
     patterns: Vec<PathPattern>,
+    /// The kind of each pattern, by index.
+    kinds: Vec<EndpointKind>,
     unprotected: UnprotectedPolicy,
 }
 
@@ -40,10 +52,12 @@ pub struct RouteLayer {
 }
 
 impl RouteLayer {
-    pub fn new(patterns: Vec<PathPattern>, unprotected: UnprotectedPolicy) -> Self {
+    pub fn new(endpoints: &EndpointsConfig, unprotected: UnprotectedPolicy) -> Self {
+        let (kinds, patterns) = endpoints.routes.iter().cloned().unzip();
         Self {
             config: Arc::new(RouteConfig {
                 patterns,
+                kinds,
                 unprotected,
             }),
         }
@@ -79,17 +93,33 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // Whatever a client sends, only this layer decides what is protected: the marker is
-        // an extension, never something read from the request.
+        // Whatever a client sends, only this layer decides what is protected: the markers
+        // are extensions, never something read from the request.
         req.extensions_mut().remove::<Protected>();
+        req.extensions_mut().remove::<FrontChannel>();
         match classify(&self.config.patterns, req.uri().path()) {
             Err(e) => {
                 note(&req, |n| n.route(RouteClass::invalid));
                 Either::Left(future::ready(Err(e.into())))
             }
-            Ok(PathClass::Protected) => {
-                note(&req, |n| n.route(RouteClass::protected));
-                req.extensions_mut().insert(Protected);
+            Ok(PathClass::Endpoint(i)) => {
+                match self.config.kinds.get(i) {
+                    Some(&EndpointKind::Authorization) => {
+                        note(&req, |n| n.route(RouteClass::authorization));
+                        req.extensions_mut().insert(FrontChannel);
+                    }
+                    Some(&kind) => {
+                        note(&req, |n| n.route(RouteClass::protected));
+                        req.extensions_mut().insert(Protected(kind));
+                    }
+                    // (Patterns and kinds are built together: unreachable.)
+                    None => {
+                        note(&req, |n| n.route(RouteClass::invalid));
+                        return Either::Left(future::ready(Err(
+                            crate::error::RequestError::AmbiguousPath.into(),
+                        )));
+                    }
+                }
                 Either::Right(self.inner.call(req))
             }
             Ok(PathClass::Unprotected) => match self.config.unprotected {
@@ -116,14 +146,17 @@ mod tests {
     /// A Route layer in front of a `service_fn` that answers whether the request was
     /// marked protected.
     async fn route(policy: UnprotectedPolicy, path: &str) -> Result<bool, GatewayError> {
-        let patterns = ["/oauth2/token", "/{tid}/oauth2/token"]
-            .iter()
-            .map(|p| PathPattern::parse(p).unwrap())
-            .collect();
+        let endpoints = EndpointsConfig {
+            routes: ["/oauth2/token", "/{tid}/oauth2/token"]
+                .iter()
+                .map(|p| (EndpointKind::Token, PathPattern::parse(p).unwrap()))
+                .collect(),
+        };
         let svc = ServiceBuilder::new()
-            .layer(RouteLayer::new(patterns, policy))
+            .layer(RouteLayer::new(&endpoints, policy))
             .service_fn(|req: Request<Body>| async move {
-                let marked = req.extensions().get::<Protected>().is_some();
+                let marked =
+                    req.extensions().get::<Protected>() == Some(&Protected(EndpointKind::Token));
                 let mut res = Response::new(full(""));
                 *res.status_mut() = if marked {
                     http::StatusCode::OK

@@ -107,13 +107,16 @@ async fn b10_no_colon_bad_base64_or_no_token() {
 #[tokio::test]
 async fn b11_empty_secret_or_empty_id() {
     let rig = Rig::start().await;
-    for raw in [
-        format!("{BASIC_ID}:"),
-        format!(":{BASIC_SECRET}"),
-        ":".to_owned(),
-    ] {
+    // An empty id is malformed; an empty secret is no secret (RFC 6749 §2.3.1: the
+    // password is the client secret), so authentication fails like a missing one, for a
+    // confidential client and for a public one (`spa:`, as some libraries send) alike.
+    for raw in [format!(":{BASIC_SECRET}"), ":".to_owned()] {
         let o = rig.send(with_auth(&basic_raw(&raw), GRANT)).await;
         ir(&o);
+    }
+    for raw in [format!("{BASIC_ID}:"), "nobody:".to_owned()] {
+        let o = rig.send(with_auth(&basic_raw(&raw), GRANT)).await;
+        ic_w3a(&o);
     }
 }
 

@@ -271,7 +271,9 @@ upstream:
   timeout: 2s
 public_url: "{PUBLIC_URL}"
 issuer: "{ISSUER}"
-protected_paths: ["/oauth2/token", "/{{tid}}/{{aid}}/oauth2/token", "/oauth2/introspect"]
+endpoints:
+  token: ["/oauth2/token", "/{{tid}}/{{aid}}/oauth2/token"]
+  introspection: ["/oauth2/introspect"]
 internal_header:
   issuer: secretgate
   audience: legacy-token-service
