@@ -41,6 +41,7 @@ fn registry() -> &'static Registry {
                 secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
                 tls_name: None,
                 certificates: Vec::new(),
+                grant_types: None,
             },
             ClientConfig {
                 client_id: "b1".into(),
@@ -49,6 +50,7 @@ fn registry() -> &'static Registry {
                 secrets: vec![ClientSecret::Plain(Secret::new(KEY))],
                 tls_name: None,
                 certificates: Vec::new(),
+                grant_types: None,
             },
         ])
     })
