@@ -126,6 +126,8 @@ pub enum Behaviour {
         content_type: &'static str,
         body: Bytes,
     },
+    /// 302 to this location (an authorization endpoint issuing a code).
+    Found(&'static str),
 }
 
 pub struct RecordingUpstream {
@@ -227,6 +229,14 @@ async fn answer(
                 .header("content-type", *content_type)
                 .header("etag", "\"upstream-etag\"")
                 .body(Full::new(body.clone()))
+                .unwrap()
+        }
+        Behaviour::Found(location) => {
+            return Response::builder()
+                .status(302)
+                .header("location", *location)
+                .header("x-upstream", "yes")
+                .body(Full::new(Bytes::new()))
                 .unwrap()
         }
         _ => {}
