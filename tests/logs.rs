@@ -282,6 +282,89 @@ async fn no_secret_in_logs_at_any_level() {
     );
 }
 
+/// PKCE material is as good as a credential while a code is live: no `code`,
+/// `code_verifier` or `code_challenge` in any log line, at any level, whether the request
+/// was forwarded or refused. The access line still names the public client and `none`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_code_verifier_or_challenge_in_logs() {
+    let capture = capture();
+    let _turn = one_at_a_time().await;
+    let from = capture.end();
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let gw =
+        Gateway::start_with(upstream.addr, "  - { client_id: spa, auth_method: none }\n").await;
+    let code = "c0de-value-5151";
+    let verifier = "v3rifier-value-7373-abcdefghijklmnopqrstuvw";
+    let challenge = "ch4llenge-value-9191-abcdefghijklmnopqrstuv";
+    assert_eq!((verifier.len(), challenge.len()), (43, 43));
+    let authorize = |query: String| {
+        Request::get(format!("/oauth2/authorize?{query}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    for h2 in [false, true] {
+        let mut c = gw.client(h2).await;
+        let statuses = [
+            // Forwarded, and refused for a missing method (plain).
+            c.send(authorize(format!(
+                "response_type=code&client_id=spa&code_challenge={challenge}&code_challenge_method=S256"
+            )))
+            .await
+            .status,
+            c.send(authorize(format!(
+                "response_type=code&client_id=spa&code_challenge={challenge}"
+            )))
+            .await
+            .status,
+            // The exchange: accepted, and refused for a malformed verifier.
+            c.send(form(
+                TOKEN_PATH,
+                &format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&client_id=spa"),
+            ))
+            .await
+            .status,
+            c.send(form(
+                TOKEN_PATH,
+                &format!("grant_type=authorization_code&code={code}&code_verifier={verifier}%2B&client_id=spa"),
+            ))
+            .await
+            .status,
+            // PAR, refused for a plain challenge.
+            c.send(form(
+                "/oauth2/par",
+                &format!("response_type=code&client_id=spa&code_challenge={challenge}&code_challenge_method=plain"),
+            ))
+            .await
+            .status,
+        ];
+        assert_eq!(
+            statuses.map(|s| s.as_u16()),
+            [200, 400, 200, 400, 400],
+            "h2: {h2}"
+        );
+    }
+    let logs = capture.since(from);
+    let access = access_lines(&logs);
+    assert_eq!(access.len(), 10, "access lines: {access:#?}");
+    let exchange = access
+        .iter()
+        .find(|v| v["fields"]["path"] == TOKEN_PATH && v["fields"]["outcome"] == "ok")
+        .expect("an access line for the accepted exchange");
+    assert_eq!(exchange["fields"]["client_id"], "spa");
+    assert_eq!(exchange["fields"]["auth_method"], "none");
+    for needle in [code, verifier, challenge] {
+        assert!(
+            !logs.contains(needle),
+            "PKCE material {needle:?} found in the logs:\n{}",
+            logs.lines()
+                .filter(|l| l.contains(needle))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
 /// Sends `req` on a new connection (`h2` or HTTP/1.1) and, once the upstream has received
 /// it, drops the connection without waiting for the response.
 async fn abandon(
