@@ -1,5 +1,7 @@
 //! `secretgate demo` as a newcomer runs it: start the binary, run every printed curl
-//! command exactly as printed, expect a token from each, then SIGTERM and a clean exit.
+//! command exactly as printed (the public client's code exchange with `CODE` set to the
+//! code its authorize command got in the 302), expect a token from each, then SIGTERM and
+//! a clean exit.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -39,16 +41,44 @@ fn every_printed_command_returns_a_token() {
     }
     assert_eq!(
         commands.len(),
-        6,
-        "basic, post, multipart, jwt, mtls and metrics commands"
+        8,
+        "basic, post, multipart, jwt, mtls, authorize, code exchange and metrics commands"
     );
     let metrics = commands.pop().unwrap();
     assert!(metrics.contains("/metrics"), "{metrics}");
+
+    // The public client's authorize command: a 302 whose Location carries the code.
+    let authorize = commands.remove(5);
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &authorize])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{authorize}\n{head}");
+    assert!(
+        head.starts_with("HTTP/2 302") || head.starts_with("HTTP/1.1 302"),
+        "{head}"
+    );
+    let code = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("location:")
+                .then(|| l.to_owned())
+        })
+        .and_then(|l| l.split_once("code=").map(|(_, rest)| rest.to_owned()))
+        .and_then(|rest| rest.split('&').next().map(|c| c.trim().to_owned()))
+        .unwrap_or_else(|| panic!("a code in the Location of\n{head}"));
 
     let mut methods = Vec::new();
     for command in &commands {
         let out = Command::new("sh")
             .args(["-c", command])
+            .env("CODE", &code)
             .output()
             .expect("sh and curl are installed");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -75,7 +105,8 @@ fn every_printed_command_returns_a_token() {
             "client_secret_post",
             "client_secret_post",
             "client_secret_jwt",
-            "tls_client_auth"
+            "tls_client_auth",
+            "none"
         ]
     );
 
@@ -87,6 +118,7 @@ fn every_printed_command_returns_a_token() {
         ("client_secret_post", 2),
         ("client_secret_jwt", 1),
         ("tls_client_auth", 1),
+        ("none", 1),
     ] {
         let line =
             format!("secretgate_authentications_total{{method=\"{method}\",outcome=\"ok\"}} {n}");

@@ -2,39 +2,39 @@
 //!
 //! Makes, in a temporary directory that disappears on exit: a CA and a localhost
 //! certificate (rcgen), random secrets for one demo client per secret method, a client
-//! certificate issued by the same CA for a `tls_client_auth` client, and a random
-//! internal-header key. Starts an embedded token service on loopback that *verifies the
-//! internal header* (as a real upstream must) and answers with a token naming the client
-//! and method it saw, then runs the gateway in front of it through the ordinary config
-//! path, and prints curl commands that work as printed.
+//! certificate issued by the same CA for a `tls_client_auth` client, a public client
+//! (`none`, with PKCE) and a random internal-header key. Starts an embedded token service
+//! on loopback (token_service.rs) that *verifies the internal header* (as a real upstream
+//! must), issues authorization codes for PKCE challenges and checks their verifiers, and
+//! answers with tokens naming the client and method it saw; then runs the gateway in
+//! front of it through the ordinary config path, and prints curl commands that work as
+//! printed.
 
-use std::convert::Infallible;
+mod token_service;
+
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, SigningKey};
 use crate::secret::Secret;
 use crate::server::{Gateway, ServeError};
-use crate::verify::{verify_internal_header, Expected, VerifyKeys};
+use crate::verify::VerifyKeys;
 
 pub const BASIC_CLIENT: &str = "demo-basic";
 pub const POST_CLIENT: &str = "demo-post";
 pub const JWT_CLIENT: &str = "demo-jwt";
 pub const MTLS_CLIENT: &str = "demo-mtls";
+pub const PUBLIC_CLIENT: &str = "demo-spa";
+/// Where the demo's authorization endpoint sends the code (nothing listens there: the
+/// code is read from the 302's Location).
+const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 /// The subject the demo's client certificate has, and its client is registered with.
 const MTLS_SUBJECT: &str = "CN=demo-mtls,O=secretgate demo";
-const HEADER: &str = "x-authenticated-client";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -100,93 +100,6 @@ fn random_secret() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 40)
 }
 
-/// The demo token service: verifies the internal header, then issues a token.
-async fn token_service(listener: TcpListener, keys: VerifyKeys, public_url: String) {
-    let state = Arc::new((keys, public_url));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(issue(req, &state.0, &state.1).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-async fn issue(
-    req: Request<Incoming>,
-    keys: &VerifyKeys,
-    public_url: &str,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let url = format!("{public_url}{}", parts.uri.path());
-    let header = parts.headers.get(HEADER).and_then(|v| v.to_str().ok());
-    let verified = header.map(|h| {
-        verify_internal_header(
-            h,
-            keys,
-            &Expected {
-                leeway: 5,
-                ..Expected::request(
-                    "secretgate",
-                    "demo-token-service",
-                    parts.method.as_str(),
-                    &url,
-                    parts.uri.query(),
-                    &body,
-                )
-            },
-        )
-    });
-    let (status, json) = match verified {
-        Some(Ok(claims)) => {
-            let scope = form_urlencoded::parse(&body)
-                .find(|(k, _)| k == "scope")
-                .map(|(_, v)| v.into_owned());
-            (
-                StatusCode::OK,
-                serde_json::json!({
-                    "access_token": format!("demo-{}", random_secret()),
-                    "token_type": "Bearer",
-                    "expires_in": 300,
-                    "scope": scope,
-                    "client_id": claims.client_id,
-                    "auth_method": claims.auth_method,
-                    // RFC 8705 §3.1: a real service would bind the token to this.
-                    "cnf": claims.cnf,
-                }),
-            )
-        }
-        Some(Err(e)) => (
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": "invalid_client", "error_description": format!("internal header rejected: {e}")}),
-        ),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": "invalid_client", "error_description": "no internal header: call the gateway, not the token service"}),
-        ),
-    };
-    let mut res = Response::new(Full::new(Bytes::from(json.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
 fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
@@ -239,6 +152,7 @@ clients:
   - {{ client_id: {POST_CLIENT}, auth_method: client_secret_post, secrets: [{{ file: demo-post.secret }}] }}
   - {{ client_id: {JWT_CLIENT}, auth_method: client_secret_jwt, secrets: [{{ file: demo-jwt.secret }}] }}
   - {{ client_id: {MTLS_CLIENT}, auth_method: tls_client_auth, tls_client_auth_subject_dn: "{MTLS_SUBJECT}" }}
+  - {{ client_id: {PUBLIC_CLIENT}, auth_method: none }}
 "#,
         listen = options.listen,
     );
@@ -247,7 +161,24 @@ clients:
         id: "demo".into(),
         secret: Secret::new(key.into_bytes()),
     }]);
-    let service = tokio::spawn(token_service(upstream, keys, public_url.clone()));
+    let service = tokio::spawn(token_service::serve(
+        upstream,
+        token_service::Trust {
+            keys,
+            public_url: public_url.clone(),
+            issuer: "secretgate".to_owned(),
+            audience: "demo-token-service".to_owned(),
+        },
+    ));
+    // RFC 7636 §4.1-4.2: a fresh verifier, and its S256 challenge for the authorize URL.
+    let verifier = Alphanumeric.sample_string(&mut rand::rng(), 64);
+    let challenge = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let redirect = form_urlencoded::byte_serialize(REDIRECT_URI.as_bytes()).collect::<String>();
 
     let ca = quote(&files.ca);
     let exe = quote(&options.exe);
@@ -284,6 +215,26 @@ clients:
         "curl -sS --cacert {ca} --cert {} --key {} -d grant_type=client_credentials -d client_id={MTLS_CLIENT} {token_url}\n",
         quote(&path("demo-mtls.crt")),
         quote(&path("demo-mtls.key"))
+    );
+    let _ = writeln!(
+        text,
+        "# public client ({PUBLIC_CLIENT}, auth_method none): authorization code with PKCE. First authorize:"
+    );
+    let _ = writeln!(
+        text,
+        "# the 302's Location carries the code (without code_challenge the gateway answers 400 itself)"
+    );
+    let _ = writeln!(
+        text,
+        "curl -sS -i --cacert {ca} '{public_url}/oauth2/authorize?response_type=code&client_id={PUBLIC_CLIENT}&redirect_uri={redirect}&state=demo&code_challenge={challenge}&code_challenge_method=S256'\n"
+    );
+    let _ = writeln!(
+        text,
+        "# then exchange it with the verifier: set CODE to the code in that Location (CODE=...), no secret"
+    );
+    let _ = writeln!(
+        text,
+        "curl -sS --cacert {ca} -d grant_type=authorization_code -d client_id={PUBLIC_CLIENT} -d redirect_uri={REDIRECT_URI} -d code_verifier={verifier} -d \"code=$CODE\" {token_url}\n"
     );
     let _ = writeln!(
         text,
