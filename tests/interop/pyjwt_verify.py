@@ -17,6 +17,9 @@ body_sha256 == base64url (no padding) of SHA-256 of the --body-file bytes, and
 claim cnf["x5t#S256"] == base64url (no padding) of SHA-256 of the DER of the
 certificate in --cert-file (RFC 8705 §3.1; the DER is taken from the PEM file by
 Python's ssl module, independently of the gateway).
+
+The checks are `verify_header`, which pkce_token_service.py imports to verify
+every request it receives (key by kid, and the query rule as well).
 """
 
 import argparse
@@ -64,9 +67,64 @@ def expect_claim(claims, name, expected):
         raise ClaimMismatch(f'claim "{name}" is {claims[name]!r}, expected {expected!r}')
 
 
-def verify(args):
+def verify_header(token, keys, issuer, audience, *, kid=None, htm=None, htu=None,
+                  body=None, query=None, check_query=False, cert_der=None, leeway=0):
+    """Verify one internal header; return (header, claims) or raise.
+
+    `keys` is the HMAC key (bytes), or a dict kid -> key: then the header's kid picks
+    the key and an unknown or missing kid is refused. `body` (bytes) checks
+    body_sha256; with `check_query`, `query` (bytes, without '?') must match
+    query_sha256, and no query (None) means no query_sha256 claim at all.
+    """
     import jwt  # PyJWT
 
+    if isinstance(keys, dict):
+        named = jwt.get_unverified_header(token).get("kid")
+        if named not in keys:
+            raise ClaimMismatch(f"unknown kid {named!r}")
+        key = keys[named]
+    else:
+        key = keys
+
+    decoded = jwt.decode_complete(
+        token,
+        key,
+        algorithms=["HS256"],
+        audience=audience,
+        issuer=issuer,
+        leeway=leeway,
+        options={"require": REQUIRED},
+    )
+    header, claims = decoded["header"], decoded["payload"]
+
+    if kid is not None:
+        if "kid" not in header:
+            raise ClaimMismatch('missing header parameter "kid"')
+        if header["kid"] != kid:
+            raise ClaimMismatch(f'header "kid" is {header["kid"]!r}, expected {kid!r}')
+    if htm is not None:
+        expect_claim(claims, "htm", htm)
+    if htu is not None:
+        expect_claim(claims, "htu", htu)
+    if body is not None:
+        expect_claim(claims, "body_sha256", b64url_sha256(body))
+    if check_query:
+        if query is None:
+            if "query_sha256" in claims:
+                raise ClaimMismatch('claim "query_sha256" present on a request without a query')
+        else:
+            expect_claim(claims, "query_sha256", b64url_sha256(query))
+    if cert_der is not None:
+        if not isinstance(claims.get("cnf"), dict):
+            raise ClaimMismatch('missing claim "cnf"')
+        got = claims["cnf"].get("x5t#S256")
+        if got != b64url_sha256(cert_der):
+            raise ClaimMismatch(f'cnf "x5t#S256" is {got!r}, expected {b64url_sha256(cert_der)!r}')
+
+    return header, claims
+
+
+def verify(args):
     if args.token is None or args.token == "-":
         token = sys.stdin.read()
     else:
@@ -75,41 +133,18 @@ def verify(args):
 
     with open(args.key_file, "rb") as f:
         key = f.read().rstrip(b"\r\n")
-
-    decoded = jwt.decode_complete(
-        token,
-        key,
-        algorithms=["HS256"],
-        audience=args.audience,
-        issuer=args.issuer,
-        leeway=args.leeway,
-        options={"require": REQUIRED},
-    )
-    header, claims = decoded["header"], decoded["payload"]
-
-    if args.kid is not None:
-        if "kid" not in header:
-            raise ClaimMismatch('missing header parameter "kid"')
-        if header["kid"] != args.kid:
-            raise ClaimMismatch(f'header "kid" is {header["kid"]!r}, expected {args.kid!r}')
-    if args.htm is not None:
-        expect_claim(claims, "htm", args.htm)
-    if args.htu is not None:
-        expect_claim(claims, "htu", args.htu)
+    body = None
     if args.body_file is not None:
         with open(args.body_file, "rb") as f:
             body = f.read()
-        expect_claim(claims, "body_sha256", b64url_sha256(body))
+    cert_der = None
     if args.cert_file is not None:
         with open(args.cert_file) as f:
-            der = ssl.PEM_cert_to_DER_cert(f.read())
-        if not isinstance(claims.get("cnf"), dict):
-            raise ClaimMismatch('missing claim "cnf"')
-        got = claims["cnf"].get("x5t#S256")
-        if got != b64url_sha256(der):
-            raise ClaimMismatch(f'cnf "x5t#S256" is {got!r}, expected {b64url_sha256(der)!r}')
+            cert_der = ssl.PEM_cert_to_DER_cert(f.read())
 
-    return header, claims
+    return verify_header(token, key, args.issuer, args.audience, kid=args.kid,
+                         htm=args.htm, htu=args.htu, body=body, cert_der=cert_der,
+                         leeway=args.leeway)
 
 
 def main(argv=None):
