@@ -9,8 +9,9 @@
 //! - `token_endpoint_auth_signing_alg_values_supported`: the HMAC algorithms
 //!   `client_secret_jwt` clients may use (the member is removed when there are none);
 //! - the same two for revocation (RFC 7009 via RFC 8414 §2) and introspection, when the
-//!   gateway serves that kind of endpoint; introspection never lists `none` (public
-//!   clients may not introspect);
+//!   gateway serves that kind of endpoint (added only when the document lists the
+//!   endpoint, `revocation_endpoint` / `introspection_endpoint`); introspection never
+//!   lists `none` (public clients may not introspect);
 //! - `code_challenge_methods_supported` (RFC 8414 §2): `pkce.methods`, when the gateway
 //!   enforces PKCE;
 //! - `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.3): whether client
@@ -61,6 +62,17 @@ const REVOCATION_ALGORITHMS: &str = "revocation_endpoint_auth_signing_alg_values
 const INTROSPECTION_METHODS: &str = "introspection_endpoint_auth_methods_supported";
 const INTROSPECTION_ALGORITHMS: &str = "introspection_endpoint_auth_signing_alg_values_supported";
 const PKCE_METHODS: &str = "code_challenge_methods_supported";
+/// Members that describe one endpoint, and the member that lists it (RFC 8414 §2).
+const ENDPOINT_MEMBERS: [([&str; 2], &str); 2] = [
+    (
+        [REVOCATION_METHODS, REVOCATION_ALGORITHMS],
+        "revocation_endpoint",
+    ),
+    (
+        [INTROSPECTION_METHODS, INTROSPECTION_ALGORITHMS],
+        "introspection_endpoint",
+    ),
+];
 const BOUND: &str = "tls_client_certificate_bound_access_tokens";
 
 /// Request headers that would get a partial, encoded or empty answer.
@@ -177,9 +189,18 @@ impl Rewrite {
                 Some(_) => {}
             }
         }
+        // An absent member is added, except one describing an endpoint the document
+        // does not list: the metadata must not describe endpoints it does not have.
+        let listed = |endpoint: &str| members.iter().any(|(n, _)| n == endpoint);
         for (i, (name, ours)) in self.values.iter().enumerate() {
+            let describes = ENDPOINT_MEMBERS
+                .iter()
+                .find(|(members, _)| members.contains(name))
+                .map(|(_, endpoint)| *endpoint);
             if let (false, Some(ours)) = (done[i], ours) {
-                member(&mut out, name, ours);
+                if describes.is_none_or(listed) {
+                    member(&mut out, name, ours);
+                }
             }
         }
         if first {
@@ -419,11 +440,13 @@ mod tests {
     #[test]
     fn public_clients_pkce_revocation_and_introspection() {
         let (r, _dir) = rewrite("pkce: { methods: [S256, plain] }");
-        let doc = br#"{"introspection_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["plain"],"issuer":"https://a"}"#;
+        let doc = br#"{"introspection_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["plain"],"issuer":"https://a","revocation_endpoint":"https://a/r"}"#;
         let out = String::from_utf8(r.rewrite(doc).unwrap()).unwrap();
+        // Revocation is listed: its members are added. Introspection is not: its member
+        // present is corrected, the absent one not added.
         assert_eq!(
             out,
-            r#"{"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt"],"code_challenge_methods_supported":["S256","plain"],"issuer":"https://a","token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["HS256"],"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"revocation_endpoint_auth_signing_alg_values_supported":["HS256"],"introspection_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#
+            r#"{"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt"],"code_challenge_methods_supported":["S256","plain"],"issuer":"https://a","revocation_endpoint":"https://a/r","token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"token_endpoint_auth_signing_alg_values_supported":["HS256"],"revocation_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","client_secret_jwt","none"],"revocation_endpoint_auth_signing_alg_values_supported":["HS256"],"tls_client_certificate_bound_access_tokens":false}"#
         );
         // PKCE off: the upstream's member is left as it is.
         let (r, _dir) = rewrite("pkce: { required: off }");

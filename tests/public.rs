@@ -583,7 +583,7 @@ async fn pkce_required_all_and_off() {
 
 #[tokio::test]
 async fn discovery_documents_state_none_and_pkce() {
-    let document = r#"{"issuer":"https://auth.example.com","token_endpoint_auth_methods_supported":["client_secret_basic","private_key_jwt"],"introspection_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["plain","S256"]}"#;
+    let document = r#"{"issuer":"https://auth.example.com","revocation_endpoint":"https://auth.example.com/oauth2/revoke","introspection_endpoint":"https://auth.example.com/oauth2/introspect","token_endpoint_auth_methods_supported":["client_secret_basic","private_key_jwt"],"introspection_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["plain","S256"]}"#;
     let rig = Rig::with(
         Behaviour::Document {
             content_type: "application/json",
