@@ -659,6 +659,52 @@ async fn secret_clients_keep_working_on_the_same_listener() {
     }
 }
 
+/// A public client (`none`) on the mTLS listener: a certificate from `ca_file` binds its
+/// tokens (RFC 8705 §3, §4); any other certificate is a credential it is not registered
+/// with (401); none at all is the plain public client.
+#[tokio::test]
+async fn a_public_client_binds_tokens_to_a_certificate_from_the_ca_file_only() {
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let pki = Pki::generate();
+    let certs = certs(pki.path());
+    let yaml = mtls_yaml(
+        &pki,
+        upstream.addr,
+        &certs,
+        "  - { client_id: spa, auth_method: none }\n",
+    );
+    let gw = Gateway::start_yaml(pki, &yaml).await;
+    let body = "grant_type=refresh_token&refresh_token=rt&client_id=spa";
+    for reply in both_protocols(&gw, None, &[], body).await {
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let claims = last_claims(&gw, &upstream);
+        assert_eq!((claims.auth_method.as_str(), claims.cnf), ("none", None));
+    }
+    for reply in both_protocols(&gw, Some(&certs.payments), &[], body).await {
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let claims = last_claims(&gw, &upstream);
+        assert_eq!(claims.auth_method, "none");
+        assert_eq!(x5t(&claims), Some(certs.payments.x5t().as_str()));
+    }
+    let forwarded = upstream.records().len();
+    for cert in [
+        &certs.unregistered,
+        &certs.other_ca_payments,
+        &certs.expired,
+        &certs.device,
+    ] {
+        for reply in both_protocols(&gw, Some(cert), &[], body).await {
+            assert_eq!(reply.status, 401, "{:?}", reply.body);
+            assert_eq!(reply.error(), "invalid_client");
+        }
+    }
+    assert_eq!(
+        upstream.records().len(),
+        forwarded,
+        "nothing refused was forwarded"
+    );
+}
+
 #[tokio::test]
 async fn the_ca_file_and_registered_certificates_follow_a_reload() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
