@@ -12,7 +12,7 @@ use secretgate::hashes::{make_hash, HashAlgorithm, HashParams};
 use secretgate::logline::LineFormat;
 use secretgate::oauth::Algorithm;
 use secretgate::secret::Secret;
-use secretgate::verify::{verify_internal_header, Check, Expected, VerifyKeys};
+use secretgate::verify::{verify_internal_header, Check, Expected};
 
 #[derive(Parser)]
 #[command(
@@ -399,7 +399,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<String> {
         }
         None => None,
     };
-    let keys = VerifyKeys::new(&[SigningKey {
+    let keys = secretgate::verify::keys_of(&[SigningKey {
         id: args.kid,
         secret: Secret::new(key),
     }]);

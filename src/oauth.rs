@@ -69,30 +69,10 @@ impl fmt::Display for AuthMethod {
     }
 }
 
-/// The HMAC algorithms a `client_secret_jwt` assertion may use (RFC 7518 §3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    Hs256,
-    Hs384,
-    Hs512,
-}
-
-impl Algorithm {
-    pub const ALL: [Algorithm; 3] = [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512];
-
-    /// Exact, case-sensitive names (RFC 7518 §3.1): `hs256` is not `HS256`.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        Self::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Hs256 => "HS256",
-            Algorithm::Hs384 => "HS384",
-            Algorithm::Hs512 => "HS512",
-        }
-    }
-}
+/// The HMAC algorithms a `client_secret_jwt` assertion may use (RFC 7518 §3.2), and the
+/// algorithms with a public key (`private_key_jwt`, the asymmetric internal header): the
+/// verifier crate's names, so both sides spell them alike.
+pub use secretgate_verify::{Algorithm, AsymmetricAlgorithm};
 
 /// The kinds of endpoint the gateway tells apart, because the rules differ (`endpoints`):
 /// every kind but `Authorization` authenticates clients; the authorization endpoint is
@@ -315,11 +295,6 @@ mod tests {
             assert_eq!(AuthMethod::from_name(m.as_str()), Some(m));
         }
         assert_eq!(AuthMethod::from_name("Client_Secret_Basic"), None);
-        for a in Algorithm::ALL {
-            assert_eq!(Algorithm::from_name(a.name()), Some(a));
-        }
-        assert_eq!(Algorithm::from_name("hs256"), None);
-        assert_eq!(Algorithm::from_name("none"), None);
     }
 
     #[test]

@@ -148,7 +148,7 @@ mod tests {
     use crate::config::SigningKey;
     use crate::secret::Secret;
     use crate::testing::{self, *};
-    use crate::verify::{verify_internal_header, Expected, VerifyKeys};
+    use crate::verify::{verify_internal_header, Expected};
 
     type Seen = Arc<Mutex<Vec<(http::request::Parts, Bytes)>>>;
 
@@ -276,7 +276,7 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(values.len(), 1);
-        let keys = VerifyKeys::new(&[SigningKey {
+        let keys = crate::verify::keys_of(&[SigningKey {
             id: "k1".into(),
             secret: Secret::new(SIGNING_KEY),
         }]);

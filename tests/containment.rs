@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use secretgate::{verify_internal_header, Expected, VerifyError, VerifyKeys};
+use secretgate::{verify_internal_header, Expected, VerifyError};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -568,7 +568,7 @@ async fn a_query_on_a_protected_endpoint_is_refused_unless_allowed_and_then_sign
     assert_no_secret(&rec);
     assert_eq!(rec.uri.query(), Some("foo=bar"));
     let header = rec.headers[INTERNAL].to_str().unwrap().to_owned();
-    let keys = VerifyKeys::new(&rig.gw.config.internal_header.keys);
+    let keys = secretgate::verify::keys_of(&rig.gw.config.internal_header.keys);
     let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
     let expected = |query| Expected {
         now: Some(now()),
@@ -670,7 +670,7 @@ async fn a_connection_header_cannot_remove_the_internal_header() {
     let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
     let claims = verify_internal_header(
         values[0].to_str().unwrap(),
-        &VerifyKeys::new(&rig.gw.config.internal_header.keys),
+        &secretgate::verify::keys_of(&rig.gw.config.internal_header.keys),
         &Expected {
             now: Some(now()),
             ..Expected::request(

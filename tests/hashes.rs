@@ -32,7 +32,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use secretgate::hashes::{make_hash, HashAlgorithm, HashParams, StoredHash};
-use secretgate::{verify_internal_header, Expected, VerifyKeys};
+use secretgate::{verify_internal_header, Expected};
 use support::*;
 
 const INTERNAL: &str = "x-authenticated-client";
@@ -208,7 +208,7 @@ async fn assert_accepted(
     let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
     let claims = verify_internal_header(
         values[0].to_str().unwrap(),
-        &VerifyKeys::new(&gw.config.internal_header.keys),
+        &secretgate::verify::keys_of(&gw.config.internal_header.keys),
         &Expected {
             now: Some(now()),
             ..Expected::request(

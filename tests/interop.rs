@@ -119,7 +119,7 @@ async fn authlib(
 async fn authlib_gets_tokens_with_all_three_methods() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     let (gw, public) = gateway_for(upstream.addr).await;
-    let keys = secretgate::VerifyKeys::new(&gw.config.internal_header.keys);
+    let keys = secretgate::verify::keys_of(&gw.config.internal_header.keys);
     for (id, secret, method) in [
         (BASIC_ID, BASIC_SECRET, "client_secret_basic"),
         (POST_ID, POST_SECRET, "client_secret_post"),

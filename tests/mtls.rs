@@ -258,7 +258,7 @@ fn last_claims(gw: &Gateway, upstream: &RecordingUpstream) -> secretgate::Intern
         .iter()
         .collect();
     assert_eq!(values.len(), 1, "exactly one internal header");
-    let keys = secretgate::VerifyKeys::new(&gw.config.internal_header.keys);
+    let keys = secretgate::verify::keys_of(&gw.config.internal_header.keys);
     let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
     secretgate::verify_internal_header(
         values[0].to_str().unwrap(),

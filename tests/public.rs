@@ -18,7 +18,7 @@ mod support;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use secretgate::{verify_internal_header, Expected, VerifyKeys};
+use secretgate::{verify_internal_header, Expected};
 use support::*;
 
 const INTERNAL: &str = "x-authenticated-client";
@@ -96,7 +96,7 @@ impl Rig {
         assert_eq!(values.len(), 1, "exactly one internal header");
         verify_internal_header(
             values[0].to_str().unwrap(),
-            &VerifyKeys::new(&self.gw.config.internal_header.keys),
+            &secretgate::verify::keys_of(&self.gw.config.internal_header.keys),
             &Expected {
                 now: Some(now()),
                 ..Expected::request(

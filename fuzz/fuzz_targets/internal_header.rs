@@ -23,7 +23,7 @@ const NOW: i64 = 1_800_000_000;
 const BODY: &[u8] = b"grant_type=client_credentials&client_id=billing";
 
 fn keys(k0: [u8; 32], k1: [u8; 32]) -> VerifyKeys {
-    VerifyKeys::new(&[
+    secretgate::verify::keys_of(&[
         SigningKey {
             id: "k0".into(),
             secret: Secret::new(k0.to_vec()),

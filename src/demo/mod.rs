@@ -23,7 +23,6 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, SigningKey};
 use crate::secret::Secret;
 use crate::server::{Gateway, ServeError};
-use crate::verify::VerifyKeys;
 
 pub const BASIC_CLIENT: &str = "demo-basic";
 pub const POST_CLIENT: &str = "demo-post";
@@ -157,7 +156,7 @@ clients:
         listen = options.listen,
     );
     let config = Config::from_yaml(&yaml, files.dir.path())?;
-    let keys = VerifyKeys::new(&[SigningKey {
+    let keys = crate::verify::keys_of(&[SigningKey {
         id: "demo".into(),
         secret: Secret::new(key.into_bytes()),
     }]);

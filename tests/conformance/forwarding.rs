@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use secretgate::{verify_internal_header, Check, Expected, VerifyError, VerifyKeys};
+use secretgate::{verify_internal_header, Check, Expected, VerifyError};
 
 use crate::rig::*;
 use crate::support::*;
@@ -56,7 +56,7 @@ async fn f1_upstream_sees_no_secret_and_a_valid_internal_header() {
 /// The internal header is bound to its body, URL and key.
 fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
     let value = rec.headers[INTERNAL].to_str().unwrap();
-    let keys = VerifyKeys::new(&rig.gw.config.internal_header.keys);
+    let keys = secretgate::verify::keys_of(&rig.gw.config.internal_header.keys);
     let url = format!("{PUBLIC_URL}{path}");
     let base = Expected {
         now: Some(now()),
@@ -99,7 +99,7 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
         secret: secretgate::secret::Secret::new(b"another-key-0123456789abcdefghijk".to_vec()),
     }];
     assert_eq!(
-        verify_internal_header(value, &VerifyKeys::new(&wrong_key), &base),
+        verify_internal_header(value, &secretgate::verify::keys_of(&wrong_key), &base),
         Err(VerifyError::Signature)
     );
 }

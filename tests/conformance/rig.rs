@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 
-use secretgate::{verify_internal_header, Expected, VerifyKeys};
+use secretgate::{verify_internal_header, Expected};
 
 use crate::support::*;
 
@@ -238,7 +238,7 @@ impl Rig {
         let url = format!("{PUBLIC_URL}{path}");
         let claims = verify_internal_header(
             values[0].to_str().unwrap(),
-            &VerifyKeys::new(&self.gw.config.internal_header.keys),
+            &secretgate::verify::keys_of(&self.gw.config.internal_header.keys),
             &Expected {
                 now: Some(now()),
                 ..Expected::request(

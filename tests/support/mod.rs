@@ -488,7 +488,7 @@ pub fn verify_keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
             secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
         })
         .collect();
-    secretgate::VerifyKeys::new(&keys)
+    secretgate::verify::keys_of(&keys)
 }
 
 impl Client {
