@@ -1,6 +1,8 @@
 //! The admin listener (plain HTTP, its own port, meant for loopback or the pod network):
-//! `/healthz` (the process runs), `/readyz` (accepting traffic; false while draining) and
-//! `/metrics` (Prometheus text). It never sees client traffic or secrets.
+//! `/healthz` (the process runs), `/readyz` (accepting traffic; false while draining),
+//! `/metrics` (Prometheus text) and `/.well-known/jwks.json` (the public keys of the
+//! internal header, of the generation serving now). It never sees client traffic or
+//! secrets.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,8 +15,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use arc_swap::ArcSwap;
+
 use crate::auth::replay::ReplayStore;
 use crate::metrics::Metrics;
+use crate::reload::Generation;
 use crate::shutdown::Lifecycle;
 
 /// What the admin endpoints report on.
@@ -23,6 +28,8 @@ pub struct State {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
     pub replay: Arc<ReplayStore>,
+    /// The generation serving now (its JWK Set follows reloads).
+    pub current: Arc<ArcSwap<Generation>>,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -43,6 +50,22 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
+        "/.well-known/jwks.json" => {
+            let jwks = state.current.load().jwks.clone();
+            let mut res = text(StatusCode::OK, Bytes::copy_from_slice(jwks.as_bytes()));
+            let h = res.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            // Verifiers cache the set; a key is pre-published for at least this long
+            // before it signs (docs/design.md §5.3).
+            h.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("max-age=300"),
             );
             res
         }

@@ -171,6 +171,11 @@ pub enum AssertionRejection {
     MissingJti,
 }
 
+/// A signature could not be made (the provider refused; not expected to happen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("signing failed")]
+pub struct SignFailed;
+
 /// Too many failed authentications (RFC 6749 §2.3.1 brute-force protection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many failed authentications; retry after {retry_after:?}")]
@@ -213,7 +218,7 @@ pub enum GatewayError {
     #[error("protected request reached signing without an authenticated client")]
     NotAuthenticated,
     #[error("signing the internal header failed")]
-    Sign(#[source] serde_json::Error),
+    Sign(#[source] SignFailed),
     #[error("upstream unreachable or failed")]
     UpstreamUnavailable(#[source] BoxError),
     #[error("upstream did not answer within {0:?}")]

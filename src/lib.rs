@@ -32,6 +32,7 @@ pub mod demo;
 pub mod error;
 pub mod hashes;
 pub mod jws;
+pub mod keys;
 pub mod lenient;
 pub mod limit;
 pub mod logline;

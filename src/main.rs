@@ -399,10 +399,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<String> {
         }
         None => None,
     };
-    let keys = secretgate::verify::keys_of(&[SigningKey {
-        id: args.kid,
-        secret: Secret::new(key),
-    }]);
+    let keys = secretgate::verify::keys_of(&[SigningKey::hmac(args.kid, Secret::new(key))]);
     let check = |v| {
         if args.unbound {
             Check::Skip

@@ -52,6 +52,8 @@ pub struct Generation {
     stacks: Vec<Stack>,
     /// HTTP/1.1 and HTTP/2 connection settings, for new connections.
     pub http: Arc<HttpSettings>,
+    /// The public keys of the internal header, as served at `/.well-known/jwks.json`.
+    pub jwks: Arc<str>,
 }
 
 impl Generation {
@@ -212,10 +214,12 @@ impl Shared {
         let http = HttpSettings { h1, h2 };
         self.metrics
             .set_client_id_label(config.metrics.client_id_label);
+        let jwks = crate::sign::jwks(&config.internal_header.keys).into();
         Ok(Generation {
             config,
             stacks,
             http: Arc::new(http),
+            jwks,
         })
     }
 }
@@ -343,8 +347,25 @@ impl Reloader {
         self.shared
             .client_certs
             .set(generation.config.tls.client_auth.is_some());
+        publish_jwks(&generation);
         self.current.store(Arc::new(generation));
         Ok(())
+    }
+}
+
+/// Writes the generation's JWK Set to `internal_header.jwks_file`, if set, for upstreams
+/// that read keys from a shared volume: to a temporary file in the same directory, then
+/// renamed over it, so a reader never sees half a set. A failure is logged; the keys are
+/// still served by the admin listener.
+pub fn publish_jwks(generation: &Generation) {
+    let Some(path) = &generation.config.internal_header.jwks_file else {
+        return;
+    };
+    let tmp = path.with_extension("tmp-secretgate");
+    let written =
+        std::fs::write(&tmp, generation.jwks.as_bytes()).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "cannot write internal_header.jwks_file");
     }
 }
 

@@ -1,6 +1,7 @@
 //! The signed internal header: how the upstream learns who authenticated and how.
 //!
-//! Value: a compact JWS (jws.rs), HS256, header `{"alg":"HS256","typ":"JWT","kid":...}`,
+//! Value: a compact JWS (jws.rs), HS256 with a shared key or ES256 / EdDSA with a private
+//! key (keys.rs), header `{"alg":…,"typ":"JWT","kid":...}`,
 //! claims `iss aud sub client_id auth_method iat exp jti htm htu body_sha256`, and `cnf`
 //! with `x5t#S256` when the client presented a verified certificate (RFC 8705 §3)
 //! (docs/design.md §5). `body_sha256` binds the header to the exact forwarded body and
@@ -25,10 +26,11 @@ use tower::{Layer, Service};
 use crate::auth::Authenticated;
 use crate::body::Body;
 use crate::clock::Clock;
-use crate::config::{InternalHeaderConfig, SigningKey};
-use crate::error::GatewayError;
+use crate::config::{InternalHeaderConfig, KeyMaterial, SigningKey};
+use crate::error::{GatewayError, SignFailed};
 use crate::jws::{self, HmacKey};
-use crate::oauth::Algorithm;
+use crate::keys::PrivateKey;
+use crate::oauth::{Algorithm, AsymmetricAlgorithm};
 use crate::route::Protected;
 
 /// The claims as serde would write them: the reference the hand-written claims (`claims`
@@ -69,14 +71,29 @@ struct JoseHeader<'a> {
     kid: &'a str,
 }
 
-/// The HS256 key state for one internal-header key.
-pub(crate) fn hmac_key(key: &SigningKey) -> HmacKey {
-    HmacKey::new(Algorithm::Hs256, key.secret.expose())
+/// How the signing key signs: a prepared HMAC state, or a private key. One per
+/// configuration, so its size does not matter; boxing the HMAC state would cost an
+/// indirection on every signature.
+#[allow(clippy::large_enum_variant)]
+enum SignWith {
+    Hmac(HmacKey),
+    Private(AsymmetricAlgorithm, Arc<PrivateKey>),
 }
 
-fn jose_prefix(kid: &str) -> String {
+impl SignWith {
+    fn of(key: &SigningKey) -> SignWith {
+        match &key.material {
+            KeyMaterial::Hmac(secret) => {
+                SignWith::Hmac(HmacKey::new(Algorithm::Hs256, secret.expose()))
+            }
+            KeyMaterial::Private { alg, key } => SignWith::Private(*alg, key.clone()),
+        }
+    }
+}
+
+fn jose_prefix(alg: &str, kid: &str) -> String {
     let header = serde_json::to_vec(&JoseHeader {
-        alg: "HS256",
+        alg,
         typ: "JWT",
         kid,
     })
@@ -104,7 +121,7 @@ pub struct Signer {
     header_prefix: String,
     /// `{"iss":…,"aud":…,"sub":`, computed once.
     claims_prefix: String,
-    key: HmacKey,
+    key: SignWith,
     clock: Clock,
 }
 
@@ -119,18 +136,20 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// `None` when no key is configured (config validation prevents that).
+    /// `None` when no key signs (config validation prevents that).
     pub fn new(cfg: &InternalHeaderConfig, public_url: &str, clock: Clock) -> Option<Signer> {
-        let key = cfg.keys.first()?;
+        // The first key without `publish_only` signs; the others are published or shared
+        // for verification only (docs/design.md §5.3).
+        let key = cfg.signing_key()?;
         Some(Signer {
             name: cfg.name.clone(),
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             ttl_secs: cfg.ttl.as_secs() as i64,
             public_url: public_url.to_owned(),
-            header_prefix: jose_prefix(&key.id),
+            header_prefix: jose_prefix(key.algorithm(), &key.id),
             claims_prefix: claims_prefix(&cfg.issuer, &cfg.audience),
-            key: hmac_key(key),
+            key: SignWith::of(key),
             clock,
         })
     }
@@ -146,7 +165,7 @@ impl Signer {
         method: &str,
         path: &str,
         query: Option<&str>,
-    ) -> Result<String, serde_json::Error> {
+    ) -> Result<String, SignFailed> {
         self.sign_at(who, method, path, query, self.clock.now())
     }
 
@@ -159,15 +178,22 @@ impl Signer {
         path: &str,
         query: Option<&str>,
         now: i64,
-    ) -> Result<String, serde_json::Error> {
+    ) -> Result<String, SignFailed> {
         let mut jti = [0u8; 16];
         rand::rng().fill_bytes(&mut jti);
         let claims = self.claims(who, method, path, query, now, &jti);
-        Ok(jws::sign_with_prefix(
-            &self.header_prefix,
-            claims.as_bytes(),
-            &self.key,
-        ))
+        match &self.key {
+            SignWith::Hmac(key) => Ok(jws::sign_with_prefix(
+                &self.header_prefix,
+                claims.as_bytes(),
+                key,
+            )),
+            SignWith::Private(alg, key) => {
+                jws::complete(&self.header_prefix, claims.as_bytes(), |input| {
+                    key.sign(*alg, input)
+                })
+            }
+        }
     }
 
     /// The claims JSON, written directly (serde's serializer took a third of the signing
@@ -215,6 +241,20 @@ impl Signer {
         out.push('}');
         out
     }
+}
+
+/// The JWK Set (RFC 7517 §5) of the asymmetric internal-header keys: each key's public
+/// half with `kid`, `alg` and `use: sig`, publish_only ones included. Never an HMAC key
+/// (it would be the shared secret itself), never private material.
+pub fn jwks(keys: &[SigningKey]) -> String {
+    let published: Vec<serde_json::Value> = keys
+        .iter()
+        .filter_map(|k| match &k.material {
+            KeyMaterial::Private { alg, key } => key.public_jwk(&k.id, *alg),
+            KeyMaterial::Hmac(_) => None,
+        })
+        .collect();
+    serde_json::json!({ "keys": published }).to_string()
 }
 
 #[derive(Debug, Clone)]
@@ -407,7 +447,7 @@ mod tests {
 
     #[test]
     fn jose_header_is_the_documented_one() {
-        let prefix = jose_prefix("k1");
+        let prefix = jose_prefix("HS256", "k1");
         let json = jws::decode(prefix.trim_end_matches('.')).unwrap();
         assert_eq!(json, br#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#);
     }

@@ -276,10 +276,7 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(values.len(), 1);
-        let keys = crate::verify::keys_of(&[SigningKey {
-            id: "k1".into(),
-            secret: Secret::new(SIGNING_KEY),
-        }]);
+        let keys = crate::verify::keys_of(&[SigningKey::hmac("k1", Secret::new(SIGNING_KEY))]);
         let claims = verify_internal_header(
             values[0].to_str().unwrap(),
             &keys,

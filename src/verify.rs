@@ -9,13 +9,19 @@ pub use secretgate_verify::{
     VerifyKeys,
 };
 
-use crate::config::SigningKey;
+use crate::config::{KeyMaterial, SigningKey};
 
-/// The keys a verifier of this gateway's headers holds: each key's HS256 secret.
+/// The keys a verifier of this gateway's headers holds: each HS256 key's secret, and each
+/// asymmetric key's public half, pinned to its algorithm.
 pub fn keys_of(keys: &[SigningKey]) -> VerifyKeys {
-    keys.iter().fold(VerifyKeys::new(), |acc, k| {
-        acc.hmac(k.id.clone(), k.secret.expose())
-    })
+    keys.iter()
+        .fold(VerifyKeys::new(), |acc, k| match &k.material {
+            KeyMaterial::Hmac(secret) => acc.hmac(k.id.clone(), secret.expose()),
+            KeyMaterial::Private { alg, key } => match key.public_key() {
+                Some(public) => acc.public(k.id.clone(), *alg, public),
+                None => acc,
+            },
+        })
 }
 
 #[cfg(test)]
@@ -33,10 +39,7 @@ mod tests {
     use std::time::Duration;
 
     fn key(id: &str, fill: u8) -> SigningKey {
-        SigningKey {
-            id: id.into(),
-            secret: Secret::new(vec![fill; 32]),
-        }
+        SigningKey::hmac(id, Secret::new(vec![fill; 32]))
     }
 
     fn signer(keys: Vec<SigningKey>) -> Signer {
@@ -47,6 +50,7 @@ mod tests {
                 audience: "legacy".into(),
                 ttl: Duration::from_secs(30),
                 keys,
+                jwks_file: None,
             },
             "https://auth.example.com",
             Clock::system(),

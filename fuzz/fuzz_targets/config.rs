@@ -127,11 +127,15 @@ fuzz_target!(|data: &[u8]| {
     let keys = &config.internal_header.keys;
     assert!(!keys.is_empty());
     let mut kids = HashSet::new();
+    assert!(
+        config.internal_header.signing_key().is_some(),
+        "no key signs"
+    );
     for k in keys {
-        assert!(
-            k.secret.len() >= MIN_HMAC_KEY_LEN,
-            "short signing key accepted"
-        );
+        if let secretgate::config::KeyMaterial::Hmac(secret) = &k.material {
+            assert!(secret.len() >= MIN_HMAC_KEY_LEN, "short signing key accepted");
+            assert!(!k.publish_only, "a publish_only HS256 key accepted");
+        }
         assert!(kids.insert(k.id.as_str()), "key id used twice");
     }
 });

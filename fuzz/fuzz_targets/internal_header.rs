@@ -24,14 +24,8 @@ const BODY: &[u8] = b"grant_type=client_credentials&client_id=billing";
 
 fn keys(k0: [u8; 32], k1: [u8; 32]) -> VerifyKeys {
     secretgate::verify::keys_of(&[
-        SigningKey {
-            id: "k0".into(),
-            secret: Secret::new(k0.to_vec()),
-        },
-        SigningKey {
-            id: "k1".into(),
-            secret: Secret::new(k1.to_vec()),
-        },
+        SigningKey::hmac("k0", Secret::new(k0.to_vec())),
+        SigningKey::hmac("k1", Secret::new(k1.to_vec())),
     ])
 }
 

@@ -11,6 +11,7 @@
 //! runtime things built from them (the upstream client, the throttle) keep the plain name.
 
 mod clients;
+mod keys;
 pub mod path;
 mod raw;
 mod secret_source;
@@ -326,15 +327,58 @@ pub struct InternalHeaderConfig {
     pub issuer: String,
     pub audience: String,
     pub ttl: Duration,
-    /// The first key signs; all are accepted by verifiers during rotation.
+    /// The first key without `publish_only` signs; all are accepted by verifiers during
+    /// rotation, and the asymmetric ones are published.
     pub keys: Vec<SigningKey>,
+    /// Where the JWK Set of the asymmetric keys is also written after each (re)load.
+    pub jwks_file: Option<PathBuf>,
+}
+
+impl InternalHeaderConfig {
+    /// The key that signs: the first without `publish_only`.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| !k.publish_only)
+    }
 }
 
 /// One internal-header key.
 #[derive(Debug, Clone)]
 pub struct SigningKey {
     pub id: String,
-    pub secret: Secret,
+    pub material: KeyMaterial,
+    /// Published, never used to sign (to pre-publish the next key).
+    pub publish_only: bool,
+}
+
+/// What an internal-header key is.
+#[derive(Debug, Clone)]
+pub enum KeyMaterial {
+    /// HS256: a key shared with the upstream (at least 32 bytes).
+    Hmac(Secret),
+    /// ES256 or EdDSA: a private key; the upstream holds the public half.
+    Private {
+        alg: crate::oauth::AsymmetricAlgorithm,
+        key: Arc<crate::keys::PrivateKey>,
+    },
+}
+
+impl SigningKey {
+    /// An HS256 key.
+    pub fn hmac(id: impl Into<String>, secret: Secret) -> SigningKey {
+        SigningKey {
+            id: id.into(),
+            material: KeyMaterial::Hmac(secret),
+            publish_only: false,
+        }
+    }
+
+    /// The JWS `alg` this key signs with.
+    pub fn algorithm(&self) -> &'static str {
+        match &self.material {
+            KeyMaterial::Hmac(_) => "HS256",
+            KeyMaterial::Private { alg, .. } => alg.name(),
+        }
+    }
 }
 
 /// `limits`.

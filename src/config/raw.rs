@@ -168,12 +168,15 @@ pub(super) struct RawInternalHeader {
     pub audience: Option<String>,
     pub ttl: Option<String>,
     pub keys: Option<Vec<RawKey>>,
+    pub jwks_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKey {
     pub id: Option<String>,
+    pub algorithm: Option<String>,
+    pub publish_only: Option<bool>,
     pub file: Option<String>,
     pub env: Option<String>,
     pub value: Option<String>,

@@ -5,13 +5,11 @@
 //! shapes (a required key, a duration, a word from a closed set, exactly one of several
 //! keys) are written once, below, and used by every section.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
 use rustls::sign::CertifiedKey;
 
 use super::raw::*;
@@ -589,97 +587,6 @@ impl Validator<'_> {
         assertion
     }
 
-    fn internal_header(&mut self, raw: Option<RawInternalHeader>) -> Option<InternalHeaderConfig> {
-        let raw = self.required(raw, "internal_header").unwrap_or_default();
-        let name_text = raw
-            .name
-            .unwrap_or_else(|| "x-authenticated-client".to_owned());
-        let name = HeaderName::from_bytes(name_text.as_bytes())
-            .map_err(|_| {
-                self.problem(
-                    "internal_header.name",
-                    format!("`{name_text}` is not a header name"),
-                )
-            })
-            .ok();
-        let issuer = raw.issuer.unwrap_or_else(|| "secretgate".to_owned());
-        let audience = raw
-            .audience
-            .unwrap_or_else(|| "legacy-token-service".to_owned());
-        let ttl = self.duration(raw.ttl, "internal_header.ttl", secs(30));
-        if ttl < secs(1) {
-            self.problem("internal_header.ttl", "must be at least 1s");
-        }
-        let raw_keys = self
-            .required(raw.keys, "internal_header.keys")
-            .unwrap_or_default();
-        let mut keys = Vec::new();
-        let mut ids = HashSet::new();
-        for (i, key) in raw_keys.into_iter().enumerate() {
-            let path = format!("internal_header.keys[{i}]");
-            if let Some(k) = self.signing_key(key, &path, &mut ids) {
-                keys.push(k);
-            }
-        }
-        if keys.is_empty() && !self.has_problem_under("internal_header.keys") {
-            self.problem("internal_header.keys", "list at least one key");
-        }
-        Some(InternalHeaderConfig {
-            name: name?,
-            issuer,
-            audience,
-            ttl,
-            keys,
-        })
-    }
-
-    fn signing_key(
-        &mut self,
-        raw: RawKey,
-        path: &str,
-        ids: &mut HashSet<String>,
-    ) -> Option<SigningKey> {
-        let id = match raw.id {
-            Some(id) if !id.is_empty() && id.bytes().all(is_kid_byte) => Some(id),
-            Some(_) => {
-                self.problem(format!("{path}.id"), "use letters, digits, `-`, `_` or `.`");
-                None
-            }
-            None => {
-                self.problem(format!("{path}.id"), "required key is missing");
-                None
-            }
-        };
-        if let Some(id) = &id {
-            if !ids.insert(id.clone()) {
-                self.problem(format!("{path}.id"), format!("key id `{id}` is used twice"));
-            }
-        }
-        let source = RawSecretSource {
-            hash: None,
-            hash_file: None,
-            file: raw.file,
-            env: raw.env,
-            value: raw.value,
-        };
-        let secret = self.secret(source, path);
-        if let Some(s) = &secret {
-            if s.len() < MIN_HMAC_KEY_LEN {
-                self.problem(
-                    path,
-                    format!(
-                        "key is {} bytes; HS256 needs at least {MIN_HMAC_KEY_LEN}",
-                        s.len()
-                    ),
-                );
-            }
-        }
-        Some(SigningKey {
-            id: id?,
-            secret: secret?,
-        })
-    }
-
     fn size(&mut self, value: Option<String>, path: &str, default: usize, min: usize) -> usize {
         let Some(text) = value else {
             return default;
@@ -822,10 +729,6 @@ impl Validator<'_> {
         }
         reload
     }
-}
-
-fn is_kid_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
 fn parse_upstream_url(url: &str) -> Result<http::uri::Authority, String> {

@@ -156,10 +156,7 @@ clients:
         listen = options.listen,
     );
     let config = Config::from_yaml(&yaml, files.dir.path())?;
-    let keys = crate::verify::keys_of(&[SigningKey {
-        id: "demo".into(),
-        secret: Secret::new(key.into_bytes()),
-    }]);
+    let keys = crate::verify::keys_of(&[SigningKey::hmac("demo", Secret::new(key.into_bytes()))]);
     let service = tokio::spawn(token_service::serve(
         upstream,
         token_service::Trust {

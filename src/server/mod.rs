@@ -78,6 +78,7 @@ impl Gateway {
             ReloadError::NoSigningKey => ServeError::NoSigningKey,
             other => ServeError::Generation(other),
         })?;
+        crate::reload::publish_jwks(&generation);
         Ok(Gateway {
             tls,
             current: Arc::new(ArcSwap::from_pointee(generation)),
@@ -169,6 +170,7 @@ impl Gateway {
                     lifecycle: self.lifecycle.clone(),
                     metrics: self.shared.metrics.clone(),
                     replay: self.shared.replay.clone(),
+                    current: self.current.clone(),
                 },
             )
         });

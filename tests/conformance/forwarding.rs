@@ -94,10 +94,10 @@ fn check_binding(rig: &Rig, rec: &Recorded, path: &str) {
         ),
         Err(VerifyError::Url)
     );
-    let wrong_key = [secretgate::config::SigningKey {
-        id: rig.gw.config.internal_header.keys[0].id.clone(),
-        secret: secretgate::secret::Secret::new(b"another-key-0123456789abcdefghijk".to_vec()),
-    }];
+    let wrong_key = [secretgate::config::SigningKey::hmac(
+        rig.gw.config.internal_header.keys[0].id.clone(),
+        secretgate::secret::Secret::new(b"another-key-0123456789abcdefghijk".to_vec()),
+    )];
     assert_eq!(
         verify_internal_header(value, &secretgate::verify::keys_of(&wrong_key), &base),
         Err(VerifyError::Signature)

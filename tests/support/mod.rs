@@ -483,9 +483,11 @@ where
 pub fn verify_keys(list: &[(&str, &str)]) -> secretgate::VerifyKeys {
     let keys: Vec<_> = list
         .iter()
-        .map(|(id, k)| secretgate::config::SigningKey {
-            id: (*id).into(),
-            secret: secretgate::secret::Secret::new(k.as_bytes().to_vec()),
+        .map(|(id, k)| {
+            secretgate::config::SigningKey::hmac(
+                *id,
+                secretgate::secret::Secret::new(k.as_bytes().to_vec()),
+            )
         })
         .collect();
     secretgate::verify::keys_of(&keys)
