@@ -3,11 +3,12 @@
 //!
 //! `workers` threads, each with its own event loop, accept from one socket. Per connection
 //! (connection.rs): the connection cap → TLS handshake (bounded by
-//! `limits.header_read_timeout`) → hyper-util `auto` connection (HTTP/1.1 or HTTP/2 as
-//! ALPN chose; HTTP/1 header reads bounded too) → the stack; idle connections are closed
-//! after `limits.idle_timeout`. On shutdown: stop accepting, mark not-ready, ask every
-//! connection to finish gracefully (HTTP/1 closes after the in-flight response, HTTP/2
-//! sends GOAWAY) and wait up to `shutdown_grace`.
+//! `limits.header_read_timeout`) → hyper's HTTP/1.1 or HTTP/2 connection as ALPN chose
+//! (HTTP/1 heads timed and hyper's own refusals replaced by the gateway's: head.rs,
+//! refusal.rs) → the stack; idle connections are closed after `limits.idle_timeout`, and
+//! every connection closes by lingering (linger.rs). On shutdown: stop accepting, mark
+//! not-ready, ask every connection to finish gracefully (HTTP/1 closes after the in-flight
+//! response, HTTP/2 sends GOAWAY) and wait up to `shutdown_grace`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ use crate::shutdown::Lifecycle;
 use crate::tls::{self, TlsError};
 
 mod connection;
+mod head;
+mod linger;
+mod refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -292,6 +296,7 @@ impl Worker {
             current: current.clone(),
             metrics,
             slots,
+            ids: crate::trace::MakeId::default(),
         });
         // Every connection task holds a sender; when all are gone, the drain is done.
         let (alive, mut ended) = tokio::sync::mpsc::channel::<()>(1);
