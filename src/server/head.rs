@@ -115,7 +115,7 @@ enum Phase {
 
 /// Why the connection stopped, as far as this IO saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub enum Stopped {
     /// hyper wrote its own answer to a head (swallowed); the first bytes of its status line.
     Refused([u8; STATUS_LINE], usize),
     /// A head started and did not complete in time.
@@ -128,18 +128,18 @@ pub enum Ending {
 /// `HTTP/1.1 431`: enough of hyper's status line to read the code.
 const STATUS_LINE: usize = 12;
 
-impl Ending {
+impl Stopped {
     /// What the gateway answers instead, if anything.
     pub fn refusal(&self) -> Option<HeadRefusal> {
         match self {
-            Ending::Refused(line, len) => Some(match line.get(9..*len.min(&STATUS_LINE)) {
+            Stopped::Refused(line, len) => Some(match line.get(9..*len.min(&STATUS_LINE)) {
                 Some(b"431") => HeadRefusal::TooLarge,
                 Some(b"414") => HeadRefusal::UriTooLong,
                 // 400, hyper's answer to every other head it cannot parse.
                 _ => HeadRefusal::Malformed,
             }),
-            Ending::HeadTimedOut => Some(HeadRefusal::Timeout),
-            Ending::Idle => None,
+            Stopped::HeadTimedOut => Some(HeadRefusal::Timeout),
+            Stopped::Idle => None,
         }
     }
 }
@@ -158,7 +158,7 @@ pub struct HeadGuard<S> {
     timer: Pin<Box<Sleep>>,
     /// When the current head started, for the refusal's latency.
     head_began: Instant,
-    ending: Option<Ending>,
+    stopped: Option<Stopped>,
 }
 
 impl<S> HeadGuard<S> {
@@ -174,14 +174,14 @@ impl<S> HeadGuard<S> {
             timeouts,
             timer: Box::pin(tokio::time::sleep_until(now + timeouts.head)),
             head_began: now,
-            ending: None,
+            stopped: None,
         }
     }
 
     /// The stream, how the connection ended (if this IO saw it end), and when the last head
     /// started.
-    pub fn into_parts(self) -> (S, Option<Ending>, Instant) {
-        (self.io, self.ending, self.head_began)
+    pub fn into_parts(self) -> (S, Option<Stopped>, Instant) {
+        (self.io, self.stopped, self.head_began)
     }
 
     fn quiet(&self) -> bool {
@@ -203,23 +203,23 @@ impl<S> HeadGuard<S> {
 
     /// Takes hyper's own answer to a head instead of sending it.
     fn swallow(&mut self, buf: &[u8]) {
-        match &mut self.ending {
-            Some(Ending::Refused(line, len)) => {
+        match &mut self.stopped {
+            Some(Stopped::Refused(line, len)) => {
                 let take = (STATUS_LINE - *len).min(buf.len());
                 line[*len..*len + take].copy_from_slice(&buf[..take]);
                 *len += take;
             }
-            ending => {
+            stopped => {
                 let mut line = [0; STATUS_LINE];
                 let take = STATUS_LINE.min(buf.len());
                 line[..take].copy_from_slice(&buf[..take]);
-                *ending = Some(Ending::Refused(line, take));
+                *stopped = Some(Stopped::Refused(line, take));
             }
         }
     }
 
     fn refused(&self) -> bool {
-        matches!(self.ending, Some(Ending::Refused(..)))
+        matches!(self.stopped, Some(Stopped::Refused(..)))
     }
 }
 
@@ -230,10 +230,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.ending {
+        match this.stopped {
             // Once given up on, the answer stays the same.
-            Some(Ending::Idle) => return Poll::Ready(Ok(())),
-            Some(Ending::HeadTimedOut) => return Poll::Ready(Err(timed_out())),
+            Some(Stopped::Idle) => return Poll::Ready(Ok(())),
+            Some(Stopped::HeadTimedOut) => return Poll::Ready(Err(timed_out())),
             _ => {}
         }
         this.track();
@@ -258,12 +258,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
                 if this.phase == Phase::Waiting {
                     // No request came: an end of input, which hyper takes as the client
                     // closing an idle connection (no answer is owed).
-                    this.ending = Some(Ending::Idle);
+                    this.stopped = Some(Stopped::Idle);
                     Poll::Ready(Ok(()))
                 } else {
                     // A head started and stalled: hyper gives up on it without answering,
                     // the connection answers 408 (refusal.rs).
-                    this.ending = Some(Ending::HeadTimedOut);
+                    this.stopped = Some(Stopped::HeadTimedOut);
                     Poll::Ready(Err(timed_out()))
                 }
             }
@@ -367,12 +367,12 @@ mod tests {
             .await
             .unwrap();
         g.flush().await.unwrap();
-        let (io, ending, _) = g.into_parts();
+        let (io, stopped, _) = g.into_parts();
         drop(io);
         let mut sent = Vec::new();
         peer.read_to_end(&mut sent).await.unwrap();
         assert!(sent.is_empty(), "nothing reached the peer: {sent:?}");
-        assert_eq!(ending.unwrap().refusal(), Some(HeadRefusal::TooLarge));
+        assert_eq!(stopped.unwrap().refusal(), Some(HeadRefusal::TooLarge));
     }
 
     #[tokio::test]
@@ -391,7 +391,7 @@ mod tests {
         g.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             .await
             .unwrap();
-        let (io, ending, _) = g.into_parts();
+        let (io, stopped, _) = g.into_parts();
         drop(io);
         let mut sent = Vec::new();
         peer.read_to_end(&mut sent).await.unwrap();
@@ -399,7 +399,7 @@ mod tests {
             sent,
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
         );
-        assert_eq!(ending.unwrap().refusal(), Some(HeadRefusal::Malformed));
+        assert_eq!(stopped.unwrap().refusal(), Some(HeadRefusal::Malformed));
     }
 
     #[tokio::test(start_paused = true)]
@@ -433,8 +433,8 @@ mod tests {
             Duration::from_secs(35),
             "5 s from the first byte"
         );
-        let (_, ending, _) = g.into_parts();
-        assert_eq!(ending.unwrap().refusal(), Some(HeadRefusal::Timeout));
+        let (_, stopped, _) = g.into_parts();
+        assert_eq!(stopped.unwrap().refusal(), Some(HeadRefusal::Timeout));
     }
 
     #[tokio::test(start_paused = true)]
@@ -450,9 +450,9 @@ mod tests {
         let mut buf = [0; 16];
         assert_eq!(g.read(&mut buf).await.unwrap(), 0, "end of input");
         assert_eq!(start.elapsed(), Duration::from_secs(60));
-        let (_, ending, _) = g.into_parts();
-        assert_eq!(ending, Some(Ending::Idle));
-        assert_eq!(ending.unwrap().refusal(), None);
+        let (_, stopped, _) = g.into_parts();
+        assert_eq!(stopped, Some(Stopped::Idle));
+        assert_eq!(stopped.unwrap().refusal(), None);
     }
 
     #[tokio::test(start_paused = true)]
