@@ -15,16 +15,15 @@
 # connections answered), after the hold, then 1/2/5/10 s after closing them all.
 # Results: the JSON and a summary on stdout, one line appended to $OUT_DIR/idle.md.
 #
-# limits.header_read_timeout is set to IDLE_TIMEOUT: hyper's HTTP/1 header-read timer also
-# runs while a kept-alive connection waits for its next request, so with the default (5s)
-# the gateway closes idle connections after 5 s and the hold would measure nothing.
+# limits.keepalive_timeout is set to IDLE_TIMEOUT (and idle_timeout with it), so that the
+# gateway keeps the idle connections through the hold.
 #
 # Settings (environment):
 #   CONNECTIONS=1000 HOLD=5 (s)   idle connections and how long they stay idle
 #   WORKERS=2                     secretgate's `workers`
 #   CONCURRENCY=50                connections being set up at once (bounds the number of
 #                                 upstream connections the gateway's pool opens)
-#   IDLE_TIMEOUT=HOLD+60s         limits.header_read_timeout (see above)
+#   IDLE_TIMEOUT=HOLD+60s         limits.keepalive_timeout and idle_timeout (see above)
 #   PORT_BASE=18180               ports PORT_BASE (upstream), +1 (secretgate), +2 (admin)
 #   BIN=target/release/secretgate the binary to measure (a BIN from elsewhere: no build;
 #                                 the commit recorded is that of the repo holding BIN)
@@ -155,7 +154,8 @@ endpoints: { token: ["/oauth2/token"] }
 unprotected: forward
 workers: $WORKERS
 limits:
-  header_read_timeout: $IDLE_TIMEOUT
+  keepalive_timeout: $IDLE_TIMEOUT
+  idle_timeout: $IDLE_TIMEOUT
 internal_header:
   keys:
     - id: k1

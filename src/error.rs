@@ -84,6 +84,21 @@ pub enum PkceError {
     RequestObject,
 }
 
+/// A request head refused before it became a request (docs/design.md §3.1, §8.7): hyper
+/// could not parse it (its own `400`, `414` and `431`, replaced by the gateway's), it did
+/// not arrive in time, or an HTTP/2 header list is over `limits.max_header_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadRefusal {
+    #[error("request head over limits.max_header_size")]
+    TooLarge,
+    #[error("request target too long")]
+    UriTooLong,
+    #[error("malformed request head")]
+    Malformed,
+    #[error("request head not received within limits.header_read_timeout")]
+    Timeout,
+}
+
 /// Why authentication failed. Logged (fixed text), never sent: the client always sees the
 /// same `401 invalid_client` whatever the reason (RFC 6749 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -223,6 +238,8 @@ pub enum GatewayError {
     UpstreamUnavailable(#[source] BoxError),
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    #[error("request head refused")]
+    Head(#[source] HeadRefusal),
 }
 
 impl GatewayError {
@@ -296,6 +313,32 @@ fn pkce_row(e: PkceError) -> Row {
         RequestObject => "The request object cannot be read or names another client.",
     };
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
+}
+
+fn head_row(e: HeadRefusal) -> Row {
+    match e {
+        // RFC 6585 §5.
+        HeadRefusal::TooLarge => row(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            INVALID_REQUEST,
+            "The request header fields are too large.",
+        ),
+        HeadRefusal::UriTooLong => row(
+            StatusCode::URI_TOO_LONG,
+            INVALID_REQUEST,
+            "The request target is too long.",
+        ),
+        HeadRefusal::Malformed => row(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "The request head is malformed.",
+        ),
+        HeadRefusal::Timeout => row(
+            StatusCode::REQUEST_TIMEOUT,
+            INVALID_REQUEST,
+            "The request head was not received in time.",
+        ),
+    }
 }
 
 /// The error table (docs/design.md §3). No catch-all arm: a new variant must be placed here.
@@ -373,6 +416,7 @@ fn table(e: &GatewayError) -> Row {
             UNAVAILABLE,
             "The token service did not answer in time.",
         ),
+        GatewayError::Head(h) => head_row(*h),
     }
 }
 
@@ -505,6 +549,22 @@ mod tests {
                 (r.status, r.error),
                 (StatusCode::BAD_REQUEST, INVALID_REQUEST)
             );
+        }
+    }
+
+    #[test]
+    fn head_refusals_have_their_status_and_json_safe_text() {
+        use HeadRefusal::*;
+        for (e, status) in [
+            (TooLarge, 431),
+            (UriTooLong, 414),
+            (Malformed, 400),
+            (Timeout, 408),
+        ] {
+            let r = head_row(e);
+            assert_eq!(r.status.as_u16(), status, "{e:?}");
+            assert_eq!(r.error, INVALID_REQUEST);
+            assert!(!r.description.contains(['"', '\\']));
         }
     }
 }

@@ -196,19 +196,25 @@ impl Shared {
             })
             .collect();
         let limits = &config.limits;
-        // HTTP/1.1: a request head that does not fit in `max_header_size` is answered 431 by
-        // hyper (the read buffer is the bound), and a head, including the wait for the next
-        // one on a kept-alive connection, must arrive within `header_read_timeout`.
+        // HTTP/1.1: a request head that does not fit in `max_header_size` is refused by
+        // hyper (the read buffer is the bound) and answered by the gateway (server/head.rs,
+        // server/refusal.rs). The wait for a head and the head itself are timed by the
+        // connection (keepalive_timeout, header_read_timeout, server/head.rs); hyper's own
+        // head timer, which runs over both, is a backstop behind them.
         let mut h1 = hyper::server::conn::http1::Builder::new();
         h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(limits.keepalive_timeout + limits.header_read_timeout)
             .max_buf_size(limits.max_header_size);
-        // HTTP/2: the same bound on the header list, and pings so that a peer that is gone
-        // is noticed; `idle_timeout` (server/connection.rs) closes connections with nothing
-        // in flight.
+        // HTTP/2: h2 decodes header lists up to twice `max_header_size` (its memory bound,
+        // advertised as SETTINGS_MAX_HEADER_LIST_SIZE), so that a list over
+        // `max_header_size` reaches the stack and gets the gateway's own 431 (head.rs);
+        // beyond that h2 answers on its own. Pings, so that a peer that is gone is
+        // noticed; `idle_timeout` (server/connection.rs) closes connections with nothing in
+        // flight.
+        let h2_header_list = limits.max_header_size.saturating_mul(2);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+            .max_header_list_size(u32::try_from(h2_header_list).unwrap_or(u32::MAX))
             .keep_alive_interval(limits.idle_timeout / 2)
             .keep_alive_timeout(limits.header_read_timeout);
         let http = HttpSettings { h1, h2 };

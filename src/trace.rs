@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use http::Request;
@@ -44,12 +44,17 @@ impl Default for MakeId {
     }
 }
 
+impl MakeId {
+    /// The next id.
+    pub fn make(&self) -> Option<HeaderValue> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{}-{n:x}", self.prefix)).ok()
+    }
+}
+
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        self.make().map(RequestId::new)
     }
 }
 
@@ -247,33 +252,90 @@ impl Record {
         } else {
             "response"
         };
-        // One line per request; a failure of the gateway's own (5xx it wrote) at WARN, so
-        // that a `warn` filter still shows it.
-        macro_rules! access {
-            ($level:expr) => {
-                tracing::event!(
-                    target: crate::logline::ACCESS,
-                    $level,
-                    request_id,
-                    method = self.line.method.as_str(),
-                    path = self.line.uri.path(),
-                    status,
-                    latency_us = latency.as_micros() as u64,
-                    route = route.as_str(),
-                    client_id = note.client_id.as_ref().map_or("-", ClientId::as_str),
-                    auth_method = note.auth_method.map_or("-", AuthMethod::as_str),
-                    outcome = note.outcome.map_or("-", Outcome::as_str),
-                    error = note.error.as_deref(),
-                    "{message}"
-                )
-            };
-        }
-        if note.error.is_some() && status >= 500 {
-            access!(tracing::Level::WARN);
-        } else {
-            access!(tracing::Level::INFO);
-        }
+        access_line(
+            &AccessLine {
+                request_id,
+                method: self.line.method.as_str(),
+                path: self.line.uri.path(),
+                status,
+                latency,
+                route,
+                message,
+            },
+            &note,
+        );
     }
+}
+
+/// The fields of one access line besides the notes.
+struct AccessLine<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    latency: Duration,
+    route: RouteClass,
+    message: &'a str,
+}
+
+/// Writes one access line. A failure of the gateway's own (a 5xx it wrote) goes out at
+/// WARN, so that a `warn` filter still shows it.
+fn access_line(line: &AccessLine<'_>, note: &Note) {
+    macro_rules! access {
+        ($level:expr) => {
+            tracing::event!(
+                target: crate::logline::ACCESS,
+                $level,
+                request_id = line.request_id,
+                method = line.method,
+                path = line.path,
+                status = line.status,
+                latency_us = line.latency.as_micros() as u64,
+                route = line.route.as_str(),
+                client_id = note.client_id.as_ref().map_or("-", ClientId::as_str),
+                auth_method = note.auth_method.map_or("-", AuthMethod::as_str),
+                outcome = note.outcome.map_or("-", Outcome::as_str),
+                error = note.error.as_deref(),
+                "{}",
+                line.message
+            )
+        };
+    }
+    if note.error.is_some() && line.status >= 500 {
+        access!(tracing::Level::WARN);
+    } else {
+        access!(tracing::Level::INFO);
+    }
+}
+
+/// The access line and the request metric of a request head refused before it reached the
+/// stack (server/refusal.rs): route `invalid`; method and path `-` when hyper read none.
+/// `reason` is fixed text from error.rs.
+pub fn head_refused(
+    metrics: &Metrics,
+    (method, path): (&str, &str),
+    request_id: &str,
+    status: u16,
+    reason: String,
+    latency: Duration,
+) {
+    metrics.request(RouteClass::invalid, status, latency);
+    let note = Note {
+        error: Some(reason),
+        ..Note::default()
+    };
+    access_line(
+        &AccessLine {
+            request_id,
+            method,
+            path,
+            status,
+            latency,
+            route: RouteClass::invalid,
+            message: "refused",
+        },
+        &note,
+    );
 }
 
 pin_project_lite::pin_project! {

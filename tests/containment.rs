@@ -533,8 +533,12 @@ async fn oversized_request_heads_get_431_and_large_ones_under_the_limit_pass() {
         "GET /info HTTP/1.1\r\nhost: auth.example.com\r\nx-big: {big}\r\nconnection: close\r\n\r\n"
     );
     let raw = raw_exchange(&rig.gw, request.into_bytes()).await;
-    let (status, _) = parse_raw(&raw);
+    let (status, body) = parse_raw(&raw);
     assert_eq!(status, 431, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        body.contains("\"invalid_request\""),
+        "the gateway's JSON: {body}"
+    );
     assert!(rig.upstream.records().is_empty(), "nothing forwarded");
 
     let twelve = "b".repeat(12 * 1024);

@@ -121,7 +121,12 @@ struct Load {
     ok: watch::Receiver<u64>,
     failed: Arc<AtomicU64>,
     failures: Arc<RwLock<Vec<String>>>,
-    secret: Arc<RwLock<String>>,
+    /// The secret the tasks send, numbered.
+    secret: watch::Sender<(u64, String)>,
+    /// Per task: the number of the secret its next request sends. A task moves it only
+    /// between requests, so once it reads `n`, every request it sent with an older secret
+    /// has been answered.
+    using: Vec<watch::Receiver<u64>>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -133,21 +138,25 @@ impl Load {
         let (stop, stop_rx) = watch::channel(false);
         let failed = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(RwLock::new(Vec::new()));
-        let secret = Arc::new(RwLock::new(secret.to_owned()));
+        let (secret, secret_rx) = watch::channel((0u64, secret.to_owned()));
+        let mut using = Vec::new();
         let mut tasks = Vec::new();
         // Two HTTP/1.1 and two HTTP/2 connections, each opened once and kept alive.
         for h2 in [false, true, false, true] {
             let mut client = gw.client(h2).await;
-            let (ok_tx, stop_rx, failed, failures, secret) = (
+            let (ok_tx, stop_rx, failed, failures, mut secret_rx) = (
                 ok_tx.clone(),
                 stop_rx.clone(),
                 failed.clone(),
                 failures.clone(),
-                secret.clone(),
+                secret_rx.clone(),
             );
+            let (using_tx, using_rx) = watch::channel(0u64);
+            using.push(using_rx);
             tasks.push(tokio::spawn(async move {
                 while !*stop_rx.borrow() {
-                    let s = secret.read().unwrap().clone();
+                    let (n, s) = secret_rx.borrow_and_update().clone();
+                    using_tx.send_replace(n);
                     let reply = client.send(token_request(&s)).await;
                     if reply.status == StatusCode::OK {
                         ok_tx.send_modify(|n| *n += 1);
@@ -167,8 +176,22 @@ impl Load {
             failed,
             failures,
             secret,
+            using,
             stop,
             tasks,
+        }
+    }
+
+    /// Moves every task to `secret`, and returns once each has acknowledged it: from then
+    /// on no task sends the old one, and none of its requests with it is still in flight.
+    async fn switch_to(&mut self, secret: &str) {
+        let n = self.secret.borrow().0 + 1;
+        self.secret.send_replace((n, secret.to_owned()));
+        for using in &mut self.using {
+            tokio::time::timeout(Duration::from_secs(30), using.wait_for(|m| *m >= n))
+                .await
+                .expect("every load task takes the new secret")
+                .unwrap();
         }
     }
 
@@ -242,7 +265,7 @@ async fn reload_under_load_drops_nothing() {
         .await
         .expect("reload with both secrets");
     load.advance(10).await;
-    *load.secret.write().unwrap() = NEW_SECRET.to_owned();
+    load.switch_to(NEW_SECRET).await;
     load.advance(20).await;
 
     // A connection opened before the old secret goes, kept alive across the reload.

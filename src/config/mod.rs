@@ -12,6 +12,7 @@
 
 mod clients;
 mod keys;
+mod limits;
 pub mod path;
 mod raw;
 mod secret_source;
@@ -387,7 +388,10 @@ pub struct LimitsConfig {
     pub max_body: usize,
     /// Largest request head (HTTP/1.1 request line and headers; HTTP/2 header list).
     pub max_header_size: usize,
+    /// The TLS handshake, and an HTTP/1 request head from its first byte.
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 connection may wait, idle, for its next request.
+    pub keepalive_timeout: Duration,
     pub body_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,

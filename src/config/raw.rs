@@ -200,6 +200,7 @@ pub(super) struct RawLimits {
     pub max_body: Option<String>,
     pub max_header_size: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_connections: Option<u64>,

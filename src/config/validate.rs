@@ -48,10 +48,6 @@ fn protected_paths_renamed(old: &[String]) -> String {
     out
 }
 
-/// Default `limits.max_connections`: at about 20 KiB per idle TLS connection (see
-/// BENCHMARKS.md), 10,000 connections stay near 200 MiB.
-const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-
 /// Default `assertion.replay_capacity`: entries live at most max_age + leeway (5m30s by
 /// default), so a million sustains about 3,000 jwt requests a second; an entry costs about
 /// 40 bytes, so a full store about 40 MiB (docs/design.md §2.9 on sizing).
@@ -66,7 +62,7 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn secs(n: u64) -> Duration {
+pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
@@ -587,7 +583,13 @@ impl Validator<'_> {
         assertion
     }
 
-    fn size(&mut self, value: Option<String>, path: &str, default: usize, min: usize) -> usize {
+    pub(super) fn size(
+        &mut self,
+        value: Option<String>,
+        path: &str,
+        default: usize,
+        min: usize,
+    ) -> usize {
         let Some(text) = value else {
             return default;
         };
@@ -606,46 +608,6 @@ impl Validator<'_> {
                 default
             }
         }
-    }
-
-    fn limits(&mut self, raw: RawLimits) -> LimitsConfig {
-        let max_connections = match raw.max_connections {
-            None => DEFAULT_MAX_CONNECTIONS,
-            Some(0) => {
-                self.problem("limits.max_connections", "must be at least 1");
-                DEFAULT_MAX_CONNECTIONS
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        let limits = LimitsConfig {
-            max_body: self.size(raw.max_body, "limits.max_body", 64 * 1024, 1),
-            // hyper needs a read buffer of at least 8 KiB; the head must fit in it.
-            max_header_size: self.size(
-                raw.max_header_size,
-                "limits.max_header_size",
-                16 * 1024,
-                8 * 1024,
-            ),
-            header_read_timeout: self.duration(
-                raw.header_read_timeout,
-                "limits.header_read_timeout",
-                secs(5),
-            ),
-            body_read_timeout: self.duration(
-                raw.body_read_timeout,
-                "limits.body_read_timeout",
-                secs(10),
-            ),
-            idle_timeout: self.duration(raw.idle_timeout, "limits.idle_timeout", secs(60)),
-            max_connections,
-        };
-        if limits.max_header_size > 1024 * 1024 {
-            self.problem("limits.max_header_size", "must be at most 1MiB");
-        }
-        if limits.idle_timeout.is_zero() {
-            self.problem("limits.idle_timeout", "must be greater than zero");
-        }
-        limits
     }
 
     fn throttle(&mut self, raw: RawThrottle) -> ThrottleConfig {
@@ -767,10 +729,10 @@ fn parse_public_url(url: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn validator(dir: &Path) -> Validator<'_> {
+    pub(in crate::config) fn validator(dir: &Path) -> Validator<'_> {
         Validator {
             base_dir: dir,
             problems: Vec::new(),

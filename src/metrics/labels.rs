@@ -73,7 +73,8 @@ impl Outcome {
             | GatewayError::UnsupportedContentEncoding
             | GatewayError::BodyReadTimeout
             | GatewayError::BodyRead(_)
-            | GatewayError::UnprotectedDenied => Outcome::invalid_request,
+            | GatewayError::UnprotectedDenied
+            | GatewayError::Head(_) => Outcome::invalid_request,
             GatewayError::NotAuthenticated
             | GatewayError::Sign(_)
             | GatewayError::UpstreamUnavailable(_)

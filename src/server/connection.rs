@@ -7,30 +7,46 @@
 //! `limits.idle_timeout` (an HTTP/1 connection closes after its in-flight response, an
 //! HTTP/2 one gets GOAWAY and finishes its streams).
 //!
+//! hyper borrows the TLS stream, so that the connection gets it back when hyper is done:
+//! an HTTP/1 head hyper refused, or that did not arrive in time (head.rs), is answered
+//! with the gateway's own error (refusal.rs), an HTTP/2 header list over
+//! `limits.max_header_size` on its stream, and every connection is closed by lingering
+//! (linger.rs), so that the client reads the last answer.
+//!
 //! Invariant: the number of accepted connections never exceeds `limits.max_connections`
 //! (counted over all workers, before the handshake, so a flood of connections costs no
 //! TLS work); one over the cap is closed at once and counted.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::Request;
+use futures_util::future::Either;
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::rt::bounds::Http2ServerConnExec;
+use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::body::BodyError;
+use super::head::{Exchanges, Finished, HeadGuard, HeadTimeouts};
+use super::{linger, refusal};
+use crate::body::{Body, BodyError, BoxError};
 use crate::conn::{ClientAddr, ClientCertificate};
+use crate::error::HeadRefusal;
 use crate::metrics::{ConnectionRefusal, HandshakeFailure, Metrics};
 use crate::reload::Generation;
+use crate::trace::MakeId;
 
 /// Open connections over all workers, against `limits.max_connections`.
 #[derive(Debug, Default)]
@@ -111,6 +127,8 @@ pub struct Context {
     pub current: Arc<ArcSwap<Generation>>,
     pub metrics: Arc<Metrics>,
     pub slots: Arc<Slots>,
+    /// Request ids for the answers to refused heads (refusal.rs).
+    pub ids: MakeId,
 }
 
 /// Serves one accepted connection to its end. `stop` turning true asks it to finish
@@ -134,10 +152,14 @@ pub async fn serve(
     };
     let _ = tcp.set_nodelay(true);
     let idle_timeout = limits.idle_timeout;
+    let timeouts = HeadTimeouts {
+        head: limits.header_read_timeout,
+        keepalive: limits.keepalive_timeout,
+    };
     // Fallible: a failed handshake hands the socket back, so the failure is counted
     // before the client sees the connection close.
     let handshake = ctx.tls.accept(tcp).into_fallible();
-    let tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+    let mut tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, tcp))) => {
             ctx.metrics.tls_handshake_failed(HandshakeFailure::error);
@@ -152,38 +174,21 @@ pub async fn serve(
         }
     };
     let _open = ctx.metrics.connection();
-    // RFC 8705: what the client presented, judged per request by the auth layer.
-    let client_cert = ClientCertificate::from_chain(tls.get_ref().1.peer_certificates());
+    let activity = Activity::new();
+    // The protocol ALPN agreed on; without ALPN, HTTP/1.1 (HTTP/2 over TLS requires it).
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let requests = Requests {
+        ctx: ctx.clone(),
+        peer,
+        // RFC 8705: what the client presented, judged per request by the auth layer.
+        client_cert: ClientCertificate::from_chain(tls.get_ref().1.peer_certificates()),
+        activity: activity.clone(),
+        // HTTP/1 heads are bounded by hyper's read buffer; HTTP/2 header lists here.
+        max_header_list: h2.then_some(limits.max_header_size),
+    };
     let http = generation.http.clone();
     drop(generation);
 
-    let activity = Activity::new();
-    let requests = activity.clone();
-    let service_ctx = ctx.clone();
-    let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let in_flight = requests.begin();
-        let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
-        req.extensions_mut().insert(ClientAddr(peer));
-        if let Some(cert) = &client_cert {
-            req.extensions_mut().insert(cert.clone());
-        }
-        // Per request, not per connection: a reload applies to kept-alive connections
-        // from their next request on.
-        let response = service_ctx
-            .current
-            .load()
-            .stack(service_ctx.worker)
-            .clone()
-            .oneshot(req);
-        async move {
-            let response = response.await;
-            drop(in_flight);
-            response
-        }
-    });
-    // The protocol ALPN agreed on; without ALPN, HTTP/1.1 (HTTP/2 over TLS requires it).
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = TokioIo::new(tls);
     let ending = Ending {
         peer,
         stop,
@@ -191,9 +196,134 @@ pub async fn serve(
         idle_timeout,
     };
     if h2 {
-        ending.drive(http.h2.serve_connection(io, hyper_svc)).await;
-    } else {
-        ending.drive(http.h1.serve_connection(io, hyper_svc)).await;
+        let svc = hyper::service::service_fn(move |req| requests.call(req));
+        ending
+            .drive(http.h2.serve_connection(TokioIo::new(&mut tls), svc))
+            .await;
+        linger::close(tls, None).await;
+        return;
+    }
+    let exchanges = Arc::new(Exchanges::default());
+    let mut guard = HeadGuard::new(tls, exchanges.clone(), timeouts);
+    let svc = hyper::service::service_fn(move |req| {
+        exchanges.dispatched();
+        let response = requests.call(req);
+        let exchanges = exchanges.clone();
+        async move {
+            let response = response.await?;
+            Ok::<_, Infallible>(response.map(|body| Finished::new(body, exchanges)))
+        }
+    });
+    ending
+        .drive(http.h1.serve_connection(TokioIo::new(&mut guard), svc))
+        .await;
+    let (tls, ended, head_began) = guard.into_parts();
+    let answer = match ended.and_then(|e| e.refusal()) {
+        Some(refusal) => {
+            tracing::debug!(%peer, %refusal, "request head refused");
+            let generation = ctx.current.load();
+            let recorder = ctx.recorder(&generation.config.realm);
+            Some(recorder.answer(refusal, head_began.elapsed()).await)
+        }
+        None => None,
+    };
+    linger::close(tls, answer).await;
+}
+
+impl Context {
+    fn recorder<'a>(&'a self, realm: &'a str) -> refusal::Recorder<'a> {
+        refusal::Recorder {
+            realm,
+            ids: &self.ids,
+            metrics: &self.metrics,
+        }
+    }
+}
+
+/// What the connection's service needs to hand a request to the stack.
+#[derive(Clone)]
+struct Requests {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    client_cert: Option<ClientCertificate>,
+    activity: Arc<Activity>,
+    /// HTTP/2: `limits.max_header_size`, for the header list.
+    max_header_list: Option<usize>,
+}
+
+impl Requests {
+    fn call(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
+        if let Some(max) = self.max_header_list {
+            // docs/design.md §8.7: h2 decoded this list under its own, larger bound; one
+            // over `limits.max_header_size` is refused with the gateway's 431 (RFC 6585
+            // §5), on its stream, and never reaches the stack.
+            if refusal::header_list_size(&req) > max {
+                let generation = self.ctx.current.load();
+                let response = self.ctx.recorder(&generation.config.realm).response(
+                    HeadRefusal::TooLarge,
+                    (req.method().as_str(), req.uri().path()),
+                    Duration::ZERO,
+                );
+                return Either::Left(std::future::ready(Ok(response)));
+            }
+        }
+        let in_flight = self.activity.begin();
+        let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        if let Some(cert) = &self.client_cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        // Per request, not per connection: a reload applies to kept-alive connections
+        // from their next request on.
+        let response = self
+            .ctx
+            .current
+            .load()
+            .stack(self.ctx.worker)
+            .clone()
+            .oneshot(req);
+        Either::Right(async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        })
+    }
+}
+
+/// A hyper connection that can be asked to finish gracefully. (hyper-util's
+/// `GracefulConnection` wants an IO that lives forever; ours is borrowed, so that the
+/// connection gets it back to close it, linger.rs.)
+trait Graceful: Future<Output = hyper::Result<()>> {
+    fn finish(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::Connection<I, S>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn finish(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+    E: Http2ServerConnExec<S::Future, B>,
+{
+    fn finish(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 
@@ -208,11 +338,7 @@ struct Ending {
 impl Ending {
     /// Runs `conn` to its end, asking it to finish gracefully when the server stops or
     /// when it has been idle for `idle_timeout`.
-    async fn drive<C>(mut self, conn: C)
-    where
-        C: GracefulConnection,
-        C::Error: std::fmt::Display,
-    {
+    async fn drive<C: Graceful>(mut self, conn: C) {
         tokio::pin!(conn);
         let idle = tokio::time::sleep(self.idle_timeout);
         tokio::pin!(idle);
@@ -226,13 +352,13 @@ impl Ending {
                     return;
                 }
                 _ = self.stop.wait_for(|stop| *stop), if !closing => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().finish();
                     closing = true;
                 }
                 () = idle.as_mut(), if !closing => match self.activity.idle_for() {
                     Some(quiet) if quiet >= self.idle_timeout => {
                         tracing::debug!(peer = %self.peer, "limits.idle_timeout: closing an idle connection");
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().finish();
                         closing = true;
                     }
                     Some(quiet) => idle.as_mut().reset(Instant::now() + (self.idle_timeout - quiet)),
