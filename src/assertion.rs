@@ -1,13 +1,54 @@
-//! Minting `client_secret_jwt` assertions (RFC 7523 §3), for the `assertion` command, the
-//! demo, tests and load generation. The client side of what `auth::jwt` verifies.
+//! Minting client assertions (RFC 7523 §3): `client_secret_jwt` with the client secret as
+//! HMAC key, `private_key_jwt` with a private key (keys.rs), for the `assertion` command,
+//! the demo, tests and load generation. The client side of what `auth::jwt` verifies.
 
 use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::error::SignFailed;
 use crate::jws::{self, HmacKey};
-use crate::oauth::Algorithm;
+use crate::keys::PrivateKey;
+use crate::oauth::{Algorithm, AsymmetricAlgorithm};
 use crate::secret::Secret;
+
+/// The claims of a fresh assertion: `iss` = `sub` = client, `aud`, `iat` = now, `exp` =
+/// now + lifetime, and a random 128-bit `jti`.
+fn claims(client_id: &str, audience: &str, lifetime: Duration, now: i64) -> serde_json::Value {
+    let mut jti = [0u8; 16];
+    rand::rng().fill_bytes(&mut jti);
+    serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime.as_secs() as i64,
+        "jti": jws::encode(jti),
+    })
+}
+
+/// A fresh `private_key_jwt` assertion (RFC 7523 §2.2) signed with `key` under `alg`,
+/// with `kid` in its header when given.
+pub fn mint_signed(
+    client_id: &str,
+    key: &PrivateKey,
+    alg: AsymmetricAlgorithm,
+    kid: Option<&str>,
+    audience: &str,
+    lifetime: Duration,
+    now: i64,
+) -> Result<String, SignFailed> {
+    let mut header = serde_json::json!({"alg": alg.name(), "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = kid.into();
+    }
+    let claims = claims(client_id, audience, lifetime, now);
+    jws::complete(
+        &jws::header_prefix(header.to_string().as_bytes()),
+        claims.to_string().as_bytes(),
+        |input| key.sign(alg, input),
+    )
+}
 
 /// A fresh assertion: `iss` = `sub` = client, `aud`, `iat` = now, `exp` = now + lifetime,
 /// and a random 128-bit `jti` (so every call is single-use material). The MAC key is the
@@ -20,17 +61,8 @@ pub fn mint(
     lifetime: Duration,
     now: i64,
 ) -> String {
-    let mut jti = [0u8; 16];
-    rand::rng().fill_bytes(&mut jti);
     let header = serde_json::json!({"alg": alg.name(), "typ": "JWT"});
-    let claims = serde_json::json!({
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "iat": now,
-        "exp": now + lifetime.as_secs() as i64,
-        "jti": jws::encode(jti),
-    });
+    let claims = claims(client_id, audience, lifetime, now);
     jws::sign(
         header.to_string().as_bytes(),
         claims.to_string().as_bytes(),

@@ -27,7 +27,7 @@ pub enum KeyError {
     NotPkcs8(&'static str),
     #[error("not a P-256, Ed25519 or RSA PKCS#8 key")]
     Unsupported,
-    #[error("a {found} key, but {alg} needs a {needs} key")]
+    #[error("{found}, but {alg} needs {needs}")]
     Mismatch {
         found: &'static str,
         alg: &'static str,
@@ -52,9 +52,9 @@ impl fmt::Debug for PrivateKey {
 
 fn type_name(t: KeyType) -> &'static str {
     match t {
-        KeyType::P256 => "P-256",
-        KeyType::Ed25519 => "Ed25519",
-        KeyType::Rsa => "RSA",
+        KeyType::P256 => "a P-256 key",
+        KeyType::Ed25519 => "an Ed25519 key",
+        KeyType::Rsa => "an RSA key",
     }
 }
 
@@ -168,6 +168,85 @@ impl PrivateKey {
     }
 }
 
+/// The RFC 7638 thumbprint of a public JWK (its required members, in lexicographic
+/// order, without white space, SHA-256, base64url): a `kid` derived from the key itself.
+pub fn jwk_thumbprint(jwk: &serde_json::Value) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let required: &[&str] = match jwk.get("kty")?.as_str()? {
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        "RSA" => &["e", "kty", "n"],
+        _ => return None,
+    };
+    let mut canonical = String::from("{");
+    for (i, name) in required.iter().enumerate() {
+        if i > 0 {
+            canonical.push(',');
+        }
+        canonical.push_str(&format!("\"{name}\":"));
+        canonical.push_str(&serde_json::to_string(jwk.get(name)?.as_str()?).ok()?);
+    }
+    canonical.push('}');
+    Some(secretgate_verify::jws::encode(Sha256::digest(
+        canonical.as_bytes(),
+    )))
+}
+
+/// Why `new-key` could not write a key.
+#[derive(Debug, thiserror::Error)]
+pub enum NewKeyError {
+    #[error("{0} exists: not overwriting a key")]
+    Exists(std::path::PathBuf),
+    #[error("cannot write {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// `secretgate new-key`: writes a new private key for `alg` to `path` (PKCS#8 PEM, mode
+/// 0600, never over an existing file) and returns its public JWK, under `kid` or (when
+/// `None`) its RFC 7638 thumbprint.
+pub fn new_key_file(
+    alg: AsymmetricAlgorithm,
+    path: &std::path::Path,
+    kid: Option<&str>,
+) -> Result<serde_json::Value, NewKeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let pem = generate_pem(alg)?;
+    let key = PrivateKey::for_algorithm(pem.as_bytes(), alg)?;
+    let anonymous = key.public_jwk("", alg).ok_or(KeyError::Unsupported)?;
+    let kid = match kid {
+        Some(k) => k.to_owned(),
+        None => jwk_thumbprint(&anonymous).ok_or(KeyError::Unsupported)?,
+    };
+    let jwk = key.public_jwk(&kid, alg).ok_or(KeyError::Unsupported)?;
+    // Never over an existing file (a key in use), and readable by its owner only.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => NewKeyError::Exists(path.to_owned()),
+            _ => NewKeyError::Write {
+                path: path.to_owned(),
+                source: e,
+            },
+        })?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| NewKeyError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(jwk)
+}
+
 /// A new PKCS#8 private key for `alg` (ES256: P-256, EdDSA: Ed25519), as PEM.
 pub fn generate_pem(alg: AsymmetricAlgorithm) -> Result<String, KeyError> {
     let algorithm = match alg {
@@ -206,23 +285,64 @@ mod tests {
     }
 
     #[test]
+    fn new_key_files_are_private_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let jwk = new_key_file(AsymmetricAlgorithm::EdDsa, &path, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // The kid is the RFC 7638 thumbprint: 43 base64url characters.
+        assert_eq!(jwk["kid"].as_str().unwrap().len(), 43);
+        assert_eq!(jwk["alg"], "EdDSA");
+        let pem = std::fs::read(&path).unwrap();
+        let key = PrivateKey::for_algorithm(&pem, AsymmetricAlgorithm::EdDsa).unwrap();
+        assert_eq!(
+            key.public_jwk(jwk["kid"].as_str().unwrap(), AsymmetricAlgorithm::EdDsa)
+                .unwrap(),
+            jwk
+        );
+        assert!(matches!(
+            new_key_file(AsymmetricAlgorithm::Es256, &path, Some("k2")),
+            Err(NewKeyError::Exists(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), pem, "untouched");
+    }
+
+    /// RFC 7638 §3.1's example key and thumbprint.
+    #[test]
+    fn thumbprints_follow_rfc7638() {
+        let jwk = serde_json::json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            jwk_thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
     fn a_key_of_another_type_or_format_is_refused_with_its_reason() {
         let ec = generate_pem(AsymmetricAlgorithm::Es256).unwrap();
         let ed = generate_pem(AsymmetricAlgorithm::EdDsa).unwrap();
         assert_eq!(
             PrivateKey::for_algorithm(ec.as_bytes(), AsymmetricAlgorithm::EdDsa).unwrap_err(),
             KeyError::Mismatch {
-                found: "P-256",
+                found: "a P-256 key",
                 alg: "EdDSA",
-                needs: "Ed25519"
+                needs: "an Ed25519 key"
             }
         );
         assert_eq!(
             PrivateKey::for_algorithm(ed.as_bytes(), AsymmetricAlgorithm::Es256).unwrap_err(),
             KeyError::Mismatch {
-                found: "Ed25519",
+                found: "an Ed25519 key",
                 alg: "ES256",
-                needs: "P-256"
+                needs: "a P-256 key"
             }
         );
         assert_eq!(

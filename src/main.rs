@@ -10,7 +10,7 @@ use secretgate::clock::Clock;
 use secretgate::config::{Config, SigningKey};
 use secretgate::hashes::{make_hash, HashAlgorithm, HashParams};
 use secretgate::logline::LineFormat;
-use secretgate::oauth::Algorithm;
+use secretgate::oauth::{Algorithm, AsymmetricAlgorithm};
 use secretgate::secret::Secret;
 use secretgate::verify::{verify_internal_header, Check, Expected};
 
@@ -46,6 +46,15 @@ impl HashAlg {
     }
 }
 
+/// The asymmetric internal-header algorithms.
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "EdDSA")]
+    EdDsa,
+    #[value(name = "ES256")]
+    Es256,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -70,18 +79,28 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
     },
-    /// Print a fresh client_secret_jwt assertion (new jti each call).
+    /// Print a fresh client assertion (new jti each call): client_secret_jwt with
+    /// --secret-file, private_key_jwt with --key-file.
+    #[command(group(clap::ArgGroup::new("credential").required(true).args(["secret_file", "key_file"])))]
     Assertion {
         #[arg(long)]
         client_id: String,
-        /// File holding the client secret (trailing newline ignored).
+        /// File holding the client secret (trailing newline ignored): client_secret_jwt.
         #[arg(long)]
-        secret_file: PathBuf,
+        secret_file: Option<PathBuf>,
+        /// PKCS#8 PEM private key: private_key_jwt (RSA, P-256 or Ed25519).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Key id for the header (private_key_jwt).
+        #[arg(long, requires = "key_file")]
+        kid: Option<String>,
         /// Audience: the token endpoint URL or the issuer.
         #[arg(long)]
         aud: String,
-        #[arg(long, default_value = "HS256")]
-        alg: String,
+        /// HS256, HS384, HS512 with --secret-file (default HS256); RS256, PS256, ES256 or
+        /// EdDSA with --key-file (default: the key's own, RS256 for RSA).
+        #[arg(long)]
+        alg: Option<String>,
         /// Lifetime, e.g. 60s or 5m.
         #[arg(long, default_value = "60s")]
         lifetime: String,
@@ -92,6 +111,18 @@ enum Command {
     },
     /// Verify an internal header value (the upstream's side). Reads stdin without VALUE.
     VerifyHeader(VerifyArgs),
+    /// Write a new private key for the internal header (PKCS#8 PEM, mode 0600, never over
+    /// an existing file) and print its public JWK.
+    NewKey {
+        #[arg(long, value_enum)]
+        alg: KeyAlg,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+        /// The key id; default: the key's RFC 7638 thumbprint.
+        #[arg(long)]
+        kid: Option<String>,
+    },
     /// Hash a client secret read from stdin (no echo on a terminal), for `secrets: [{ hash }]`.
     HashSecret {
         #[arg(long, value_enum, default_value_t = HashAlg::Argon2id)]
@@ -181,14 +212,39 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::NewKey { alg, out, kid } => {
+            let alg = match alg {
+                KeyAlg::EdDsa => AsymmetricAlgorithm::EdDsa,
+                KeyAlg::Es256 => AsymmetricAlgorithm::Es256,
+            };
+            match secretgate::keys::new_key_file(alg, &out, kid.as_deref()) {
+                Ok(jwk) => {
+                    println!("{jwk}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}", secretgate::error::error_chain(&e));
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Assertion {
             client_id,
             secret_file,
+            key_file,
+            kid,
             aud,
             alg,
             lifetime,
             count,
-        } => match assertion(&client_id, &secret_file, &aud, &alg, &lifetime, count) {
+        } => match assertion(
+            &client_id,
+            Credential::of(secret_file, key_file, kid),
+            &aud,
+            alg.as_deref(),
+            &lifetime,
+            count,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -321,39 +377,113 @@ fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
+/// What `assertion` signs with.
+enum Credential {
+    Secret(PathBuf),
+    Key(PathBuf, Option<String>),
+}
+
+impl Credential {
+    /// clap requires exactly one of the two files.
+    fn of(secret: Option<PathBuf>, key: Option<PathBuf>, kid: Option<String>) -> Credential {
+        match (secret, key) {
+            (_, Some(key)) => Credential::Key(key, kid),
+            (Some(secret), None) => Credential::Secret(secret),
+            (None, None) => Credential::Secret(PathBuf::new()),
+        }
+    }
+}
+
 fn assertion(
     client_id: &str,
-    secret_file: &std::path::Path,
+    credential: Credential,
     aud: &str,
-    alg: &str,
+    alg: Option<&str>,
     lifetime: &str,
     count: u64,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let secret = Secret::new(read_key_file(secret_file)?);
-    let alg = Algorithm::from_name(alg)
-        .with_context(|| format!("--alg {alg}: use HS256, HS384 or HS512"))?;
     let lifetime = secretgate::config::units::parse_duration(lifetime)
         .map_err(anyhow::Error::msg)
         .context("--lifetime")?;
     let now = Clock::system().now();
+    let mut mint: Box<dyn FnMut() -> anyhow::Result<String>> = match credential {
+        Credential::Secret(file) => {
+            let secret = Secret::new(read_key_file(&file)?);
+            let name = alg.unwrap_or("HS256");
+            let alg = Algorithm::from_name(name).with_context(|| {
+                format!("--alg {name}: with --secret-file use HS256, HS384 or HS512")
+            })?;
+            // RFC 7518 §3.2: what the gateway would refuse at load, refused here too.
+            let min = match alg {
+                Algorithm::Hs256 => 32,
+                Algorithm::Hs384 => 48,
+                Algorithm::Hs512 => 64,
+            };
+            anyhow::ensure!(
+                secret.len() >= min,
+                "the secret is {} bytes; {} needs at least {min} (RFC 7518 §3.2), so the gateway would never accept this assertion",
+                secret.len(),
+                alg.name()
+            );
+            Box::new(move || {
+                Ok(secretgate::assertion::mint(
+                    client_id, &secret, aud, alg, lifetime, now,
+                ))
+            })
+        }
+        Credential::Key(file, kid) => {
+            let pem =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let key = secretgate::keys::PrivateKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let alg = match alg {
+                Some(name) => AsymmetricAlgorithm::from_name(name).with_context(|| {
+                    format!("--alg {name}: with --key-file use RS256, PS256, ES256 or EdDSA")
+                })?,
+                None => match key.key_type() {
+                    secretgate_verify::KeyType::P256 => AsymmetricAlgorithm::Es256,
+                    secretgate_verify::KeyType::Ed25519 => AsymmetricAlgorithm::EdDsa,
+                    secretgate_verify::KeyType::Rsa => AsymmetricAlgorithm::Rs256,
+                },
+            };
+            let key = secretgate::keys::PrivateKey::for_algorithm(&pem, alg)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            Box::new(move || {
+                secretgate::assertion::mint_signed(
+                    client_id,
+                    &key,
+                    alg,
+                    kid.as_deref(),
+                    aud,
+                    lifetime,
+                    now,
+                )
+                .context("signing the assertion")
+            })
+        }
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..count {
-        let a = secretgate::assertion::mint(client_id, &secret, aud, alg, lifetime, now);
-        writeln!(out, "{a}").context("writing to stdout")?;
+        writeln!(out, "{}", mint()?).context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")?;
     Ok(())
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("keys").required(true).args(["key_file", "jwks"])))]
 struct VerifyArgs {
     /// File holding one HS256 key (trailing newline ignored).
     #[arg(long)]
-    key_file: PathBuf,
+    key_file: Option<PathBuf>,
     /// Key id of that key.
-    #[arg(long, default_value = "k1")]
+    #[arg(long, default_value = "k1", requires = "key_file")]
     kid: String,
+    /// A JWK Set file (the gateway's /.well-known/jwks.json or internal_header.jwks_file):
+    /// the key is picked by the header's kid, pinned to its alg.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
     #[arg(long, default_value = "secretgate")]
     issuer: String,
     #[arg(long, default_value = "legacy-token-service")]
@@ -382,7 +512,19 @@ struct VerifyArgs {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<String> {
-    let key = read_key_file(&args.key_file)?;
+    let keys = match (&args.key_file, &args.jwks) {
+        (Some(file), _) => {
+            let key = read_key_file(file)?;
+            secretgate::verify::keys_of(&[SigningKey::hmac(args.kid.clone(), Secret::new(key))])
+        }
+        (None, Some(file)) => {
+            let json =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            secretgate::verify::VerifyKeys::from_jwks(&json)
+                .with_context(|| format!("{}: not a usable JWK Set", file.display()))?
+        }
+        (None, None) => anyhow::bail!("give --key-file or --jwks"),
+    };
     let value = match args.value {
         Some(v) => v,
         None => {
@@ -399,7 +541,6 @@ fn verify(args: VerifyArgs) -> anyhow::Result<String> {
         }
         None => None,
     };
-    let keys = secretgate::verify::keys_of(&[SigningKey::hmac(args.kid, Secret::new(key))]);
     let check = |v| {
         if args.unbound {
             Check::Skip

@@ -342,3 +342,44 @@ fn endpoints_and_pkce_defaults_and_choices() {
     assert_problem(&p, "pkce.methods[1]: `s256` is not a code_challenge_method");
     assert_problem(&p, "pkce.methods[2]: `S256` is listed twice");
 }
+
+/// Internal-header keys: the algorithm must fit the key, HS256 keys are never
+/// publish_only, one key must sign, `jwks_file`'s directory must exist.
+#[test]
+fn internal_header_keys_are_checked_with_their_names() {
+    use crate::keys::generate_pem;
+    use crate::oauth::AsymmetricAlgorithm::{EdDsa, Es256};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ec.pem"), generate_pem(Es256).unwrap()).unwrap();
+    std::fs::write(dir.path().join("ed.pem"), generate_pem(EdDsa).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("sec1.pem"),
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let problems = |keys: &str| {
+        let yaml = format!(
+            "internal_header:\n  jwks_file: nowhere/jwks.json\n  keys:\n{keys}clients: []\n"
+        );
+        Config::from_yaml(&yaml, dir.path()).unwrap_err().problems()
+    };
+    let p = problems(
+        "    - { id: a, algorithm: ES256, file: ed.pem }\n    - { id: b, algorithm: EdDSA, file: sec1.pem }\n    - { id: c, algorithm: RS256, file: ec.pem }\n    - { id: d, value: internal-signing-key-0123456789abcdef, publish_only: true }\n",
+    );
+    assert_problem(
+        &p,
+        "internal_header.keys[0]: key `a` (ES256): an Ed25519 key, but ES256 needs a P-256 key",
+    );
+    assert_problem(&p, "internal_header.keys[1]: key `b` (EdDSA): a SEC1 (EC PRIVATE KEY) PEM key: convert it to PKCS#8");
+    assert_problem(
+        &p,
+        "internal_header.keys[2].algorithm: `RS256` is not one of: HS256, ES256, EdDSA",
+    );
+    assert_problem(
+        &p,
+        "internal_header.keys[3].publish_only: HS256 keys are shared, never published",
+    );
+    assert_problem(&p, "internal_header.jwks_file: no such directory");
+    let p = problems("    - { id: a, algorithm: ES256, file: ec.pem, publish_only: true }\n");
+    assert_problem(&p, "internal_header.keys: every key is publish_only");
+}

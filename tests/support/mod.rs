@@ -677,6 +677,12 @@ pub fn assert_no_secret(rec: &Recorded) {
 
 /// GET `path` from a plain-HTTP admin listener.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = admin_request(addr, path).await;
+    (status, body)
+}
+
+/// GET `path` from a plain-HTTP admin listener, with the response headers.
+pub async fn admin_request(addr: SocketAddr, path: &str) -> (u16, HeaderMap, String) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -692,8 +698,9 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .await
         .unwrap();
     let status = res.status().as_u16();
+    let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The value of one Prometheus sample (`name{labels}` exactly as exposed), 0 if absent.
