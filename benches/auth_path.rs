@@ -370,6 +370,10 @@ fn benches(c: &mut Criterion) {
             &config.hashing,
             Arc::new(secretgate::metrics::Metrics::new()),
         )),
+        key_sets: secretgate::auth::jwks::KeySets::new(
+            &config,
+            Arc::new(secretgate::metrics::Metrics::new()),
+        ),
         metrics: Arc::new(secretgate::metrics::Metrics::new()),
     };
     let auth = Authenticator::new(&config, state, Clock::system());

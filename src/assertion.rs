@@ -97,7 +97,10 @@ mod tests {
             now,
         );
         let c = jwt::decode(&a).unwrap();
-        assert_eq!(c.alg, Ok(Algorithm::Hs512));
+        assert_eq!(
+            c.alg,
+            Ok(crate::auth::jwt::AssertionAlgorithm::Hmac(Algorithm::Hs512))
+        );
         assert_eq!(jwt::subject(&c.claims), Ok("mobile"));
         assert_eq!(jwt::check_issuer(&c.claims, "mobile"), Ok(()));
         let accepted = jwt::check_claims(

@@ -152,7 +152,7 @@ pub enum CertificateRejection {
 /// Why a well-formed assertion was refused (→ `401 invalid_client`). Fixed text only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AssertionRejection {
-    #[error("alg is not HS256, HS384 or HS512")]
+    #[error("alg is not HS256, HS384, HS512, RS256, PS256, ES256 or EdDSA")]
     UnsupportedAlgorithm,
     #[error("alg is not allowed for this client")]
     AlgorithmNotAllowed,
@@ -164,6 +164,8 @@ pub enum AssertionRejection {
     IssuerMismatch,
     #[error("signature does not verify")]
     BadSignature,
+    #[error("no key of the client fits its kid and alg")]
+    UnknownKey,
     #[error("aud missing")]
     MissingAudience,
     #[error("aud does not name this server")]
@@ -226,6 +228,8 @@ pub enum GatewayError {
     Throttled(#[source] Throttled),
     #[error("replay store is full")]
     ReplayStoreFull,
+    #[error("the client's jwks_uri keys were never fetched")]
+    KeysUnavailable,
     #[error("the shared state (Redis) could not record the assertion")]
     StateUnavailable,
     #[error("hash verifications at hashing.max_concurrent + max_queued")]
@@ -396,6 +400,11 @@ fn table(e: &GatewayError) -> Row {
             UNAVAILABLE,
             "The service is overloaded; retry later.",
         ),
+        GatewayError::KeysUnavailable => row(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "The client's keys are not available yet; retry later.",
+        ),
         GatewayError::StateUnavailable => row(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -436,6 +445,7 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
         }
         GatewayError::ReplayStoreFull
         | GatewayError::StateUnavailable
+        | GatewayError::KeysUnavailable
         | GatewayError::HashingSaturated => {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));

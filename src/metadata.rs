@@ -6,8 +6,9 @@
 //!
 //! - `token_endpoint_auth_methods_supported`: the methods registered clients use (`none`
 //!   when a public client is registered);
-//! - `token_endpoint_auth_signing_alg_values_supported`: the HMAC algorithms
-//!   `client_secret_jwt` clients may use (the member is removed when there are none);
+//! - `token_endpoint_auth_signing_alg_values_supported`: the algorithms jwt clients may
+//!   use (HMAC for `client_secret_jwt`, RS256/PS256/ES256/EdDSA and Ed25519 for
+//!   `private_key_jwt`; the member is removed when there are none);
 //! - the same two for revocation (RFC 7009 via RFC 8414 §2) and introspection, when the
 //!   gateway serves that kind of endpoint (added only when the document lists the
 //!   endpoint, `revocation_endpoint` / `introspection_endpoint`); introspection never
@@ -47,7 +48,7 @@ use crate::body::{Body, BodyError};
 use crate::config::{Config, PkceRequired};
 use crate::error::GatewayError;
 use crate::metrics::{MetadataOutcome, Metrics};
-use crate::oauth::{Algorithm, AuthMethod, EndpointKind};
+use crate::oauth::{Algorithm, AsymmetricAlgorithm, AuthMethod, EndpointKind};
 use crate::route::Protected;
 
 const WELL_KNOWN: [&str; 2] = [
@@ -125,7 +126,9 @@ impl Rewrite {
             .filter(|m| config.clients.iter().any(|c| c.auth_method == *m))
             .map(AuthMethod::as_str)
             .collect();
-        let algorithms: Vec<&str> = Algorithm::ALL
+        // The union of what jwt clients may use: HMAC for client_secret_jwt, the public-key
+        // algorithms for private_key_jwt (EdDSA under both its names, RFC 8037 and 9864).
+        let mut algorithms: Vec<&str> = Algorithm::ALL
             .into_iter()
             .filter(|a| {
                 config.clients.iter().any(|c| {
@@ -134,6 +137,17 @@ impl Rewrite {
             })
             .map(Algorithm::name)
             .collect();
+        algorithms.extend(
+            AsymmetricAlgorithm::ALL
+                .into_iter()
+                .filter(|a| {
+                    config.clients.iter().any(|c| {
+                        c.auth_method == AuthMethod::PrivateKeyJwt
+                            && c.asymmetric_algorithms.contains(a)
+                    })
+                })
+                .flat_map(|a| a.names().iter().copied()),
+        );
         let json = |v: &[&str]| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned());
         let algs = (!algorithms.is_empty()).then(|| json(&algorithms));
         let mut values = vec![(METHODS, Some(json(&methods))), (ALGORITHMS, algs.clone())];

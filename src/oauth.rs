@@ -17,6 +17,9 @@ pub enum AuthMethod {
     TlsClientAuth,
     /// RFC 8705 §2.2: a registered (self-signed) certificate.
     SelfSignedTlsClientAuth,
+    /// RFC 7523 §2.2, OpenID Connect Core §9: an assertion signed with the client's
+    /// private key, verified with its registered public keys (a JWK Set, or `jwks_uri`).
+    PrivateKeyJwt,
     /// A public client (RFC 6749 §2.1, RFC 7591 §2 `none`): no credential at all, the
     /// body names it with `client_id`; PKCE (RFC 7636) stands in for the secret.
     None,
@@ -24,10 +27,11 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// Every method, in the order documentation lists them.
-    pub const ALL: [AuthMethod; 6] = [
+    pub const ALL: [AuthMethod; 7] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::ClientSecretJwt,
+        AuthMethod::PrivateKeyJwt,
         AuthMethod::TlsClientAuth,
         AuthMethod::SelfSignedTlsClientAuth,
         AuthMethod::None,
@@ -56,6 +60,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::TlsClientAuth => "tls_client_auth",
             AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
             AuthMethod::None => "none",

@@ -30,6 +30,7 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::hashing::Hasher;
+use crate::auth::jwks::KeySets;
 use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::auth::throttle::{SharedView, Throttle};
 use crate::auth::{AuthState, Authenticator};
@@ -90,6 +91,8 @@ pub struct Shared {
     hasher: Mutex<(HashingConfig, Arc<Hasher>)>,
     /// The clock every generation's authenticator and signer read.
     pub clock: Clock,
+    /// `private_key_jwt` clients' fetched key sets (kept across reloads).
+    pub key_sets: Arc<KeySets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +138,7 @@ impl Shared {
                 config.hashing.clone(),
                 Arc::new(Hasher::new(&config.hashing, metrics.clone())),
             )),
+            key_sets: KeySets::new(config, metrics.clone()),
             clock,
         })
     }
@@ -175,8 +179,10 @@ impl Shared {
             replay: self.replay.clone(),
             throttle: self.throttle(&config.throttle),
             hasher: self.hasher(&config.hashing),
+            key_sets: self.key_sets.clone(),
             metrics: self.metrics.clone(),
         };
+        self.key_sets.configure(&config);
         let parts = stack::Parts {
             authenticator: Arc::new(Authenticator::new(&config, state, self.clock.clone())),
             signer: Arc::new(

@@ -74,6 +74,7 @@ pub fn parts(config: &Config) -> Parts {
         ))),
         throttle: Arc::new(Throttle::new(&config.throttle)),
         hasher: Arc::new(Hasher::new(&config.hashing, metrics.clone())),
+        key_sets: crate::auth::jwks::KeySets::new(config, metrics.clone()),
         metrics: metrics.clone(),
     };
     Parts {

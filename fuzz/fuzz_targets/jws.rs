@@ -42,6 +42,8 @@ fn registry() -> &'static Registry {
                 tls_name: None,
                 certificates: Vec::new(),
                 grant_types: None,
+                key_set: None,
+                asymmetric_algorithms: Vec::new(),
             },
             ClientConfig {
                 client_id: "b1".into(),
@@ -51,6 +53,8 @@ fn registry() -> &'static Registry {
                 tls_name: None,
                 certificates: Vec::new(),
                 grant_types: None,
+                key_set: None,
+                asymmetric_algorithms: Vec::new(),
             },
         ])
     })

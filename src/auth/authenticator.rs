@@ -20,19 +20,20 @@ use crate::auth::contain;
 use crate::auth::extract::{self, BodyForm, Extracted, Presented};
 use crate::auth::form;
 use crate::auth::hashing::Hasher;
+use crate::auth::jwks::KeySets;
 use crate::auth::jwt;
 use crate::auth::policy;
 use crate::auth::rebuild::rebuild;
 use crate::auth::registry::{RegisteredClient, Registry, SecretCheck};
-use crate::auth::replay::{ReplayError, ReplayStore};
+use crate::auth::replay::ReplayStore;
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticated;
 use crate::body::{full, Body};
 use crate::clock::Clock;
 use crate::config::{AssertionConfig, Config, LimitsConfig, PkceConfig, QueryPolicy};
 use crate::conn::{ClientAddr, ClientCertificate};
-use crate::error::{AssertionRejection, AuthFailure, GatewayError, RequestError};
-use crate::metrics::{CertificateOutcome, Metrics, Outcome, PkceRefusal, ReplayRejection};
+use crate::error::{AuthFailure, GatewayError, RequestError};
+use crate::metrics::{CertificateOutcome, Metrics, Outcome, PkceRefusal};
 use crate::oauth::{AuthMethod, ClientId, EndpointKind};
 use crate::secret::Secret;
 use crate::trace::Notes;
@@ -46,22 +47,24 @@ pub struct AuthState {
     pub throttle: Arc<Throttle>,
     /// Hashed secrets: the bounded pool and the verify cache.
     pub hasher: Arc<Hasher>,
+    /// `private_key_jwt` clients' `jwks_uri` sets, kept across reloads.
+    pub key_sets: Arc<KeySets>,
     /// Process-wide: replay refusals are counted where they happen.
     pub metrics: Arc<Metrics>,
 }
 
 /// Everything authentication needs, built once per config.
 pub struct Authenticator {
-    registry: Registry,
+    pub(super) registry: Registry,
     certificates: CertificateCheck,
-    state: AuthState,
-    issuer: String,
-    public_url: String,
-    assertion: AssertionConfig,
+    pub(super) state: AuthState,
+    pub(super) issuer: String,
+    pub(super) public_url: String,
+    pub(super) assertion: AssertionConfig,
     limits: LimitsConfig,
     query: QueryPolicy,
     pkce: PkceConfig,
-    clock: Clock,
+    pub(super) clock: Clock,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -75,6 +78,15 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(config: &Config, state: AuthState, clock: Clock) -> Self {
+        // Decoy keys for unknown private_key_jwt clients are made once per process, off
+        // the request path (an RSA key takes a while).
+        if config
+            .clients
+            .iter()
+            .any(|c| c.auth_method == AuthMethod::PrivateKeyJwt)
+        {
+            std::thread::spawn(crate::auth::assertions::prepare_decoys);
+        }
         Self {
             registry: Registry::new(&config.clients),
             certificates: CertificateCheck::new(config),
@@ -227,9 +239,14 @@ impl Authenticator {
         let (claimed, method): (&str, AuthMethod) = match (&presented, &compact) {
             (Presented::Basic(c), _) => (&c.client_id, AuthMethod::ClientSecretBasic),
             (Presented::Post { client_id, .. }, _) => (client_id, AuthMethod::ClientSecretPost),
+            // The method the assertion's alg belongs to (a public-key algorithm is
+            // private_key_jwt), for the notes and the metrics.
             (Presented::Jwt { .. }, Some(c)) => (
                 jwt::subject(&c.claims).unwrap_or(""),
-                AuthMethod::ClientSecretJwt,
+                match c.alg {
+                    Ok(jwt::AssertionAlgorithm::PublicKey(_)) => AuthMethod::PrivateKeyJwt,
+                    _ => AuthMethod::ClientSecretJwt,
+                },
             ),
             (Presented::Jwt { .. }, None) => ("", AuthMethod::ClientSecretJwt),
             (Presented::ClientIdOnly { client_id }, _) => {
@@ -293,9 +310,10 @@ impl Authenticator {
             (Presented::Post { client_id, secret }, _) => {
                 self.check_secret(client_id, secret, method, false).await
             }
-            (Presented::Jwt { .. }, Some(c)) => {
-                self.verify_assertion(c, body_client_id, path).await
-            }
+            (Presented::Jwt { .. }, Some(c)) => self
+                .verify_assertion(c, body_client_id, path)
+                .await
+                .map(|(id, _)| id),
             // (A bare client_id was handed to `verify_certificate` above.)
             (Presented::Jwt { .. }, None) | (Presented::ClientIdOnly { .. }, _) => {
                 Err(RequestError::MalformedAssertion.into())
@@ -443,95 +461,6 @@ impl Authenticator {
             (Some(_), false) => Err(fail(AuthFailure::WrongSecret)),
             // The decoy of an unknown client: the same work, the same answer.
             (None, _) => Err(fail(AuthFailure::UnknownClient)),
-        }
-    }
-
-    /// `client_secret_jwt`: returns the authenticated client id.
-    async fn verify_assertion(
-        &self,
-        compact: &jwt::Compact<'_>,
-        body_client_id: Option<&str>,
-        path: &str,
-    ) -> Result<ClientId, GatewayError> {
-        let reject = |r: AssertionRejection| GatewayError::auth(AuthFailure::Assertion(r), false);
-        // RFC 8725 §3.1: only the HMAC algorithms, named exactly; never `none`.
-        let alg = compact.alg.map_err(reject)?;
-        // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
-        if compact.crit {
-            return Err(reject(AssertionRejection::CriticalHeader));
-        }
-        let sub = jwt::subject(&compact.claims).map_err(reject)?;
-        // docs/design.md §2: a body client_id must name the same client as the assertion.
-        if body_client_id.is_some_and(|id| id != sub) {
-            return Err(RequestError::ClientIdMismatch.into());
-        }
-        // RFC 7523 §3 items 1-2: iss and sub are both the client_id.
-        jwt::check_issuer(&compact.claims, sub).map_err(reject)?;
-
-        let client = self.registry.get(sub);
-        let usable = client
-            .filter(|c| c.method == AuthMethod::ClientSecretJwt && c.algorithms.contains(&alg));
-        // Always one MAC computation, with the decoy key when the client is unknown or may
-        // not use this algorithm, so timing does not tell these cases apart.
-        let mac_ok = self.registry.verify_mac(
-            usable,
-            alg,
-            compact.signing_input.as_bytes(),
-            &compact.signature,
-        );
-        let client = match client {
-            None => return Err(GatewayError::auth(AuthFailure::UnknownClient, false)),
-            Some(c) if c.method != AuthMethod::ClientSecretJwt => {
-                return Err(GatewayError::auth(AuthFailure::WrongMethod, false))
-            }
-            Some(_) if usable.is_none() => {
-                return Err(reject(AssertionRejection::AlgorithmNotAllowed))
-            }
-            Some(_) if !mac_ok => return Err(reject(AssertionRejection::BadSignature)),
-            Some(c) => c,
-        };
-
-        // `aud` may name the exact URL called (compat mode): only assertions need it.
-        let endpoint_url = format!("{}{}", self.public_url, path);
-        let now = self.clock.now();
-        let accepted = jwt::check_claims(
-            &compact.claims,
-            &jwt::Expectations {
-                issuer: &self.issuer,
-                endpoint_url: &endpoint_url,
-                audience_mode: self.assertion.audience,
-                leeway: self.assertion.leeway,
-                max_age: self.assertion.max_age,
-                now,
-            },
-        )
-        .map_err(reject)?;
-        // RFC 7523 §3 item 7: a jti is used once. Recorded only after everything else
-        // passed, so a rejected assertion cannot burn a legitimate client's jti.
-        let recorded = self
-            .state
-            .replay
-            .check_and_record(sub, &accepted.jti, accepted.replay_ttl, now)
-            .await;
-        match recorded {
-            Ok(()) => Ok(client.client_id.clone()),
-            Err(ReplayError::Replayed) => {
-                self.state
-                    .metrics
-                    .replay_rejected(ReplayRejection::replayed);
-                Err(GatewayError::auth(AuthFailure::ReplayedAssertion, false))
-            }
-            Err(ReplayError::Full) => {
-                self.state.metrics.replay_rejected(ReplayRejection::full);
-                Err(GatewayError::ReplayStoreFull)
-            }
-            // Fail closed: Redis could not record it, so it is not accepted.
-            Err(ReplayError::Unavailable) => {
-                self.state
-                    .metrics
-                    .replay_rejected(ReplayRejection::unavailable);
-                Err(GatewayError::StateUnavailable)
-            }
         }
     }
 }

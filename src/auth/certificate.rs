@@ -182,6 +182,7 @@ impl CertificateCheck {
             AuthMethod::ClientSecretBasic
             | AuthMethod::ClientSecretPost
             | AuthMethod::ClientSecretJwt
+            | AuthMethod::PrivateKeyJwt
             | AuthMethod::None => Err(CertificateRejection::NotRegistered),
         }
     }
@@ -263,6 +264,8 @@ mod tests {
             }),
             certificates,
             grant_types: None,
+            key_set: None,
+            asymmetric_algorithms: Vec::new(),
         }
     }
 

@@ -1,12 +1,12 @@
-//! `client_secret_jwt`: HMAC-signed client assertions (RFC 7523 §3, RFC 7521 §4.2,
-//! OpenID Connect Core §9), verified per RFC 8725.
+//! Client assertions (RFC 7523 §3, RFC 7521 §4.2, OpenID Connect Core §9), verified per
+//! RFC 8725: `client_secret_jwt` (HMAC) and `private_key_jwt` (RSA, P-256, Ed25519).
 //!
 //! Steps, in order: structural decode of the compact JWS (failure → 400); `alg` from the
-//! fixed HMAC set (RFC 8725 §3.1: never `none`, never an algorithm the key was not meant
-//! for); no `crit` (RFC 7515 §4.1.11: we understand no extensions); `sub` names the client;
-//! MAC verified in constant time with every current secret; then the claims.
-//! Invariant: nothing in a payload is trusted before the MAC has been verified, except
-//! `sub`/`iss`, used only to pick the key.
+//! fixed set (RFC 8725 §3.1: never `none`, never an algorithm the key was not meant for);
+//! no `crit` (RFC 7515 §4.1.11: we understand no extensions); `sub` names the client; the
+//! signature (assertions.rs); then the claims, here.
+//! Invariant: nothing in a payload is trusted before the signature has been verified,
+//! except `sub`/`iss`, used only to pick the key.
 
 use std::time::Duration;
 
@@ -16,7 +16,24 @@ use serde_json::Value;
 use crate::config::AudienceMode;
 use crate::error::AssertionRejection;
 use crate::jws;
-use crate::oauth::Algorithm;
+use crate::oauth::{Algorithm, AsymmetricAlgorithm};
+
+/// An assertion's `alg`: an HMAC for `client_secret_jwt`, a public-key algorithm for
+/// `private_key_jwt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    Hmac(Algorithm),
+    PublicKey(AsymmetricAlgorithm),
+}
+
+impl AssertionAlgorithm {
+    /// Exact, case-sensitive names; `none` and everything else is refused.
+    pub fn from_name(name: &str) -> Option<AssertionAlgorithm> {
+        Algorithm::from_name(name)
+            .map(AssertionAlgorithm::Hmac)
+            .or_else(|| AsymmetricAlgorithm::from_name(name).map(AssertionAlgorithm::PublicKey))
+    }
+}
 
 /// Longest assertion accepted; real ones are a few hundred bytes.
 pub const MAX_ASSERTION_LEN: usize = 8 * 1024;
@@ -29,8 +46,10 @@ pub struct Compact<'a> {
     /// `BASE64URL(header) "." BASE64URL(payload)`: the bytes the MAC covers.
     pub signing_input: &'a str,
     pub signature: Vec<u8>,
-    pub alg: Result<Algorithm, AssertionRejection>,
+    pub alg: Result<AssertionAlgorithm, AssertionRejection>,
     pub crit: bool,
+    /// The `kid` header parameter (RFC 7515 §4.1.4), when a string.
+    pub kid: Option<String>,
     pub claims: Claims,
 }
 
@@ -39,6 +58,8 @@ struct Header {
     alg: String,
     #[serde(default)]
     crit: Option<Value>,
+    #[serde(default)]
+    kid: Option<Value>,
 }
 
 /// Registered claims we look at; unknown claims are ignored (RFC 7519 §4). A repeated
@@ -74,8 +95,13 @@ pub fn decode(assertion: &str) -> Option<Compact<'_>> {
     Some(Compact {
         signing_input: segments.signing_input,
         signature,
-        alg: Algorithm::from_name(&header.alg).ok_or(AssertionRejection::UnsupportedAlgorithm),
+        alg: AssertionAlgorithm::from_name(&header.alg)
+            .ok_or(AssertionRejection::UnsupportedAlgorithm),
         crit: header.crit.is_some(),
+        kid: match header.kid {
+            Some(Value::String(k)) => Some(k),
+            _ => None,
+        },
         claims,
     })
 }
@@ -215,7 +241,7 @@ mod tests {
     #[test]
     fn rfc7515_a1_hmac_vector_j14() {
         let c = decode(A1_JWS).unwrap();
-        assert_eq!(c.alg, Ok(Algorithm::Hs256));
+        assert_eq!(c.alg, Ok(AssertionAlgorithm::Hmac(Algorithm::Hs256)));
         let key = HmacKey::new(Algorithm::Hs256, &jws::decode(A1_KEY).unwrap());
         assert!(
             key.verify(c.signing_input.as_bytes(), &c.signature),
@@ -269,11 +295,16 @@ mod tests {
 
     #[test]
     fn algorithms_are_case_sensitive() {
+        use AssertionAlgorithm::{Hmac, PublicKey};
         for (alg, want) in [
-            ("HS256", Ok(Algorithm::Hs256)),
+            ("HS256", Ok(Hmac(Algorithm::Hs256))),
+            ("RS256", Ok(PublicKey(AsymmetricAlgorithm::Rs256))),
+            ("EdDSA", Ok(PublicKey(AsymmetricAlgorithm::EdDsa))),
+            ("Ed25519", Ok(PublicKey(AsymmetricAlgorithm::EdDsa))),
             ("hs256", Err(AssertionRejection::UnsupportedAlgorithm)),
+            ("es256", Err(AssertionRejection::UnsupportedAlgorithm)),
             ("none", Err(AssertionRejection::UnsupportedAlgorithm)),
-            ("RS256", Err(AssertionRejection::UnsupportedAlgorithm)),
+            ("RS384", Err(AssertionRejection::UnsupportedAlgorithm)),
         ] {
             let jws = format!("{}.e30.c2ln", jws::encode(format!(r#"{{"alg":"{alg}"}}"#)));
             assert_eq!(decode(&jws).unwrap().alg, want, "{alg}");

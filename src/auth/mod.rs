@@ -19,6 +19,7 @@
 //! shared across generations), `rebuild` (the forwarded body),
 //! `authenticator` (the order of the steps) and `layer` (the tower service).
 
+mod assertions;
 mod authenticator;
 mod authorize;
 pub mod basic;
@@ -27,6 +28,7 @@ pub mod contain;
 pub mod extract;
 pub mod form;
 pub mod hashing;
+pub mod jwks;
 pub mod jwt;
 mod layer;
 pub mod pkce;

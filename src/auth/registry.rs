@@ -26,11 +26,11 @@ use subtle::{Choice, ConstantTimeEq};
 
 use std::sync::Arc;
 
-use crate::config::{ClientConfig, ClientSecret, PkceConfig, PkceRequired};
+use crate::config::{ClientConfig, ClientKeySet, ClientSecret, PkceConfig, PkceRequired};
 use crate::error::AuthFailure;
 use crate::hashes::StoredHash;
 use crate::jws::HmacKey;
-use crate::oauth::{Algorithm, AuthMethod, ClientId};
+use crate::oauth::{Algorithm, AsymmetricAlgorithm, AuthMethod, ClientId};
 use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
 
@@ -57,6 +57,9 @@ pub struct RegisteredClient {
     pub certificates: Vec<Thumbprint>,
     /// The grant types it may use at the token endpoint; `None`: any.
     pub grant_types: Option<Vec<String>>,
+    /// `private_key_jwt`: its public keys, and the algorithms its assertions may use.
+    pub key_set: Option<ClientKeySet>,
+    pub asymmetric_algorithms: Vec<AsymmetricAlgorithm>,
     secrets: Vec<PreparedSecret>,
     /// The client's own hashes (what a verify-cache entry is keyed with).
     hashes: Vec<Arc<StoredHash>>,
@@ -154,6 +157,8 @@ impl Registry {
                         tls_name: c.tls_name.clone(),
                         certificates: c.certificates.clone(),
                         grant_types: c.grant_types.clone(),
+                        key_set: c.key_set.clone(),
+                        asymmetric_algorithms: c.asymmetric_algorithms.clone(),
                         secrets,
                         hashes,
                         work: Vec::new(),
@@ -344,6 +349,8 @@ mod tests {
                 tls_name: None,
                 certificates: Vec::new(),
                 grant_types: None,
+                key_set: None,
+                asymmetric_algorithms: Vec::new(),
             },
             ClientConfig {
                 client_id: ClientId::new("jwt"),
@@ -355,6 +362,8 @@ mod tests {
                 tls_name: None,
                 certificates: Vec::new(),
                 grant_types: None,
+                key_set: None,
+                asymmetric_algorithms: Vec::new(),
             },
         ])
     }
@@ -430,6 +439,8 @@ mod tests {
             tls_name: None,
             certificates: Vec::new(),
             grant_types: None,
+            key_set: None,
+            asymmetric_algorithms: Vec::new(),
         };
         let r = Registry::new(&[
             client("two", vec![hashed("a"), hashed("b")]),

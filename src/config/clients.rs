@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use super::raw::{RawCertificateFile, RawClient, RawSecretSource};
 use super::validate::Validator;
-use super::{ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
+use super::{AssertionConfig, ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
 use crate::error::error_chain;
 use crate::oauth::{
     is_vschar, Algorithm, AuthMethod, ClientId, AUTHORIZATION_CODE, CLIENT_CREDENTIALS,
@@ -59,7 +59,7 @@ impl Validator<'_> {
     pub(super) fn clients(
         &mut self,
         raw: Option<Vec<RawClient>>,
-        default_algs: &[Algorithm],
+        assertion: &AssertionConfig,
         offer: ClientAuthOffer,
     ) -> Vec<ClientConfig> {
         let raw = raw.unwrap_or_default();
@@ -70,7 +70,7 @@ impl Validator<'_> {
         raw.into_iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                self.client(c, &format!("clients[{i}]"), default_algs, offer, &mut seen)
+                self.client(c, &format!("clients[{i}]"), assertion, offer, &mut seen)
             })
             .collect()
     }
@@ -79,10 +79,11 @@ impl Validator<'_> {
         &mut self,
         c: RawClient,
         path: &str,
-        default_algs: &[Algorithm],
+        assertion: &AssertionConfig,
         offer: ClientAuthOffer,
         seen: &mut HashSet<String>,
     ) -> Option<ClientConfig> {
+        let default_algs = &assertion.algorithms;
         let client_id = self.required(c.client_id, &format!("{path}.client_id"));
         if let Some(id) = &client_id {
             // RFC 6749 Appendix A.1: client-id = *VSCHAR; an id outside that could
@@ -114,13 +115,22 @@ impl Validator<'_> {
                 }
                 found
             });
+        // `algorithms`: HMAC names for client_secret_jwt, asymmetric ones for
+        // private_key_jwt (RFC 8725 §3.1: the client's own allow-list).
+        let private_key = method == Some(AuthMethod::PrivateKeyJwt);
+        let mut asymmetric_algorithms = assertion.asymmetric_algorithms.clone();
         let algorithms = match c.algorithms {
             None => default_algs.to_vec(),
+            Some(names) if private_key => {
+                asymmetric_algorithms =
+                    self.asymmetric_algorithms(names, &format!("{path}.algorithms"));
+                default_algs.to_vec()
+            }
             Some(names) => {
                 if method.is_some() && method != Some(AuthMethod::ClientSecretJwt) {
                     self.problem(
                         format!("{path}.algorithms"),
-                        "only client_secret_jwt clients take algorithms",
+                        "only client_secret_jwt and private_key_jwt clients take algorithms",
                     );
                 }
                 self.algorithms(names, &format!("{path}.algorithms"))
@@ -144,6 +154,16 @@ impl Validator<'_> {
                 );
             }
             Vec::new()
+        } else if private_key {
+            // RFC 7523 §2.2: the client holds a private key; the gateway only its public
+            // keys, never a secret.
+            if c.secrets.is_some() {
+                self.problem(
+                    format!("{path}.secrets"),
+                    format!("client `{who}` uses private_key_jwt: register its public keys (`jwks` or `jwks_uri`), not a secret"),
+                );
+            }
+            Vec::new()
         } else if method == Some(AuthMethod::None) {
             // RFC 6749 §2.1: a public client holds no credential; a secret registered for
             // it would be one nobody checks.
@@ -158,6 +178,7 @@ impl Validator<'_> {
             self.client_secrets(c.secrets, path, who, method, &algorithms)
         };
         let grant_types = self.grant_types(c.grant_types, path, who, method);
+        let key_set = self.client_key_set(c.jwks, c.jwks_uri, path, who, method);
         Some(ClientConfig {
             client_id: ClientId::new(client_id?),
             auth_method: method?,
@@ -166,6 +187,8 @@ impl Validator<'_> {
             tls_name,
             certificates,
             grant_types,
+            key_set,
+            asymmetric_algorithms,
         })
     }
 

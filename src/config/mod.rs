@@ -11,6 +11,7 @@
 //! runtime things built from them (the upstream client, the throttle) keep the plain name.
 
 mod clients;
+mod jwks;
 mod keys;
 mod limits;
 pub mod path;
@@ -76,6 +77,8 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// How discovery metadata from the upstream is rewritten.
     pub discovery: DiscoveryConfig,
+    /// How clients' `jwks_uri` sets are fetched.
+    pub jwks_fetch: JwksFetchConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
     pub warnings: Vec<String>,
     /// Every file this config was read from, with a digest of what was read (the config
@@ -317,6 +320,8 @@ pub struct AssertionConfig {
     pub max_age: Duration,
     /// Default algorithm allow-list for jwt clients without their own list.
     pub algorithms: Vec<Algorithm>,
+    /// Default allow-list for `private_key_jwt` clients without their own list.
+    pub asymmetric_algorithms: Vec<crate::oauth::AsymmetricAlgorithm>,
     /// Maximum live (client_id, jti) entries; beyond it new assertions are refused (503).
     pub replay_capacity: u64,
 }
@@ -424,6 +429,42 @@ pub struct ClientConfig {
     pub certificates: Vec<Thumbprint>,
     /// The `grant_type`s the client may use at the token endpoint; `None`: any.
     pub grant_types: Option<Vec<String>>,
+    /// `private_key_jwt`: where its public keys are.
+    pub key_set: Option<ClientKeySet>,
+    /// `private_key_jwt`: the algorithms its assertions may use.
+    pub asymmetric_algorithms: Vec<crate::oauth::AsymmetricAlgorithm>,
+}
+
+/// A `private_key_jwt` client's public keys.
+#[derive(Debug, Clone)]
+pub enum ClientKeySet {
+    /// `jwks`: a JWK Set read at load (every key valid, or the config is refused).
+    Static(Arc<Vec<secretgate_verify::Jwk>>),
+    /// `jwks_uri`: fetched by the gateway (auth/jwks.rs), HTTPS only.
+    Uri(String),
+}
+
+/// `jwks_fetch`: how clients' `jwks_uri` sets are fetched.
+#[derive(Debug, Clone)]
+pub struct JwksFetchConfig {
+    /// PEM trust anchors as read at load; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Re-fetch interval (a `Cache-Control: max-age` within [1m, 1h] wins).
+    pub refresh: Duration,
+    /// At most one extra fetch per client in this interval on an unknown `kid`.
+    pub min_refetch_interval: Duration,
+    pub max_size: usize,
+}
+
+impl PartialEq for JwksFetchConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_pem == other.ca_pem
+            && self.timeout == other.timeout
+            && self.refresh == other.refresh
+            && self.min_refetch_interval == other.min_refetch_interval
+            && self.max_size == other.max_size
+    }
 }
 
 /// One entry of `clients[].secrets`.

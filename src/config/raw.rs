@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     pub state: Option<RawState>,
     pub hashing: Option<RawHashing>,
     pub discovery: Option<RawDiscovery>,
+    pub jwks_fetch: Option<RawJwksFetch>,
     pub clients: Option<Vec<RawClient>>,
 }
 
@@ -157,6 +158,7 @@ pub(super) struct RawAssertion {
     pub leeway: Option<String>,
     pub max_age: Option<String>,
     pub algorithms: Option<Vec<String>>,
+    pub asymmetric_algorithms: Option<Vec<String>>,
     pub replay_capacity: Option<u64>,
 }
 
@@ -228,4 +230,26 @@ pub(super) struct RawClient {
     pub tls_client_auth_san_email: Option<String>,
     pub certificates: Option<Vec<RawCertificateFile>>,
     pub grant_types: Option<Vec<String>>,
+    pub jwks: Option<RawJwks>,
+    pub jwks_uri: Option<String>,
+}
+
+/// Where a `private_key_jwt` client's JWK Set is: exactly one of these.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwks {
+    pub file: Option<String>,
+    pub env: Option<String>,
+    pub value: Option<String>,
+}
+
+/// `jwks_fetch`: how the keys at clients' `jwks_uri` are fetched.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwksFetch {
+    pub ca_file: Option<String>,
+    pub timeout: Option<String>,
+    pub refresh: Option<String>,
+    pub min_refetch_interval: Option<String>,
+    pub max_size: Option<String>,
 }

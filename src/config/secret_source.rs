@@ -70,6 +70,19 @@ impl Validator<'_> {
 
     /// Reads secret material from exactly one of `file`, `env` or `value`.
     pub(super) fn secret(&mut self, source: RawSecretSource, path: &str) -> Option<Secret> {
+        self.material(source, path, true).map(Secret::new)
+    }
+
+    /// Reads public material (a JWK Set) the same way; inline is fine, it is no secret.
+    pub(super) fn public_material(
+        &mut self,
+        source: RawSecretSource,
+        path: &str,
+    ) -> Option<Vec<u8>> {
+        self.material(source, path, false)
+    }
+
+    fn material(&mut self, source: RawSecretSource, path: &str, secret: bool) -> Option<Vec<u8>> {
         if source.hash.is_some() || source.hash_file.is_some() {
             self.problem(
                 path,
@@ -110,17 +123,19 @@ impl Validator<'_> {
                 }
             },
             _ => {
-                self.warnings.push(format!(
-                    "{path}.value: inline secret in the config file; use `file` or `env` outside demos"
-                ));
+                if secret {
+                    self.warnings.push(format!(
+                        "{path}.value: inline secret in the config file; use `file` or `env` outside demos"
+                    ));
+                }
                 given.into_bytes()
             }
         };
         if bytes.is_empty() {
-            self.problem(path, "secret is empty");
+            self.problem(path, if secret { "secret is empty" } else { "empty" });
             return None;
         }
-        Some(Secret::new(bytes))
+        Some(bytes)
     }
 }
 

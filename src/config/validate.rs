@@ -299,7 +299,8 @@ impl Validator<'_> {
         let state = self.state(raw.state);
         let hashing = self.hashing(raw.hashing.unwrap_or_default());
         let discovery = self.discovery(raw.discovery.unwrap_or_default());
-        let clients = self.clients(raw.clients, &assertion.algorithms, client_auth);
+        let jwks_fetch = self.jwks_fetch(raw.jwks_fetch.unwrap_or_default());
+        let clients = self.clients(raw.clients, &assertion, client_auth);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
@@ -325,6 +326,7 @@ impl Validator<'_> {
             state,
             hashing,
             discovery,
+            jwks_fetch,
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),
@@ -571,6 +573,10 @@ impl Validator<'_> {
             algorithms: match raw.algorithms {
                 None => vec![Algorithm::Hs256],
                 Some(names) => self.algorithms(names, "assertion.algorithms"),
+            },
+            asymmetric_algorithms: match raw.asymmetric_algorithms {
+                None => super::jwks::DEFAULT_ASYMMETRIC.to_vec(),
+                Some(names) => self.asymmetric_algorithms(names, "assertion.asymmetric_algorithms"),
             },
             replay_capacity: raw.replay_capacity.unwrap_or(DEFAULT_REPLAY_CAPACITY),
         };

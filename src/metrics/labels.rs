@@ -65,6 +65,7 @@ impl Outcome {
             GatewayError::Throttled(_) => Outcome::throttled,
             GatewayError::UnauthorizedClient => Outcome::unauthorized_client,
             GatewayError::ReplayStoreFull
+            | GatewayError::KeysUnavailable
             | GatewayError::StateUnavailable
             | GatewayError::HashingSaturated => Outcome::unavailable,
             GatewayError::Request(_)
@@ -104,6 +105,7 @@ pub enum MethodLabel {
     client_secret_basic,
     client_secret_post,
     client_secret_jwt,
+    private_key_jwt,
     tls_client_auth,
     self_signed_tls_client_auth,
     none,
@@ -116,6 +118,7 @@ impl From<Option<AuthMethod>> for MethodLabel {
             Some(AuthMethod::ClientSecretBasic) => MethodLabel::client_secret_basic,
             Some(AuthMethod::ClientSecretPost) => MethodLabel::client_secret_post,
             Some(AuthMethod::ClientSecretJwt) => MethodLabel::client_secret_jwt,
+            Some(AuthMethod::PrivateKeyJwt) => MethodLabel::private_key_jwt,
             Some(AuthMethod::TlsClientAuth) => MethodLabel::tls_client_auth,
             Some(AuthMethod::SelfSignedTlsClientAuth) => MethodLabel::self_signed_tls_client_auth,
             Some(AuthMethod::None) => MethodLabel::none,
@@ -395,4 +398,31 @@ impl From<EndpointKind> for EndpointLabel {
             EndpointKind::Authorization => EndpointLabel::authorization,
         }
     }
+}
+
+/// How one fetch of a client's `jwks_uri` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum JwksFetchOutcome {
+    ok,
+    /// Connect, TLS, HTTP or timeout failure.
+    unreachable,
+    /// A status other than 200.
+    status,
+    /// A redirect, which is not followed.
+    redirect,
+    /// Over `jwks_fetch.max_size`.
+    too_large,
+    /// Not a JWK Set.
+    invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct JwksFetchLabels {
+    pub(super) outcome: JwksFetchOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct JwksKeysLabels {
+    pub(super) client_id: String,
 }

@@ -41,7 +41,7 @@ pub struct Metrics {
     request_duration: LatencyHistogram,
     authentications: Family<AuthLabels, Counter>,
     /// `authentications` with outcome `ok`, by method: looked up once.
-    authentications_ok: [OnceLock<Counter>; 7],
+    authentications_ok: [OnceLock<Counter>; 8],
     client_authentications: Family<ClientAuthLabels, Counter>,
     upstream_duration: LatencyHistogram,
     upstream_connections: Counter,
@@ -64,6 +64,9 @@ pub struct Metrics {
     bound_headers: Counter,
     metadata: Family<MetadataLabels, Counter>,
     pkce_refusals: Family<PkceLabels, Counter>,
+    jwks_fetches: Family<JwksFetchLabels, Counter>,
+    jwks_keys: Family<JwksKeysLabels, Gauge>,
+    jwks_keys_ignored: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -231,6 +234,24 @@ impl Metrics {
             "Internal headers carrying cnf.x5t#S256 (a verified client certificate tokens can be bound to)",
             bound_headers.clone(),
         );
+        let jwks_fetches = Family::<JwksFetchLabels, Counter>::default();
+        registry.register(
+            "jwks_fetches",
+            "Fetches of private_key_jwt clients' jwks_uri, by outcome",
+            jwks_fetches.clone(),
+        );
+        let jwks_keys = Family::<JwksKeysLabels, Gauge>::default();
+        registry.register(
+            "jwks_keys",
+            "Public keys held per private_key_jwt client (registered ids only)",
+            jwks_keys.clone(),
+        );
+        let jwks_keys_ignored = Counter::default();
+        registry.register(
+            "jwks_keys_ignored",
+            "Keys in fetched JWK Sets that were dropped (private, not for signatures, unsupported, repeated kid)",
+            jwks_keys_ignored.clone(),
+        );
         let pkce_refusals = Family::<PkceLabels, Counter>::default();
         registry.register(
             "pkce_refusals",
@@ -278,6 +299,9 @@ impl Metrics {
             bound_headers,
             metadata,
             pkce_refusals,
+            jwks_fetches,
+            jwks_keys,
+            jwks_keys_ignored,
         };
         m.config_loaded();
         m
@@ -445,6 +469,29 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    pub fn jwks_fetched(&self, outcome: JwksFetchOutcome, ignored: usize) {
+        self.jwks_fetches
+            .get_or_create(&JwksFetchLabels { outcome })
+            .inc();
+        self.jwks_keys_ignored.inc_by(ignored as u64);
+    }
+
+    /// The number of public keys a `private_key_jwt` client (a registered id) has now;
+    /// `None` removes the series (the client is gone).
+    pub fn jwks_keys(&self, client_id: &str, keys: Option<usize>) {
+        let labels = JwksKeysLabels {
+            client_id: client_id.to_owned(),
+        };
+        match keys {
+            Some(n) => {
+                self.jwks_keys.get_or_create(&labels).set(n as i64);
+            }
+            None => {
+                self.jwks_keys.remove(&labels);
+            }
+        }
     }
 
     pub fn throttle_fell_back(&self) {

@@ -182,6 +182,8 @@ impl Gateway {
             .source
             .is_some()
             .then(|| tokio::spawn(reload::watch(self.reloader())));
+        // private_key_jwt: keep the clients' jwks_uri sets fresh, off the request path.
+        let jwks_task = tokio::spawn(crate::auth::jwks::run(self.shared.key_sets.clone()));
         // With Redis: hear of failures on every replica (the throttle's local view).
         let listen_task = self
             .shared
@@ -226,6 +228,7 @@ impl Gateway {
         if let Some(task) = listen_task {
             task.abort();
         }
+        jwks_task.abort();
         tracing::info!("stopped");
         match failed {
             Some(index) => Err(ServeError::WorkerStopped(index)),

@@ -330,7 +330,12 @@ impl Gateway {
     }
 
     pub async fn start_with(upstream: SocketAddr, extra: &str) -> Gateway {
-        let pki = Pki::generate();
+        Self::start_with_pki(Pki::generate(), upstream, extra).await
+    }
+
+    /// [`Gateway::start_with`] in a PKI directory the test already put files in (keys, a
+    /// JWK Set) that `extra` names relative to it.
+    pub async fn start_with_pki(pki: Pki, upstream: SocketAddr, extra: &str) -> Gateway {
         let yaml = config_yaml(&pki, upstream, extra);
         Self::start_yaml(pki, &yaml).await
     }
