@@ -133,7 +133,10 @@ fuzz_target!(|data: &[u8]| {
     );
     for k in keys {
         if let secretgate::config::KeyMaterial::Hmac(secret) = &k.material {
-            assert!(secret.len() >= MIN_HMAC_KEY_LEN, "short signing key accepted");
+            assert!(
+                secret.len() >= MIN_HMAC_KEY_LEN,
+                "short signing key accepted"
+            );
             assert!(!k.publish_only, "a publish_only HS256 key accepted");
         }
         assert!(kids.insert(k.id.as_str()), "key id used twice");
