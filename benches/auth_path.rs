@@ -472,6 +472,33 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sign_only", |b| {
         b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, None)))
     });
+    // The signing step per internal-header algorithm (issue 21): a per-request signature
+    // cannot be cached, the header being bound to the request.
+    let mut g = c.benchmark_group("sign");
+    for (name, alg) in [
+        ("HS256", None),
+        ("ES256", Some(secretgate::oauth::AsymmetricAlgorithm::Es256)),
+        ("EdDSA", Some(secretgate::oauth::AsymmetricAlgorithm::EdDsa)),
+    ] {
+        let mut header = config.internal_header.clone();
+        if let Some(alg) = alg {
+            let pem = secretgate::keys::generate_pem(alg).unwrap();
+            let key = secretgate::keys::PrivateKey::for_algorithm(pem.as_bytes(), alg).unwrap();
+            header.keys = vec![secretgate::config::SigningKey {
+                id: "k".into(),
+                material: secretgate::config::KeyMaterial::Private {
+                    alg,
+                    key: Arc::new(key),
+                },
+                publish_only: false,
+            }];
+        }
+        let signer = Signer::new(&header, &config.public_url, Clock::system()).expect("a key");
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(signer.sign(black_box(&who), "POST", TOKEN_PATH, None)))
+        });
+    }
+    g.finish();
 
     // The floor: one HMAC-SHA256 over as many bytes as the request's credential-bearing part.
     let key = <Hmac<Sha256> as Mac>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();

@@ -14,6 +14,7 @@ fn example_config_has_only_missing_file_problems() {
     for p in &problems {
         assert!(
             p.message.starts_with("no such file")
+                || p.message.starts_with("no such directory")
                 || p.message.starts_with("cannot read")
                 || p.message.contains("is not set"),
             "unexpected problem in the example: {p}"
