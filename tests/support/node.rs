@@ -56,7 +56,7 @@ fn install(name: &str, interop: &Path) -> PathBuf {
         .status()
         .unwrap_or_else(|e| {
             panic!(
-                "these tests need npm (with node {NODE_MAJOR} or later; .ci/run installs it): {e}"
+                "these tests need npm (with node {NODE_MAJOR} or later): apt-get install npm (.ci/run installs it): {e}"
             )
         });
     assert!(
@@ -76,7 +76,7 @@ fn check_node() {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "these tests need node {NODE_MAJOR} or later and npm (.ci/run installs them): {e}"
+                "these tests need node {NODE_MAJOR} or later and npm: apt-get install nodejs npm (.ci/run installs them): {e}"
             )
         });
     let version = String::from_utf8_lossy(&out.stdout);
