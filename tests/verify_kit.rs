@@ -676,9 +676,12 @@ async fn cases(alg: Alg) -> (Vec<Case>, tempfile::TempDir) {
 
 /// Runs `lang`'s program on every case of `alg`; fails listing every case it got wrong.
 async fn kit(lang: Lang, alg: Alg) {
+    // Built first: a cold build (a venv, npm ci) must not eat into the headers' lifetime.
+    let program = tokio::task::spawn_blocking(move || program(lang))
+        .await
+        .unwrap();
     let (cases, dir) = cases(alg).await;
     let failures = tokio::task::spawn_blocking(move || {
-        let program = program(lang);
         let mut failures = Vec::new();
         for (i, case) in cases.iter().enumerate() {
             let body = dir.path().join(format!("body-{i}"));
