@@ -15,32 +15,6 @@ use support::*;
 
 const INTERNAL: &str = "x-authenticated-client";
 
-/// `secretgate new-key --alg ALG --out DIR/NAME --kid KID`: the key file and its public JWK.
-fn new_key(dir: &Path, name: &str, alg: &str, kid: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_secretgate"))
-        .args(["new-key", "--alg", alg, "--kid", kid, "--out"])
-        .arg(dir.join(name))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The support rig's config with `keys` in place of its one HS256 key.
-fn yaml_with_keys(pki: &Pki, upstream: std::net::SocketAddr, keys: &str, extra: &str) -> String {
-    let yaml = config_yaml(pki, upstream, extra);
-    let start = yaml.find("  keys:\n").expect("the rig lists keys");
-    let end = start
-        + yaml[start..]
-            .find("shutdown_grace")
-            .expect("after the keys");
-    format!("{}  keys:\n{keys}{}", &yaml[..start], &yaml[end..])
-}
-
 async fn jwks(gw: &Gateway) -> (serde_json::Value, VerifyKeys) {
     let (status, body) = admin_get(gw.admin.unwrap(), "/.well-known/jwks.json").await;
     assert_eq!(status, 200);

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod client_cert;
+#[allow(unused_imports)]
+pub use client_cert::*;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -341,8 +345,14 @@ impl Gateway {
     }
 
     pub async fn start_yaml(pki: Pki, yaml: &str) -> Gateway {
+        Self::start_yaml_at(pki, yaml, clock()).await
+    }
+
+    /// Like [`Gateway::start_yaml`], on a clock of its own (a gateway whose clock is
+    /// wrong, say: its headers are expired or not yet valid for everyone else).
+    pub async fn start_yaml_at(pki: Pki, yaml: &str, clock: secretgate::Clock) -> Gateway {
         let config = secretgate::Config::from_yaml(yaml, pki.path()).expect("test config is valid");
-        Self::launch(pki, config, None).await
+        Self::launch(pki, config, None, clock).await
     }
 
     /// Writes `yaml` to `secretgate.yaml` in the PKI dir and starts from that file, so
@@ -351,16 +361,21 @@ impl Gateway {
         let path = pki.path().join("secretgate.yaml");
         std::fs::write(&path, yaml).unwrap();
         let config = secretgate::Config::load(&path).expect("test config is valid");
-        Self::launch(pki, config, Some(path)).await
+        Self::launch(pki, config, Some(path), clock()).await
     }
 
-    async fn launch(pki: Pki, config: secretgate::Config, file: Option<PathBuf>) -> Gateway {
+    async fn launch(
+        pki: Pki,
+        config: secretgate::Config,
+        file: Option<PathBuf>,
+        clock: secretgate::Clock,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = admin_listener.local_addr().unwrap();
         let mut gateway =
-            secretgate::Gateway::with_clock(config.clone(), clock()).expect("gateway starts");
+            secretgate::Gateway::with_clock(config.clone(), clock).expect("gateway starts");
         if let Some(path) = &file {
             gateway = gateway.reload_from(path);
         }
@@ -727,4 +742,35 @@ pub fn upstream_errors(metrics: &str) -> f64 {
         .filter(|l| l.starts_with("secretgate_upstream_errors_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// `secretgate new-key --alg ALG --out DIR/NAME --kid KID`: the key file and its public JWK.
+pub fn new_key(dir: &Path, name: &str, alg: &str, kid: &str) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgate"))
+        .args(["new-key", "--alg", alg, "--kid", kid, "--out"])
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The support rig's config with `keys` in place of its one HS256 key.
+pub fn yaml_with_keys(
+    pki: &Pki,
+    upstream: std::net::SocketAddr,
+    keys: &str,
+    extra: &str,
+) -> String {
+    let yaml = config_yaml(pki, upstream, extra);
+    let start = yaml.find("  keys:\n").expect("the rig lists keys");
+    let end = start
+        + yaml[start..]
+            .find("shutdown_grace")
+            .expect("after the keys");
+    format!("{}  keys:\n{keys}{}", &yaml[..start], &yaml[end..])
 }

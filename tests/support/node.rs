@@ -3,6 +3,8 @@
 //! directory under target/, so `cargo test` alone suffices on a machine with node (20 or
 //! later) and npm. Like support/python.rs: installed again only when the lock changed.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,8 +17,14 @@ const NODE_MAJOR: u32 = 20;
 /// test binary uses a name of its own, so that two binaries never install into one
 /// directory at once.
 pub fn modules(name: &str) -> PathBuf {
-    let dir = install(name);
-    let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    modules_from(name, "tests/interop")
+}
+
+/// Like [`modules`], for the `package.json`, `package-lock.json` and `.mjs` scripts of
+/// another directory of the repository (relative to its root), such as a kit program's.
+pub fn modules_from(name: &str, source: &str) -> PathBuf {
+    let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
+    let dir = install(name, &interop);
     for entry in std::fs::read_dir(&interop).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "mjs") {
@@ -26,8 +34,7 @@ pub fn modules(name: &str) -> PathBuf {
     dir
 }
 
-fn install(name: &str) -> PathBuf {
-    let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+fn install(name: &str, interop: &Path) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let stamp = dir.join("lock.stamp");
     let manifest = std::fs::read_to_string(interop.join("package.json")).unwrap();
@@ -49,12 +56,13 @@ fn install(name: &str) -> PathBuf {
         .status()
         .unwrap_or_else(|e| {
             panic!(
-                "these tests need npm (with node {NODE_MAJOR} or later; .ci/run installs it): {e}"
+                "these tests need npm (with node {NODE_MAJOR} or later): apt-get install npm (.ci/run installs it): {e}"
             )
         });
     assert!(
         status.success(),
-        "npm ci of tests/interop/package-lock.json into {} failed",
+        "npm ci of {}/package-lock.json into {} failed",
+        interop.display(),
         dir.display()
     );
     std::fs::write(&stamp, wanted).unwrap();
@@ -68,7 +76,7 @@ fn check_node() {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "these tests need node {NODE_MAJOR} or later and npm (.ci/run installs them): {e}"
+                "these tests need node {NODE_MAJOR} or later and npm: apt-get install nodejs npm (.ci/run installs them): {e}"
             )
         });
     let version = String::from_utf8_lossy(&out.stdout);

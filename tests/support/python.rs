@@ -2,6 +2,8 @@
 //! tests/interop/requirements.txt (pinned), so `cargo test` alone suffices on a machine
 //! with python3 (`SECRETGATE_PYTHON` names another interpreter).
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,8 +11,15 @@ use std::process::Command;
 /// the requirements changed since it was made. Each test binary uses a name of its own,
 /// so that two binaries never build one venv at once. Returns its `python`.
 pub fn venv(name: &str) -> PathBuf {
+    venv_from(name, "tests/interop/requirements.txt")
+}
+
+/// Like [`venv`], with the pinned `requirements` file of another directory of the
+/// repository (relative to its root), such as a kit program's own.
+pub fn venv_from(name: &str, requirements: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let requirements = root.join("tests/interop/requirements.txt");
+    let shown = requirements;
+    let requirements = root.join(requirements);
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let python = venv.join("bin/python");
     let stamp = venv.join("requirements.stamp");
@@ -37,10 +46,7 @@ pub fn venv(name: &str) -> PathBuf {
         .arg(&requirements)
         .status()
         .unwrap();
-    assert!(
-        status.success(),
-        "pip install -r tests/interop/requirements.txt failed"
-    );
+    assert!(status.success(), "pip install -r {shown} failed");
     std::fs::write(&stamp, wanted).unwrap();
     python
 }

@@ -1,0 +1,3 @@
+module secretgate.example/verify
+
+go 1.19
