@@ -488,8 +488,8 @@ struct VerifyArgs {
     issuer: String,
     #[arg(long, default_value = "legacy-token-service")]
     audience: String,
-    /// Seconds of clock skew tolerated.
-    #[arg(long, default_value_t = 0)]
+    /// Seconds of clock skew tolerated on exp and iat.
+    #[arg(long, default_value_t = secretgate_verify::header::DEFAULT_LEEWAY)]
     leeway: i64,
     /// The request's HTTP method (`htm`).
     #[arg(long, required_unless_present = "unbound")]

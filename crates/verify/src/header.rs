@@ -78,10 +78,8 @@ pub enum JwksError {
     Set(#[from] JwkSetError),
     #[error("key {index}: {error}")]
     Key { index: usize, error: JwkError },
-    #[error("key {0}: no kid")]
-    NoKid(usize),
-    #[error("key {0}: an RSA key must name its alg")]
-    NoAlgorithm(usize),
+    #[error("key `{0}`: its alg does not fit the key")]
+    Mismatch(String),
 }
 
 impl VerifyKeys {
@@ -98,39 +96,60 @@ impl VerifyKeys {
         self
     }
 
-    /// Adds a public key under `kid`, pinned to `alg` (which must fit the key).
+    /// Adds a public key under `kid`, pinned to `alg`, which must fit the key.
     pub fn public(
         mut self,
         kid: impl Into<String>,
         alg: AsymmetricAlgorithm,
         key: PublicKey,
-    ) -> Self {
-        if alg.key_type() == key.key_type() {
-            self.keys.push((kid.into(), VerifyKey::Public(alg, key)));
+    ) -> Result<Self, JwksError> {
+        let kid = kid.into();
+        if alg.key_type() != key.key_type() {
+            return Err(JwksError::Mismatch(kid));
         }
-        self
+        self.keys.push((kid, VerifyKey::Public(alg, key)));
+        Ok(self)
     }
 
     /// The keys of a JWK Set (the gateway's `/.well-known/jwks.json`, or its
     /// `internal_header.jwks_file`), each pinned to its `alg`, or for a key without one,
     /// to the only algorithm of its type (ES256 for P-256, EdDSA for Ed25519).
+    ///
+    /// A set shared with other issuers may hold keys that cannot verify this header: a
+    /// key without `kid`, one not for signatures (`use: enc`), of an unsupported type or
+    /// algorithm, an RSA key without `alg` — those are skipped. A set that is not a JWK
+    /// Set, a key that is malformed or private (`d`: published keys must never carry
+    /// one), an `alg` that does not fit its key, or a repeated `kid` refuses the set.
     pub fn from_jwks(json: &[u8]) -> Result<Self, JwksError> {
         let mut keys = Self::new();
         for (index, parsed) in jwk::parse_set(json)?.into_iter().enumerate() {
-            let jwk = parsed.map_err(|error| JwksError::Key { index, error })?;
-            let kid = jwk.kid.clone().ok_or(JwksError::NoKid(index))?;
+            let jwk = match parsed {
+                Ok(jwk) => jwk,
+                Err(
+                    JwkError::NotForSignatures
+                    | JwkError::NotForVerification
+                    | JwkError::UnsupportedKeyType(_)
+                    | JwkError::UnsupportedCurve(_)
+                    | JwkError::UnsupportedAlgorithm(_),
+                ) => continue,
+                Err(error) => return Err(JwksError::Key { index, error }),
+            };
+            let Some(kid) = jwk.kid.clone() else {
+                continue;
+            };
             let alg = match (jwk.alg, jwk.key.key_type()) {
                 (Some(alg), _) => alg,
                 (None, KeyType::P256) => AsymmetricAlgorithm::Es256,
                 (None, KeyType::Ed25519) => AsymmetricAlgorithm::EdDsa,
-                (None, KeyType::Rsa) => return Err(JwksError::NoAlgorithm(index)),
+                (None, KeyType::Rsa) => continue,
             };
-            keys = keys.public(kid, alg, jwk.key);
+            keys = keys.public(kid, alg, jwk.key)?;
         }
         Ok(keys)
     }
 
-    /// All keys of `self`, then those of `other`.
+    /// All keys of `self`, then those of `other`. A `kid` in both names the key of
+    /// `self`: the first key with a `kid` is the one used.
     pub fn extend(mut self, other: VerifyKeys) -> Self {
         self.keys.extend(other.keys);
         self
@@ -144,6 +163,10 @@ impl VerifyKeys {
         self.keys.is_empty()
     }
 }
+
+/// Seconds of clock skew [`Expected::request`] tolerates on `exp` and `iat` unless told
+/// otherwise: the gateway and the token service rarely share a clock to the second.
+pub const DEFAULT_LEEWAY: i64 = 5;
 
 /// One binding check: the value the request has, or an explicit decision not to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +211,7 @@ impl<'a> Expected<'a> {
         Expected {
             issuer,
             audience,
-            leeway: 0,
+            leeway: DEFAULT_LEEWAY,
             method: Check::Equals(method),
             url: Check::Equals(url),
             query: Check::Equals(query),
@@ -204,6 +227,8 @@ pub enum VerifyError {
     Malformed,
     #[error("alg is not the algorithm of the key kid names")]
     Algorithm,
+    #[error("crit header parameter (no extension is understood)")]
+    Crit,
     #[error("unknown kid")]
     UnknownKey,
     #[error("signature does not verify")]
@@ -246,7 +271,7 @@ pub fn verify_internal_header(
         .ok_or(VerifyError::Malformed)?;
     // RFC 7515 §4.1.11: the gateway uses no extension, so none is understood here.
     if header.crit.is_some() {
-        return Err(VerifyError::Algorithm);
+        return Err(VerifyError::Crit);
     }
     let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
     let (_, key) = keys
@@ -451,7 +476,7 @@ mod tests {
             ),
             (
                 serde_json::json!({"alg": "ES256", "kid": "e1", "crit": ["x"]}),
-                VerifyError::Algorithm,
+                VerifyError::Crit,
             ),
             (
                 serde_json::json!({"alg": "ES256", "kid": "e2"}),
@@ -475,28 +500,48 @@ mod tests {
     }
 
     #[test]
-    fn a_jwks_without_kid_or_with_a_private_key_is_refused() {
+    fn foreign_keys_are_skipped_and_private_ones_refuse_the_set() {
         let ec = ec_pair();
         let point = ec.public_key().as_ref();
         let members = PublicKey::p256(&point[1..33], &point[33..])
             .unwrap()
             .jwk_members()
             .unwrap();
-        let no_kid = serde_json::json!({ "keys": [members] }).to_string();
+        let with = |extra: serde_json::Value| {
+            let mut jwk = serde_json::Value::Object(members.clone());
+            for (k, v) in extra.as_object().unwrap() {
+                jwk[k] = v.clone();
+            }
+            jwk
+        };
+        // Another issuer's keys in the same set: no kid, for encryption, an HMAC key, an
+        // RSA key without alg. Skipped; ours is used.
+        let shared = serde_json::json!({ "keys": [
+            with(serde_json::json!({})),
+            with(serde_json::json!({"kid": "enc", "use": "enc"})),
+            {"kty": "oct", "kid": "h", "k": "c2VjcmV0"},
+            with(serde_json::json!({"kid": "ours"})),
+        ]});
+        let keys = VerifyKeys::from_jwks(shared.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        let private =
+            serde_json::json!({ "keys": [with(serde_json::json!({"kid": "k", "d": "AAAA"}))] });
         assert_eq!(
-            VerifyKeys::from_jwks(no_kid.as_bytes()).unwrap_err(),
-            JwksError::NoKid(0)
-        );
-        let mut private = serde_json::Value::Object(members);
-        private["kid"] = "k".into();
-        private["d"] = "AAAA".into();
-        let set = serde_json::json!({ "keys": [private] }).to_string();
-        assert_eq!(
-            VerifyKeys::from_jwks(set.as_bytes()).unwrap_err(),
+            VerifyKeys::from_jwks(private.to_string().as_bytes()).unwrap_err(),
             JwksError::Key {
                 index: 0,
                 error: JwkError::Private
             }
         );
+        // A key pinned to an algorithm of another type is refused, not dropped.
+        let ed = PublicKey::ed25519(&[0x3b; 32]);
+        if let Ok(ed) = ed {
+            assert_eq!(
+                VerifyKeys::new()
+                    .public("x", AsymmetricAlgorithm::Es256, ed)
+                    .unwrap_err(),
+                JwksError::Mismatch("x".into())
+            );
+        }
     }
 }
