@@ -127,14 +127,16 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MemoryFiles;
 
     #[test]
     fn secrets_from_file_env_and_value() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
-        std::fs::write(dir.path().join("crlf"), "crlf\r\n").unwrap();
+        let files = MemoryFiles::new()
+            .with("/cfg/s", "from-file\n")
+            .with("/cfg/crlf", "crlf\r\n");
         let mut v = Validator {
-            base_dir: dir.path(),
+            base_dir: std::path::Path::new("/cfg"),
+            files: &files,
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
