@@ -23,11 +23,13 @@ fn strip_one_newline(mut bytes: Vec<u8>) -> Vec<u8> {
 
 impl Validator<'_> {
     /// A client secret: the secret (`file`, `env`, `value`) or its hash (`hash`,
-    /// `hash_file`), exactly one.
+    /// `hash_file`), exactly one. A refused hash is a problem naming the client (`who`)
+    /// and the floor or ceiling it misses.
     pub(super) fn client_secret(
         &mut self,
         mut source: RawSecretSource,
         path: &str,
+        who: &str,
     ) -> Option<ClientSecret> {
         let hash = source.hash.take();
         let hash_file = source.hash_file.take();
@@ -62,7 +64,10 @@ impl Validator<'_> {
         match StoredHash::parse(&text) {
             Ok(hash) => Some(ClientSecret::Hashed(hash)),
             Err(e) => {
-                self.problem(format!("{path}.{kind}"), error_chain(&e));
+                self.problem(
+                    format!("{path}.{kind}"),
+                    format!("client `{who}`: {}", error_chain(&e)),
+                );
                 None
             }
         }
