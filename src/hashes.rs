@@ -12,7 +12,10 @@
 //! Floors (OWASP Password Storage Cheat Sheet): argon2id with at least one of (m, t) =
 //! (47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5), p ≥ 1, version 0x13; bcrypt
 //! cost ≥ 10; PBKDF2-SHA256 ≥ 600,000 iterations. Anything else is a config error naming
-//! the floor. Verification is slow on purpose (tens to hundreds of ms): callers run it off
+//! the floor. Ceilings, because every request with a wrong secret pays one verification
+//! (and the decoys copy the first hash's cost): argon2id m ≤ 262,144 KiB (256 MiB), t ≤ 10,
+//! p ≤ 16; bcrypt cost ≤ 14; PBKDF2-SHA256 ≤ 5,000,000 iterations. Above one, the hash is a
+//! config error naming the ceiling. Verification is slow on purpose (tens to hundreds of ms): callers run it off
 //! the event loops (auth/hashing.rs). bcrypt reads only 72 bytes: a longer presented
 //! secret never matches, rather than matching on its first 72 bytes.
 
@@ -26,6 +29,16 @@ use rand::RngCore;
 const ARGON2_FLOORS: [(u32, u32); 5] = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)];
 const BCRYPT_MIN_COST: u32 = 10;
 const PBKDF2_MIN_ROUNDS: u32 = 600_000;
+
+/// Ceilings: what one verification may cost. Each wrong secret pays a verification per
+/// hash, so a hash past these would let one request pin hundreds of MiB or seconds of CPU.
+/// argon2id memory in KiB (256 MiB), iterations and lanes.
+const ARGON2_MAX_M: u32 = 262_144;
+const ARGON2_MAX_T: u32 = 10;
+const ARGON2_MAX_P: u32 = 16;
+/// bcrypt's work doubles with each step: 14 is 16 times OWASP's floor of 10.
+const BCRYPT_MAX_COST: u32 = 14;
+const PBKDF2_MAX_ROUNDS: u32 = 5_000_000;
 
 /// Parameters `hash-secret` and `new-secret --hash` use: OWASP's recommended ones.
 pub const ARGON2_DEFAULT: (u32, u32, u32) = (19456, 2, 1);
@@ -98,6 +111,12 @@ pub enum HashError {
     WeakBcrypt(u32),
     #[error("PBKDF2-SHA256 with {0} iterations is below the minimum of {PBKDF2_MIN_ROUNDS}")]
     WeakPbkdf2(u32),
+    #[error("argon2id parameters m={m},t={t},p={p} are above the ceilings (m ≤ {ARGON2_MAX_M} KiB, i.e. 256 MiB; t ≤ {ARGON2_MAX_T}; p ≤ {ARGON2_MAX_P}): each request with a wrong secret would pin that much memory and CPU")]
+    CostlyArgon2 { m: u32, t: u32, p: u32 },
+    #[error("bcrypt cost {0} is above the ceiling of {BCRYPT_MAX_COST}: each request with a wrong secret would pin a CPU that long")]
+    CostlyBcrypt(u32),
+    #[error("PBKDF2-SHA256 with {0} iterations is above the ceiling of {PBKDF2_MAX_ROUNDS}: each request with a wrong secret would pin a CPU that long")]
+    CostlyPbkdf2(u32),
 }
 
 /// passlib's "adapted base64": the standard alphabet with `.` for `+`, no padding.
@@ -134,6 +153,10 @@ impl StoredHash {
             if p < 1 || !ARGON2_FLOORS.iter().any(|&(fm, ft)| m >= fm && t >= ft) {
                 return Err(HashError::WeakArgon2 { m, t, p });
             }
+            // docs/design.md §2.7: a wrong secret must not buy more than the ceilings.
+            if m > ARGON2_MAX_M || t > ARGON2_MAX_T || p > ARGON2_MAX_P {
+                return Err(HashError::CostlyArgon2 { m, t, p });
+            }
             Kind::Argon2id
         } else if text.starts_with("$argon2i$") {
             return Err(HashError::WrongArgon2Variant("argon2i"));
@@ -148,6 +171,10 @@ impl StoredHash {
             }
             if parts.get_cost() < BCRYPT_MIN_COST {
                 return Err(HashError::WeakBcrypt(parts.get_cost()));
+            }
+            // docs/design.md §2.7: a wrong secret must not buy more than the ceiling.
+            if parts.get_cost() > BCRYPT_MAX_COST {
+                return Err(HashError::CostlyBcrypt(parts.get_cost()));
             }
             Kind::Bcrypt
         } else if let Some(rest) = text.strip_prefix("$pbkdf2-sha256$") {
@@ -182,6 +209,10 @@ impl StoredHash {
             }
             if params.rounds < PBKDF2_MIN_ROUNDS {
                 return Err(HashError::WeakPbkdf2(params.rounds));
+            }
+            // docs/design.md §2.7: a wrong secret must not buy more than the ceiling.
+            if params.rounds > PBKDF2_MAX_ROUNDS {
+                return Err(HashError::CostlyPbkdf2(params.rounds));
             }
             return Ok(StoredHash {
                 text: phc_text,
@@ -475,6 +506,59 @@ mod tests {
         ] {
             assert_eq!(StoredHash::parse(text), Err(err), "{text}");
         }
+    }
+
+    /// Each ceiling at its value parses, one over it is refused with the parameters. The
+    /// texts are written, not made: parsing never verifies, and making a hash at the
+    /// ceilings would cost what the ceilings are there to bound.
+    #[test]
+    fn ceilings_are_enforced_at_the_limit_and_just_over() {
+        const SALT_AND_HASH: &str = "c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let argon = |m: u32, t: u32, p: u32| {
+            StoredHash::parse(&format!("$argon2id$v=19$m={m},t={t},p={p}${SALT_AND_HASH}"))
+                .map(|h| h.algorithm())
+        };
+        assert_eq!(argon(262_144, 10, 16), Ok(HashAlgorithm::Argon2id));
+        for (m, t, p) in [(262_145, 2, 1), (19456, 11, 1), (19456, 2, 17)] {
+            assert_eq!(
+                argon(m, t, p),
+                Err(HashError::CostlyArgon2 { m, t, p }),
+                "m={m},t={t},p={p}"
+            );
+        }
+
+        let cost10 = bcrypt::hash_with_result("s3cret-value", BCRYPT_MIN_COST)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let bcrypt = |cost: &str| {
+            StoredHash::parse(&cost10.replacen("$10$", &format!("${cost}$"), 1))
+                .map(|h| h.algorithm())
+        };
+        assert_eq!(bcrypt("14"), Ok(HashAlgorithm::Bcrypt));
+        assert_eq!(bcrypt("15"), Err(HashError::CostlyBcrypt(15)));
+
+        // Both spellings: PHC, and passlib's rounds-only one.
+        let phc = |i: u32| {
+            StoredHash::parse(&format!("$pbkdf2-sha256$i={i},l=32${SALT_AND_HASH}"))
+                .map(|h| h.algorithm())
+        };
+        let passlib = |i: u32| {
+            StoredHash::parse(&format!(
+                "$pbkdf2-sha256${i}$MDEyMzQ1Njc4OWFiY2RlZg$mW18kPdKShac963vQrBoSPfRusPlaNHMlNT3m.HuAmM"
+            ))
+            .map(|h| h.algorithm())
+        };
+        for parse in [phc, passlib] {
+            assert_eq!(parse(5_000_000), Ok(HashAlgorithm::Pbkdf2Sha256));
+            assert_eq!(parse(5_000_001), Err(HashError::CostlyPbkdf2(5_000_001)));
+        }
+        let message = HashError::CostlyArgon2 {
+            m: 262_145,
+            t: 2,
+            p: 1,
+        }
+        .to_string();
+        assert!(message.contains("m ≤ 262144 KiB"), "{message}");
     }
 
     #[test]

@@ -69,31 +69,28 @@ pub struct UnparsableCertificate;
 impl CertificateName {
     /// Whether the certificate (DER) carries this name.
     pub fn matches(&self, der: &[u8]) -> Result<bool, UnparsableCertificate> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|_| UnparsableCertificate)?;
-        Ok(match self {
-            CertificateName::SubjectDn(dn) => dn.matches(&cert),
-            other => {
-                let Ok(Some(san)) = cert.subject_alternative_name() else {
-                    return Ok(false);
-                };
-                san.value.general_names.iter().any(|g| other.matches_san(g))
-            }
-        })
+        LeafNames::parse(der).map(|names| self.matched_by(&names))
     }
 
-    fn matches_san(&self, entry: &GeneralName<'_>) -> bool {
+    /// Whether a certificate with these names carries this name.
+    pub fn matched_by(&self, names: &LeafNames) -> bool {
+        match self {
+            CertificateName::SubjectDn(dn) => dn.matched_by(&names.subject),
+            other => names.sans.iter().any(|san| other.matches_san(san)),
+        }
+    }
+
+    fn matches_san(&self, entry: &San) -> bool {
         match (self, entry) {
             // DNS names are case-insensitive (RFC 4343).
-            (CertificateName::SanDns(want), GeneralName::DNSName(got)) => {
-                want.eq_ignore_ascii_case(got)
-            }
-            (CertificateName::SanUri(want), GeneralName::URI(got)) => want == got,
-            (CertificateName::SanIp(want), GeneralName::IPAddress(got)) => match want {
+            (CertificateName::SanDns(want), San::Dns(got)) => want.eq_ignore_ascii_case(got),
+            (CertificateName::SanUri(want), San::Uri(got)) => want == got,
+            (CertificateName::SanIp(want), San::Ip(got)) => match want {
                 IpAddr::V4(v4) => got[..] == v4.octets()[..],
                 IpAddr::V6(v6) => got[..] == v6.octets()[..],
             },
             // RFC 5280 §7.5: the local part is case-sensitive, the domain is not.
-            (CertificateName::SanEmail(want), GeneralName::RFC822Name(got)) => {
+            (CertificateName::SanEmail(want), San::Email(got)) => {
                 match (want.rsplit_once('@'), got.rsplit_once('@')) {
                     (Some((wl, wd)), Some((gl, gd))) => wl == gl && wd.eq_ignore_ascii_case(gd),
                     _ => false,
@@ -101,6 +98,67 @@ impl CertificateName {
             }
             _ => false,
         }
+    }
+}
+
+/// What a registered name is compared with, read from a certificate once: its subject,
+/// RDN by RDN, and its subjectAltName entries of the four types a name can be. A
+/// connection keeps its leaf's (conn.rs), so a request compares and never parses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafNames {
+    /// The subject's RDNs in DER order, each its attributes as (OID, normalised value),
+    /// sorted; `None` for an RDN holding a value that is not one of the string types
+    /// (PrintableString, UTF8String, IA5String, NumericString), which never matches.
+    subject: Vec<Option<Vec<(String, String)>>>,
+    /// The subjectAltName entries; none when the extension is absent or unreadable
+    /// (twice present, say).
+    sans: Vec<San>,
+}
+
+/// A subjectAltName entry of a type a `tls_client_auth` name can be (RFC 8705 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum San {
+    Dns(String),
+    Uri(String),
+    /// 4 or 16 bytes, as in the certificate.
+    Ip(Vec<u8>),
+    Email(String),
+}
+
+impl LeafNames {
+    /// Reads the names of a certificate (DER).
+    pub fn parse(der: &[u8]) -> Result<LeafNames, UnparsableCertificate> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|_| UnparsableCertificate)?;
+        let subject = cert
+            .subject()
+            .iter()
+            .map(|rdn| {
+                let mut attrs = Vec::new();
+                for attr in rdn.iter() {
+                    // Another string type (a BMPString, say) is not compared at all.
+                    let value = attr.as_str().ok()?;
+                    attrs.push((attr.attr_type().to_id_string(), normalise(value)));
+                }
+                attrs.sort();
+                Some(attrs)
+            })
+            .collect();
+        let sans = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|g| match g {
+                    GeneralName::DNSName(n) => Some(San::Dns((*n).to_owned())),
+                    GeneralName::URI(u) => Some(San::Uri((*u).to_owned())),
+                    GeneralName::IPAddress(ip) => Some(San::Ip(ip.to_vec())),
+                    GeneralName::RFC822Name(e) => Some(San::Email((*e).to_owned())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(LeafNames { subject, sans })
     }
 }
 
@@ -278,22 +336,12 @@ impl DistinguishedName {
         Ok(DistinguishedName { rdns })
     }
 
-    fn matches(&self, cert: &X509Certificate<'_>) -> bool {
-        let subject: Vec<_> = cert.subject().iter().collect();
-        if subject.len() != self.rdns.len() {
-            return false;
-        }
-        subject.iter().zip(&self.rdns).all(|(got, want)| {
-            let mut attrs = Vec::new();
-            for attr in got.iter() {
-                let Ok(value) = attr.as_str() else {
-                    return false;
-                };
-                attrs.push((attr.attr_type().to_id_string(), normalise(value)));
-            }
-            attrs.sort();
-            attrs == want.0
-        })
+    fn matched_by(&self, subject: &[Option<Vec<(String, String)>>]) -> bool {
+        subject.len() == self.rdns.len()
+            && subject
+                .iter()
+                .zip(&self.rdns)
+                .all(|(got, want)| got.as_ref() == Some(&want.0))
     }
 }
 

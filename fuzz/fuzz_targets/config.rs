@@ -1,48 +1,52 @@
-//! Config YAML → `Config::from_yaml`, what `run`, `check` and every reload go through.
-//! Relative file names resolve in `fuzz/target/config-fixture`, holding a valid certificate
-//! (`tls.crt`, `tls.key`), a signing key (`k1.key`) and a client secret (`s1`), so that the
-//! seeds in `fuzz/seeds/config` validate completely and mutations reach every check.
+//! Config YAML → `Config::from_yaml_in`, what `run`, `check` and every reload go through,
+//! over files held in memory (`MemoryFiles`): nothing here touches the file system, so a
+//! run is as fast as validation itself. Relative names resolve in `/fuzz`, which holds a
+//! valid certificate and key (`tls.crt`, `tls.key`), a client CA (`ca.crt`), a client
+//! certificate (`client.crt`), a signing key (`k1.key`), a client secret (`s1`), a stored
+//! argon2id hash (`h1.hash`) and a Redis password (`redis.password`), so that the seeds in
+//! `fuzz/seeds/config` validate completely and mutations reach every check; any other
+//! name does not exist.
 //! Checks: never panics; an invalid config reports at least one problem; a valid one has the
 //! properties validation promises (docs/design.md §2, §5, §6): at least one protected path, at
 //! least one client, unique VSCHAR client ids, each with at least one VSCHAR secret,
 //! `client_secret_jwt` secrets of at least 32 bytes, at least one internal-header key, every
 //! key at least 32 bytes with a unique id.
-//! Inputs that could name device or proc files (`dev`, `proc`, `sys`, `run`) or spell names
-//! with YAML escapes (`\`) are skipped: `file: /dev/zero` would make the run hang, not the
-//! code under test.
 #![no_main]
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use secretgate::config::{ClientSecret, ConfigError, MIN_HMAC_KEY_LEN};
+use secretgate::config::{ClientSecret, ConfigError, MemoryFiles, MIN_HMAC_KEY_LEN};
 use secretgate::oauth::AuthMethod;
 use secretgate::Config;
 
-fn base_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // Under the (git-ignored) target directory; made once, shared by later runs.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/config-fixture");
-        if !dir.join("s1").exists() {
-            std::fs::create_dir_all(&dir).expect("fixture dir");
-            let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-                .expect("self-signed certificate");
-            let files = [
-                ("tls.crt", cert.cert.pem().into_bytes()),
-                ("tls.key", cert.signing_key.serialize_pem().into_bytes()),
-                ("k1.key", vec![b'k'; 32]),
-                ("s1", b"client-secret-from-a-file-0123456789\n".to_vec()),
-            ];
-            // Write-then-rename, so parallel jobs never read a half-written file.
-            for (name, bytes) in files {
-                let tmp = dir.join(format!("{name}.{}", std::process::id()));
-                std::fs::write(&tmp, bytes).expect("write fixture");
-                std::fs::rename(&tmp, dir.join(name)).expect("rename fixture");
-            }
-        }
-        dir
+const BASE_DIR: &str = "/fuzz";
+
+/// The files under [`BASE_DIR`], made once per process (certificates at run time, never
+/// committed).
+fn files() -> &'static MemoryFiles {
+    static FILES: OnceLock<MemoryFiles> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("server certificate");
+        let ca = rcgen::generate_simple_self_signed(vec!["client-ca.example".to_owned()])
+            .expect("client CA certificate");
+        let client = rcgen::generate_simple_self_signed(vec!["device.example".to_owned()])
+            .expect("client certificate");
+        let dir = Path::new(BASE_DIR);
+        MemoryFiles::new()
+            .with(dir.join("tls.crt"), server.cert.pem())
+            .with(dir.join("tls.key"), server.signing_key.serialize_pem())
+            .with(dir.join("ca.crt"), ca.cert.pem())
+            .with(dir.join("client.crt"), client.cert.pem())
+            .with(dir.join("k1.key"), vec![b'k'; 32])
+            .with(dir.join("s1"), b"client-secret-from-a-file-0123456789\n".to_vec())
+            .with(
+                dir.join("h1.hash"),
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\n",
+            )
+            .with(dir.join("redis.password"), "redis-password\n")
     })
 }
 
@@ -54,13 +58,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if ["dev", "proc", "sys", "run", "\\"]
-        .iter()
-        .any(|s| text.contains(s))
-    {
-        return;
-    }
-    let config = match Config::from_yaml(text, base_dir()) {
+    let config = match Config::from_yaml_in(text, Path::new(BASE_DIR), files()) {
         Err(ConfigError::Invalid(problems)) => {
             assert!(!problems.is_empty(), "invalid without a problem");
             return;

@@ -449,7 +449,7 @@ impl Authenticator {
         let matched = self
             .state
             .hasher
-            .verify(client.map(|c| c.client_id.as_str()), hashes, work, secret)
+            .verify(client_id, hashes, work, secret)
             .await
             .map_err(|_| GatewayError::HashingSaturated)?;
         match (client, matched) {

@@ -22,7 +22,9 @@
 //! ([`ChainMemo`]): a valid chain until the earliest `notAfter` in it (so expiry still
 //! applies to the very second), a refused one for [`REFUSAL_MEMO_SECS`], except "not yet
 //! valid", which time can change. A reload makes a new check, whose requests validate
-//! again.
+//! again. The leaf's subject and subjectAltNames are parsed once per connection too, by
+//! its first request that compares a registered name (conn.rs), and kept next to the
+//! verdict: a request of a kept-alive connection compares, it never parses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -159,10 +161,11 @@ impl CertificateCheck {
                     .tls_name
                     .as_ref()
                     .ok_or(CertificateRejection::NameMismatch)?;
-                // RFC 8705 §2.1.2: the certificate must carry the registered name.
-                match name.matches(cert.leaf()) {
-                    Ok(true) => Ok(cert.thumbprint()),
-                    Ok(false) => Err(CertificateRejection::NameMismatch),
+                // RFC 8705 §2.1.2: the certificate must carry the registered name, compared
+                // with the leaf's names as the connection parsed them once.
+                match cert.names() {
+                    Ok(names) if name.matched_by(names) => Ok(cert.thumbprint()),
+                    Ok(_) => Err(CertificateRejection::NameMismatch),
                     Err(_) => Err(CertificateRejection::Unparsable),
                 }
             }
@@ -410,6 +413,74 @@ mod tests {
             Err(CertificateRejection::UnknownIssuer)
         );
         assert_eq!(check.validations(), before + 2);
+    }
+
+    /// The leaf's subject and SANs are parsed by the connection's first request that
+    /// compares a name, and every later request of the connection (a clone of the same
+    /// extension) compares with that parse; expiry and reloads are judged as before.
+    #[test]
+    fn a_connections_leaf_names_are_parsed_once_and_kept() {
+        let (issuer, ca_der) = ca("client CA");
+        let anchors = || {
+            vec![webpki::anchor_from_trusted_cert(&ca_der)
+                .unwrap()
+                .to_owned()]
+        };
+        let check = CertificateCheck::with_anchors(anchors());
+        let registry = Registry::new(&[client(AuthMethod::TlsClientAuth, Vec::new())]);
+        let c = registry.get("c").unwrap();
+        let first = leaf(
+            "payments",
+            ExtendedKeyUsagePurpose::ClientAuth,
+            Some(&issuer),
+        );
+        // Binding a secret client's tokens validates the chain and reads no name.
+        assert_eq!(
+            check.binding(Some(&first), JUNE_2025),
+            Some(first.thumbprint())
+        );
+        assert!(!first.names_parsed());
+        assert_eq!(
+            check.authenticate(c, &first, JUNE_2025),
+            Ok(first.thumbprint())
+        );
+        assert!(first.names_parsed());
+        assert_eq!(
+            first.names(),
+            crate::x509::LeafNames::parse(first.leaf())
+                .as_ref()
+                .map_err(|e| *e)
+        );
+        // The connection's next request: the same names, already parsed.
+        let next = first.clone();
+        assert!(next.names_parsed());
+        assert_eq!(
+            check.authenticate(c, &next, JUNE_2025),
+            Ok(next.thumbprint())
+        );
+        // Expiry at the injected clock, as before.
+        let not_after = 1_767_225_600;
+        assert_eq!(
+            check.authenticate(c, &next, not_after + 1),
+            Err(CertificateRejection::Expired)
+        );
+        // A reload registering another name: validated again, compared with the kept parse.
+        let reloaded = CertificateCheck::with_anchors(anchors());
+        let mut renamed = client(AuthMethod::TlsClientAuth, Vec::new());
+        renamed.tls_name = Some(CertificateName::SubjectDn(
+            DistinguishedName::parse("CN=someone").unwrap(),
+        ));
+        let renamed = Registry::new(&[renamed]);
+        assert_eq!(
+            reloaded.authenticate(renamed.get("c").unwrap(), &next, JUNE_2025),
+            Err(CertificateRejection::NameMismatch)
+        );
+        assert_eq!(reloaded.validations(), 1);
+        assert_eq!(
+            reloaded.authenticate(c, &next, JUNE_2025),
+            Ok(next.thumbprint())
+        );
+        assert_eq!(reloaded.validations(), 1);
     }
 
     #[test]

@@ -359,7 +359,7 @@ impl Validator<'_> {
         let mut secrets = Vec::new();
         for (j, s) in raw.into_iter().enumerate() {
             let spath = format!("{path}.secrets[{j}]");
-            let Some(secret) = self.client_secret(s, &spath) else {
+            let Some(secret) = self.client_secret(s, &spath, who) else {
                 continue;
             };
             match (&secret, method) {
@@ -397,5 +397,64 @@ impl Validator<'_> {
             self.problem(secrets_path, "list at least one secret");
         }
         secrets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// A stored hash over a cost ceiling (docs/design.md §2.7) is a problem at its key
+    /// path that names the client and the ceiling; one at the ceilings is none.
+    #[test]
+    fn hash_ceilings_are_config_errors_naming_the_client() {
+        const SALT_AND_HASH: &str = "c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        // A cost-10 bcrypt hash of "s3cret-value", its cost rewritten: parsing never
+        // verifies.
+        const BCRYPT_15: &str = "$2b$15$yxVQTuuDFvhJQOI6sxOGQ.Mj8tCfMg8HzzCJNEUK4NAkpwuFJ4YOy";
+        let yaml = format!(
+            r#"clients:
+  - client_id: billing
+    auth_method: client_secret_basic
+    secrets: [{{ hash: "$argon2id$v=19$m=262145,t=2,p=1${SALT_AND_HASH}" }}]
+  - client_id: reports
+    auth_method: client_secret_post
+    secrets: [{{ value: "plain-secret" }}, {{ hash: "{BCRYPT_15}" }}]
+  - client_id: ledger
+    auth_method: client_secret_basic
+    secrets: [{{ hash: "$pbkdf2-sha256$i=5000001,l=32${SALT_AND_HASH}" }}]
+  - client_id: at-the-ceilings
+    auth_method: client_secret_basic
+    secrets: [{{ hash: "$argon2id$v=19$m=262144,t=10,p=16${SALT_AND_HASH}" }}]
+"#
+        );
+        let problems = Config::from_yaml(&yaml, Path::new("/nonexistent"))
+            .unwrap_err()
+            .problems();
+        let at = |path: &str| -> Vec<&String> {
+            problems.iter().filter(|p| p.starts_with(path)).collect()
+        };
+        for (path, client, ceiling) in [
+            ("clients[0].secrets[0].hash: ", "billing", "m ≤ 262144 KiB"),
+            ("clients[1].secrets[1].hash: ", "reports", "ceiling of 14"),
+            (
+                "clients[2].secrets[0].hash: ",
+                "ledger",
+                "ceiling of 5000000",
+            ),
+        ] {
+            let found = at(path);
+            assert_eq!(found.len(), 1, "{path} in {problems:#?}");
+            assert!(
+                found[0].starts_with(&format!("{path}client `{client}`: ")),
+                "{}",
+                found[0]
+            );
+            assert!(found[0].contains(ceiling), "{}", found[0]);
+        }
+        assert!(at("clients[3]").is_empty(), "{problems:#?}");
+        assert!(at("clients[1].secrets[0]").is_empty(), "{problems:#?}");
     }
 }

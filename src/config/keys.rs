@@ -83,7 +83,7 @@ impl Validator<'_> {
             let path = self.base_dir.join(&f);
             // Written after each (re)load: the directory must exist now.
             match path.parent() {
-                Some(dir) if dir.is_dir() => Some(path),
+                Some(dir) if self.files.is_dir(dir) => Some(path),
                 _ => {
                     self.problem(
                         "internal_header.jwks_file",

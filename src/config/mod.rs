@@ -7,10 +7,13 @@
 //! turns every raw value into its typed form and collects *every* problem with its key
 //! path (`clients[2].secrets[0].file: ...`) instead of stopping at the first. Secret
 //! material is read from files or environment variables (secret_source.rs) here, once, so
-//! the request path never touches the filesystem. Section types are named `…Config`; the
-//! runtime things built from them (the upstream client, the throttle) keep the plain name.
+//! the request path never touches the filesystem. Every file is read through [`Files`]
+//! (files.rs): the file system when the gateway runs, a map in the fuzzer and in unit
+//! tests ([`Config::from_yaml_in`]). Section types are named `…Config`; the runtime things
+//! built from them (the upstream client, the throttle) keep the plain name.
 
 mod clients;
+mod files;
 mod jwks;
 mod keys;
 mod limits;
@@ -35,6 +38,7 @@ use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId, EndpointKind, PkceMethod};
 use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
+pub use files::{FileSystem, Files, MemoryFiles};
 pub use path::PathPattern;
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
@@ -96,10 +100,15 @@ pub struct Source {
 }
 
 impl Source {
-    /// Reads `path`, returning its content and its record.
+    /// Reads `path` from the file system, returning its content and its record.
     pub fn read(path: &Path) -> (Source, std::io::Result<Vec<u8>>) {
+        Self::read_from(&FileSystem, path)
+    }
+
+    /// Reads `path` from `files`, returning its content and its record.
+    pub fn read_from(files: &dyn Files, path: &Path) -> (Source, std::io::Result<Vec<u8>>) {
         use sha2::{Digest, Sha256};
-        let result = std::fs::read(path);
+        let result = files.read(path);
         let mut h = Sha256::new();
         match &result {
             Ok(bytes) => {
@@ -571,7 +580,7 @@ impl Config {
             }
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        let (mut result, mut sources) = Self::from_yaml_traced(&text, base);
+        let (mut result, mut sources) = Self::from_yaml_traced(&text, base, &FileSystem);
         sources.insert(0, source);
         if let Ok(config) = &mut result {
             config.sources = sources.clone();
@@ -581,15 +590,29 @@ impl Config {
 
     /// Parses and validates YAML text; `base_dir` anchors relative file paths.
     pub fn from_yaml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        Self::from_yaml_traced(text, base_dir).0
+        Self::from_yaml_in(text, base_dir, &FileSystem)
     }
 
-    fn from_yaml_traced(text: &str, base_dir: &Path) -> (Result<Config, ConfigError>, Vec<Source>) {
+    /// [`Config::from_yaml`], reading the files the config names from `files` (a
+    /// [`MemoryFiles`] in the fuzzer and in unit tests).
+    pub fn from_yaml_in(
+        text: &str,
+        base_dir: &Path,
+        files: &dyn Files,
+    ) -> Result<Config, ConfigError> {
+        Self::from_yaml_traced(text, base_dir, files).0
+    }
+
+    fn from_yaml_traced(
+        text: &str,
+        base_dir: &Path,
+        files: &dyn Files,
+    ) -> (Result<Config, ConfigError>, Vec<Source>) {
         let raw: raw::RawConfig = match serde_saphyr::from_str(text) {
             Ok(raw) => raw,
             Err(e) => return (Err(ConfigError::Syntax(e)), Vec::new()),
         };
-        validate::validate(raw, base_dir)
+        validate::validate(raw, base_dir, files)
     }
 
     /// The URL a client calls for `path` (the `htu` claim and an accepted `aud`).

@@ -23,11 +23,13 @@ fn strip_one_newline(mut bytes: Vec<u8>) -> Vec<u8> {
 
 impl Validator<'_> {
     /// A client secret: the secret (`file`, `env`, `value`) or its hash (`hash`,
-    /// `hash_file`), exactly one.
+    /// `hash_file`), exactly one. A refused hash is a problem naming the client (`who`)
+    /// and the floor or ceiling it misses.
     pub(super) fn client_secret(
         &mut self,
         mut source: RawSecretSource,
         path: &str,
+        who: &str,
     ) -> Option<ClientSecret> {
         let hash = source.hash.take();
         let hash_file = source.hash_file.take();
@@ -62,7 +64,10 @@ impl Validator<'_> {
         match StoredHash::parse(&text) {
             Ok(hash) => Some(ClientSecret::Hashed(hash)),
             Err(e) => {
-                self.problem(format!("{path}.{kind}"), error_chain(&e));
+                self.problem(
+                    format!("{path}.{kind}"),
+                    format!("client `{who}`: {}", error_chain(&e)),
+                );
                 None
             }
         }
@@ -142,14 +147,16 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MemoryFiles;
 
     #[test]
     fn secrets_from_file_env_and_value() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("s"), "from-file\n").unwrap();
-        std::fs::write(dir.path().join("crlf"), "crlf\r\n").unwrap();
+        let files = MemoryFiles::new()
+            .with("/cfg/s", "from-file\n")
+            .with("/cfg/crlf", "crlf\r\n");
         let mut v = Validator {
-            base_dir: dir.path(),
+            base_dir: std::path::Path::new("/cfg"),
+            files: &files,
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),

@@ -66,14 +66,16 @@ pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// Validates `raw`, reading the files it names relative to `base_dir`. Returns the config
-/// (or every problem) and every file read, whatever the outcome.
+/// Validates `raw`, reading the files it names, relative to `base_dir`, from `files`.
+/// Returns the config (or every problem) and every file read, whatever the outcome.
 pub(super) fn validate(
     raw: RawConfig,
     base_dir: &Path,
+    files: &dyn Files,
 ) -> (Result<Config, ConfigError>, Vec<Source>) {
     let mut v = Validator {
         base_dir,
+        files,
         problems: Vec::new(),
         warnings: Vec::new(),
         sources: Vec::new(),
@@ -93,6 +95,9 @@ pub(super) fn validate(
 
 pub(super) struct Validator<'a> {
     pub(super) base_dir: &'a Path,
+    /// Every file is read, and checked to exist, through this: nothing else here touches
+    /// the file system.
+    pub(super) files: &'a dyn Files,
     pub(super) problems: Vec<Problem>,
     pub(super) warnings: Vec<String>,
     pub(super) sources: Vec<Source>,
@@ -104,7 +109,7 @@ pub(super) struct Validator<'a> {
 impl Validator<'_> {
     /// Reads a file the config names, recording it for the reload watcher.
     pub(super) fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let (source, bytes) = Source::read(path);
+        let (source, bytes) = Source::read_from(self.files, path);
         self.sources.push(source);
         bytes
     }
@@ -215,7 +220,7 @@ impl Validator<'_> {
     pub(super) fn file_path(&mut self, value: Option<String>, path: &str) -> Option<PathBuf> {
         let text = self.required(value, path)?;
         let resolved = self.base_dir.join(text);
-        if !resolved.is_file() {
+        if !self.files.is_file(&resolved) {
             self.problem(path, format!("no such file: {}", resolved.display()));
             return None;
         }
@@ -741,6 +746,7 @@ pub(super) mod tests {
     pub(in crate::config) fn validator(dir: &Path) -> Validator<'_> {
         Validator {
             base_dir: dir,
+            files: &FileSystem,
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
