@@ -41,14 +41,14 @@ fn every_printed_command_returns_a_token() {
     }
     assert_eq!(
         commands.len(),
-        8,
-        "basic, post, multipart, jwt, mtls, authorize, code exchange and metrics commands"
+        9,
+        "basic, post, multipart, jwt, private_key_jwt, mtls, authorize, code exchange and metrics commands"
     );
     let metrics = commands.pop().unwrap();
     assert!(metrics.contains("/metrics"), "{metrics}");
 
     // The public client's authorize command: a 302 whose Location carries the code.
-    let authorize = commands.remove(5);
+    let authorize = commands.remove(6);
     assert!(
         authorize.contains("code_challenge_method=S256"),
         "{authorize}"
@@ -105,6 +105,7 @@ fn every_printed_command_returns_a_token() {
             "client_secret_post",
             "client_secret_post",
             "client_secret_jwt",
+            "private_key_jwt",
             "tls_client_auth",
             "none"
         ]
@@ -117,6 +118,7 @@ fn every_printed_command_returns_a_token() {
         ("client_secret_basic", 1),
         ("client_secret_post", 2),
         ("client_secret_jwt", 1),
+        ("private_key_jwt", 1),
         ("tls_client_auth", 1),
         ("none", 1),
     ] {

@@ -3,7 +3,9 @@
 //! Makes, in a temporary directory that disappears on exit: a CA and a localhost
 //! certificate (rcgen), random secrets for one demo client per secret method, a client
 //! certificate issued by the same CA for a `tls_client_auth` client, a public client
-//! (`none`, with PKCE) and a random internal-header key. Starts an embedded token service
+//! (`none`, with PKCE), a `private_key_jwt` client's key pair (the gateway gets only its
+//! public JWK Set) and an ES256 internal-header key (the token service verifies with its
+//! public half). Starts an embedded token service
 //! on loopback (token_service.rs) that *verifies the internal header* (as a real upstream
 //! must), issues authorization codes for PKCE challenges and checks their verifiers, and
 //! answers with tokens naming the client and method it saw; then runs the gateway in
@@ -20,8 +22,8 @@ use std::path::{Path, PathBuf};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, SigningKey};
-use crate::secret::Secret;
+use crate::config::{Config, ConfigError};
+use crate::oauth::AsymmetricAlgorithm;
 use crate::server::{Gateway, ServeError};
 
 pub const BASIC_CLIENT: &str = "demo-basic";
@@ -29,6 +31,8 @@ pub const POST_CLIENT: &str = "demo-post";
 pub const JWT_CLIENT: &str = "demo-jwt";
 pub const MTLS_CLIENT: &str = "demo-mtls";
 pub const PUBLIC_CLIENT: &str = "demo-spa";
+pub const FAPI_CLIENT: &str = "demo-fapi";
+const FAPI_KID: &str = "demo-fapi-1";
 /// Where the demo's authorization endpoint sends the code (nothing listens there: the
 /// code is read from the 302's Location).
 const REDIRECT_URI: &str = "http://127.0.0.1/callback";
@@ -43,6 +47,8 @@ pub enum DemoError {
     Certificate(#[from] rcgen::Error),
     #[error("demo configuration rejected")]
     Config(#[from] ConfigError),
+    #[error("cannot make the demo keys")]
+    Key(#[from] crate::keys::KeyError),
     #[error("gateway failed")]
     Serve(#[from] ServeError),
 }
@@ -121,11 +127,24 @@ pub async fn run(
     let basic = random_secret();
     let post = random_secret();
     let jwt = random_secret();
-    let key = random_secret();
     std::fs::write(path("demo-basic.secret"), &basic)?;
     std::fs::write(path("demo-post.secret"), &post)?;
     std::fs::write(path("demo-jwt.secret"), &jwt)?;
-    std::fs::write(path("signing.key"), &key)?;
+    // The internal header signed with ES256 (the cheaper asymmetric algorithm, see
+    // BENCHMARKS.md): the token service holds only the public key.
+    let signing = crate::keys::generate_pem(AsymmetricAlgorithm::Es256)?;
+    std::fs::write(path("signing.pem"), &signing)?;
+    // The private_key_jwt client's own key pair; the gateway gets the public JWK Set.
+    let fapi_pem = crate::keys::generate_pem(AsymmetricAlgorithm::Es256)?;
+    std::fs::write(path("demo-fapi.pem"), &fapi_pem)?;
+    let fapi_jwk =
+        crate::keys::PrivateKey::for_algorithm(fapi_pem.as_bytes(), AsymmetricAlgorithm::Es256)?
+            .public_jwk(FAPI_KID, AsymmetricAlgorithm::Es256)
+            .ok_or(crate::keys::KeyError::Unsupported)?;
+    std::fs::write(
+        path("demo-fapi.jwks.json"),
+        serde_json::json!({ "keys": [fapi_jwk] }).to_string(),
+    )?;
 
     let listener = TcpListener::bind(options.listen).await?;
     let port = listener.local_addr()?.port();
@@ -144,7 +163,7 @@ public_url: "{public_url}"
 issuer: "{public_url}"
 internal_header:
   audience: demo-token-service
-  keys: [{{ id: demo, file: signing.key }}]
+  keys: [{{ id: demo, algorithm: ES256, file: signing.pem }}]
 shutdown_grace: 5s
 clients:
   - {{ client_id: {BASIC_CLIENT}, auth_method: client_secret_basic, secrets: [{{ file: demo-basic.secret }}] }}
@@ -152,11 +171,12 @@ clients:
   - {{ client_id: {JWT_CLIENT}, auth_method: client_secret_jwt, secrets: [{{ file: demo-jwt.secret }}] }}
   - {{ client_id: {MTLS_CLIENT}, auth_method: tls_client_auth, tls_client_auth_subject_dn: "{MTLS_SUBJECT}" }}
   - {{ client_id: {PUBLIC_CLIENT}, auth_method: none }}
+  - {{ client_id: {FAPI_CLIENT}, auth_method: private_key_jwt, jwks: {{ file: demo-fapi.jwks.json }} }}
 "#,
         listen = options.listen,
     );
     let config = Config::from_yaml(&yaml, files.dir.path())?;
-    let keys = crate::verify::keys_of(&[SigningKey::hmac("demo", Secret::new(key.into_bytes()))]);
+    let keys = crate::verify::keys_of(&config.internal_header.keys);
     let service = tokio::spawn(token_service::serve(
         upstream,
         token_service::Trust {
@@ -204,6 +224,15 @@ clients:
     );
     let _ = writeln!(
         text,
+        "# private_key_jwt ({FAPI_CLIENT}): an ES256 assertion signed with the client's private key; the gateway holds only its public JWK Set"
+    );
+    let _ = writeln!(
+        text,
+        "curl -sS --cacert {ca} -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer -d client_assertion=\"$({exe} assertion --client-id {FAPI_CLIENT} --key-file {} --kid {FAPI_KID} --aud {token_url})\" {token_url}\n",
+        quote(&path("demo-fapi.pem"))
+    );
+    let _ = writeln!(
+        text,
         "# tls_client_auth ({MTLS_CLIENT}): a client certificate from the demo CA, no secret; the token is bound to it (cnf)"
     );
     let _ = writeln!(
@@ -239,6 +268,10 @@ clients:
     let _ = writeln!(
         text,
         "curl -sS http://{admin_addr}/metrics | grep '^secretgate_authentications_total'\n"
+    );
+    let _ = writeln!(
+        text,
+        "The token service verifies the ES256 header with the public key the admin listener publishes: curl -sS http://{admin_addr}/.well-known/jwks.json\n"
     );
     let _ = writeln!(text, "Ready. Press Ctrl-C to stop.");
     on_ready(text);
