@@ -4,7 +4,7 @@
 //! certificate (rcgen), random secrets for one demo client per secret method, a client
 //! certificate issued by the same CA for a `tls_client_auth` client, a public client
 //! (`none`, with PKCE), a `private_key_jwt` client's key pair (the gateway gets only its
-//! public JWK Set) and an ES256 internal-header key (the token service verifies with its
+//! public JWK Set) and an EdDSA internal-header key (the token service verifies with its
 //! public half). Starts an embedded token service
 //! on loopback (token_service.rs) that *verifies the internal header* (as a real upstream
 //! must), issues authorization codes for PKCE challenges and checks their verifiers, and
@@ -130,9 +130,9 @@ pub async fn run(
     std::fs::write(path("demo-basic.secret"), &basic)?;
     std::fs::write(path("demo-post.secret"), &post)?;
     std::fs::write(path("demo-jwt.secret"), &jwt)?;
-    // The internal header signed with ES256 (the cheaper asymmetric algorithm, see
-    // BENCHMARKS.md): the token service holds only the public key.
-    let signing = crate::keys::generate_pem(AsymmetricAlgorithm::Es256)?;
+    // The internal header signed with EdDSA (the cheaper asymmetric algorithm with
+    // aws-lc-rs, see BENCHMARKS.md): the token service holds only the public key.
+    let signing = crate::keys::generate_pem(AsymmetricAlgorithm::EdDsa)?;
     std::fs::write(path("signing.pem"), &signing)?;
     // The private_key_jwt client's own key pair; the gateway gets the public JWK Set.
     let fapi_pem = crate::keys::generate_pem(AsymmetricAlgorithm::Es256)?;
@@ -163,7 +163,7 @@ public_url: "{public_url}"
 issuer: "{public_url}"
 internal_header:
   audience: demo-token-service
-  keys: [{{ id: demo, algorithm: ES256, file: signing.pem }}]
+  keys: [{{ id: demo, algorithm: EdDSA, file: signing.pem }}]
 shutdown_grace: 5s
 clients:
   - {{ client_id: {BASIC_CLIENT}, auth_method: client_secret_basic, secrets: [{{ file: demo-basic.secret }}] }}
@@ -271,7 +271,7 @@ clients:
     );
     let _ = writeln!(
         text,
-        "The token service verifies the ES256 header with the public key the admin listener publishes: curl -sS http://{admin_addr}/.well-known/jwks.json\n"
+        "The token service verifies the EdDSA header with the public key the admin listener publishes: curl -sS http://{admin_addr}/.well-known/jwks.json\n"
     );
     let _ = writeln!(text, "Ready. Press Ctrl-C to stop.");
     on_ready(text);
