@@ -472,7 +472,7 @@ fn assertion(
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("keys").required(true).args(["key_file", "jwks"])))]
+#[command(group(clap::ArgGroup::new("keys").required(true).args(["key_file", "jwks", "jwks_url"])))]
 struct VerifyArgs {
     /// File holding one HS256 key (trailing newline ignored).
     #[arg(long)]
@@ -484,6 +484,9 @@ struct VerifyArgs {
     /// the key is picked by the header's kid, pinned to its alg.
     #[arg(long)]
     jwks: Option<PathBuf>,
+    /// The same, fetched: the admin listener's http://…/.well-known/jwks.json, or https.
+    #[arg(long)]
+    jwks_url: Option<String>,
     #[arg(long, default_value = "secretgate")]
     issuer: String,
     #[arg(long, default_value = "legacy-token-service")]
@@ -511,8 +514,33 @@ struct VerifyArgs {
     value: Option<String>,
 }
 
+/// `verify-header --jwks-url`: one GET, bounded like the gateway's own fetches.
+fn fetch_jwks(url: &str) -> anyhow::Result<Vec<u8>> {
+    let cfg = secretgate::config::JwksFetchConfig {
+        ca_pem: None,
+        timeout: std::time::Duration::from_secs(5),
+        refresh: std::time::Duration::from_secs(300),
+        min_refetch_interval: std::time::Duration::from_secs(30),
+        max_size: 1024 * 1024,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let body = runtime
+        .block_on(secretgate::auth::jwks::fetch::fetch_any(url, &cfg))
+        .map_err(|e| anyhow::anyhow!("{url}: {}", secretgate::error::error_chain(&e)))?;
+    Ok(body.to_vec())
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<String> {
     let keys = match (&args.key_file, &args.jwks) {
+        (None, None) if args.jwks_url.is_some() => {
+            let url = args.jwks_url.clone().unwrap_or_default();
+            let json = fetch_jwks(&url)?;
+            secretgate::verify::VerifyKeys::from_jwks(&json)
+                .with_context(|| format!("{url}: not a usable JWK Set"))?
+        }
         (Some(file), _) => {
             let key = read_key_file(file)?;
             secretgate::verify::keys_of(&[SigningKey::hmac(args.kid.clone(), Secret::new(key))])
@@ -523,7 +551,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<String> {
             secretgate::verify::VerifyKeys::from_jwks(&json)
                 .with_context(|| format!("{}: not a usable JWK Set", file.display()))?
         }
-        (None, None) => anyhow::bail!("give --key-file or --jwks"),
+        (None, None) => anyhow::bail!("give --key-file, --jwks or --jwks-url"),
     };
     let value = match args.value {
         Some(v) => v,

@@ -174,8 +174,8 @@ async fn rotation_follows_reloads_in_the_set_the_signature_and_the_jwks_file() {
     verify_internal_header(value, &keys, &bound(&rec)).expect("verifies with the new set");
 }
 
-#[tokio::test]
-async fn verify_header_takes_a_jwks_file() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_header_takes_a_jwks_file_or_url() {
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     let pki = Pki::generate();
     new_key(pki.path(), "k.pem", "ES256", "k");
@@ -189,36 +189,47 @@ async fn verify_header_takes_a_jwks_file() {
     std::fs::write(&jwks_path, set.to_string()).unwrap();
     let body = gw.pki.path().join("body");
     std::fs::write(&body, &rec.body).unwrap();
-    let verify = |body_file: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_secretgate"))
-            .args(["verify-header", "--jwks"])
-            .arg(&jwks_path)
-            .args([
-                "--method",
-                "POST",
-                "--url",
-                &format!("{PUBLIC_URL}{TOKEN_PATH}"),
-                "--leeway",
-                "5",
-                "--body-file",
-            ])
-            .arg(body_file)
-            .arg(rec.headers[INTERNAL].to_str().unwrap())
-            .output()
-            .unwrap()
+    let url = format!("http://{}/.well-known/jwks.json", gw.admin.unwrap());
+    let header = rec.headers[INTERNAL].to_str().unwrap().to_owned();
+    // The command runs on a blocking thread: the admin listener it fetches from runs on
+    // this test's runtime.
+    let verify = |keys: Vec<String>| {
+        let (body, header) = (body.clone(), header.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_secretgate"))
+                .arg("verify-header")
+                .args(keys)
+                .args([
+                    "--method",
+                    "POST",
+                    "--url",
+                    &format!("{PUBLIC_URL}{TOKEN_PATH}"),
+                    "--body-file",
+                ])
+                .arg(&body)
+                .arg(&header)
+                .output()
+                .unwrap()
+        })
     };
-    let out = verify(&body);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(claims["client_id"], BASIC_ID);
+    let by_file = || vec!["--jwks".to_owned(), jwks_path.display().to_string()];
+    let by_url = || vec!["--jwks-url".to_owned(), url.clone()];
+    for keys in [by_file(), by_url()] {
+        let out = verify(keys.clone()).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{keys:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(claims["client_id"], BASIC_ID);
+    }
     std::fs::write(&body, "grant_type=tampered").unwrap();
-    let out = verify(&body);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("body_sha256 does not match"));
+    for keys in [by_file(), by_url()] {
+        let out = verify(keys.clone()).await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{keys:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("body_sha256 does not match"));
+    }
 }
 
 /// `new-key` refuses to overwrite a key, and a key that does not fit its algorithm is a

@@ -90,45 +90,75 @@ pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, Fe
     Ok(Arc::new(config))
 }
 
-/// Fetches and parses the JWK Set at `uri`.
+/// Fetches and parses the JWK Set at `uri` (HTTPS only: a client's keys).
 pub async fn fetch(
     uri: &str,
     cfg: &JwksFetchConfig,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Fetched, FetchError> {
+    let (body, max_age) =
+        tokio::time::timeout(cfg.timeout, fetch_unbounded(uri, cfg.max_size, Some(tls)))
+            .await
+            .map_err(|_| FetchError::Timeout)??;
+    parse(&body, max_age)
+}
+
+/// The body of a JWK Set URL for the `verify-header --jwks-url` diagnostic, which also
+/// reads the admin listener's set over plain HTTP (an `https://` URL uses `ca_pem` or the
+/// system's roots).
+pub async fn fetch_any(uri: &str, cfg: &JwksFetchConfig) -> Result<Bytes, FetchError> {
+    let tls = if uri.starts_with("https://") {
+        Some(tls_config(cfg.ca_pem.as_deref())?)
+    } else {
+        None
+    };
     tokio::time::timeout(cfg.timeout, fetch_unbounded(uri, cfg.max_size, tls))
         .await
         .map_err(|_| FetchError::Timeout)?
+        .map(|(body, _)| body)
 }
 
+/// One exchange: over TLS with `tls`, or over plain HTTP when `tls` is `None` (only what
+/// [`fetch_any`] allows).
 async fn fetch_unbounded(
     uri: &str,
     max_size: usize,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<Fetched, FetchError> {
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(Bytes, Option<Duration>), FetchError> {
     let uri: http::Uri = uri.parse().map_err(|_| FetchError::NotHttps)?;
-    if uri.scheme_str() != Some("https") {
-        return Err(FetchError::NotHttps);
-    }
+    let default_port = match (uri.scheme_str(), &tls) {
+        (Some("https"), Some(_)) => 443,
+        (Some("http"), None) => 80,
+        _ => return Err(FetchError::NotHttps),
+    };
     let host = uri.host().ok_or(FetchError::NotHttps)?.to_owned();
-    let port = uri.port_u16().unwrap_or(443);
-    let name = ServerName::try_from(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-    )
-    .map_err(|_| FetchError::NotHttps)?;
-    let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let tcp = TcpStream::connect((bare.as_str(), port))
         .await
         .map_err(FetchError::Connect)?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(FetchError::Tls)?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(FetchError::Http)?;
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = match tls {
+        Some(tls) => {
+            let name = ServerName::try_from(bare).map_err(|_| FetchError::NotHttps)?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(FetchError::Tls)?;
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(FetchError::Http)?;
+            (send, tokio::spawn(async move { conn.await.map(|_| ()) }))
+        }
+        None => {
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(FetchError::Http)?;
+            (send, tokio::spawn(async move { conn.await.map(|_| ()) }))
+        }
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
     let req = Request::get(path)
@@ -177,7 +207,12 @@ async fn fetch_unbounded(
         }
     }
     conn.abort();
-    let parsed = secretgate_verify::jwk::parse_set(&read).map_err(|_| FetchError::NotJwks)?;
+    Ok((read.freeze(), max_age))
+}
+
+/// The keys of a fetched set: those that verify, and how many were dropped.
+fn parse(body: &[u8], max_age: Option<Duration>) -> Result<Fetched, FetchError> {
+    let parsed = secretgate_verify::jwk::parse_set(body).map_err(|_| FetchError::NotJwks)?;
     let total = parsed.len();
     let keys: Vec<Jwk> = parsed.into_iter().filter_map(Result::ok).collect();
     Ok(Fetched {
