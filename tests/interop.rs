@@ -164,37 +164,65 @@ async fn authlib_gets_tokens_with_all_three_methods() {
     assert_eq!(err["status"], 401);
 }
 
+/// pyjwt_verify.py started ahead of time: Python is up and PyJWT imported before the
+/// gateway signs, so the 30 s header lifetime is never spent on interpreter start-up on
+/// a loaded machine. The token goes in on stdin.
+struct PyjwtVerify {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PyjwtVerify {
+    fn spawn(key_file: &Path, body: Option<&[u8]>, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(python());
+        cmd.arg(script("pyjwt_verify.py"))
+            .args(["--token", "-", "--key-file"])
+            .arg(key_file)
+            .args([
+                "--issuer",
+                "secretgate",
+                "--audience",
+                "legacy-token-service",
+            ])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(body) = body {
+            let path = dir.path().join("body");
+            std::fs::write(&path, body).unwrap();
+            cmd.arg("--body-file").arg(path);
+        }
+        Self {
+            child: cmd.spawn().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn verify(mut self, token: &str) -> (bool, serde_json::Value) {
+        use std::io::Write as _;
+        let mut stdin = self.child.stdin.take().unwrap();
+        stdin.write_all(token.as_bytes()).unwrap();
+        drop(stdin);
+        let out = self.child.wait_with_output().unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "pyjwt_verify.py printed {:?}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), json)
+    }
+}
+
 fn pyjwt_verify(
     token: &str,
     key_file: &Path,
     body: Option<&[u8]>,
     extra: &[&str],
 ) -> (bool, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(python());
-    cmd.arg(script("pyjwt_verify.py"))
-        .args(["--token", token, "--key-file"])
-        .arg(key_file)
-        .args([
-            "--issuer",
-            "secretgate",
-            "--audience",
-            "legacy-token-service",
-        ])
-        .args(extra);
-    if let Some(body) = body {
-        let path = dir.path().join("body");
-        std::fs::write(&path, body).unwrap();
-        cmd.arg("--body-file").arg(path);
-    }
-    let out = cmd.output().unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "pyjwt_verify.py printed {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), json)
+    PyjwtVerify::spawn(key_file, body, extra).verify(token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,29 +231,32 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
     let gw = Gateway::start(upstream.addr).await;
     let body =
         format!("grant_type=client_credentials&client_id={POST_ID}&client_secret={POST_SECRET}");
+    // What the token service receives: the same form without the secret.
+    let forwarded = format!("grant_type=client_credentials&client_id={POST_ID}");
+    let key_file = gw.pki.path().join("signing.key");
+    let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
+    // The verifiers whose verdict must not be "expired" start before the gateway signs.
+    let good = PyjwtVerify::spawn(
+        &key_file,
+        Some(forwarded.as_bytes()),
+        &["--kid", "k1", "--htm", "POST", "--htu", &url],
+    );
+    let other_body = PyjwtVerify::spawn(&key_file, Some(b"grant_type=other"), &[]);
     let reply = gw.send(form(TOKEN_PATH, &body)).await;
     assert_eq!(reply.status, 200);
     let rec = upstream.last();
+    assert_eq!(rec.body, forwarded.as_bytes(), "the secret is stripped, nothing else");
     let token = rec.headers["x-authenticated-client"]
         .to_str()
         .unwrap()
         .to_owned();
-    let key_file = gw.pki.path().join("signing.key");
-    let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
 
-    let (ok, out) = tokio::task::block_in_place(|| {
-        pyjwt_verify(
-            &token,
-            &key_file,
-            Some(&rec.body),
-            &["--kid", "k1", "--htm", "POST", "--htu", &url],
-        )
-    });
+    let (ok, out) = tokio::task::block_in_place(|| good.verify(&token));
     assert!(ok, "{out}");
     assert_eq!(out["claims"]["client_id"], POST_ID);
     assert_eq!(out["claims"]["auth_method"], "client_secret_post");
 
-    // Wrong key.
+    // Wrong key (PyJWT checks the signature before any time claim).
     let wrong = gw.pki.path().join("wrong.key");
     std::fs::write(&wrong, "another-key-of-the-same-length-0123456").unwrap();
     let (ok, out) = tokio::task::block_in_place(|| pyjwt_verify(&token, &wrong, None, &[]));
@@ -236,9 +267,7 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
     );
 
     // Body that is not the one the header was made for.
-    let (ok, out) = tokio::task::block_in_place(|| {
-        pyjwt_verify(&token, &key_file, Some(b"grant_type=other"), &[])
-    });
+    let (ok, out) = tokio::task::block_in_place(|| other_body.verify(&token));
     assert!(!ok);
     assert!(
         out["reason"].as_str().unwrap().contains("body_sha256"),

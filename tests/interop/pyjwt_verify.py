@@ -125,6 +125,8 @@ def verify_header(token, keys, issuer, audience, *, kid=None, htm=None, htu=None
 
 
 def verify(args):
+    import jwt  # noqa: F401  (imported before the token arrives on stdin: see interop.rs)
+
     if args.token is None or args.token == "-":
         token = sys.stdin.read()
     else:
