@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use secretgate::clock::Clock;
-use secretgate::config::{Config, SigningKey};
+use secretgate::config::{Config, ConfigError, SigningKey};
 use secretgate::hashes::{make_hash, HashAlgorithm, HashParams};
 use secretgate::logline::LineFormat;
 use secretgate::oauth::{Algorithm, AsymmetricAlgorithm};
@@ -21,9 +21,9 @@ use secretgate::verify::{verify_internal_header, Check, Expected};
     about = "OAuth client-authentication gateway for legacy token services"
 )]
 struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
+    /// Log format of `run`, `demo` and `check` (also accepted after the command).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +55,7 @@ enum KeyAlg {
     Es256,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -65,19 +65,35 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Run {
+        /// The config file (YAML); reloaded on SIGHUP and when it or a file it names changes.
         #[arg(long, short)]
         config: PathBuf,
+        /// Log format (stderr).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file and list every problem.
     Check {
+        /// The config file (YAML) to validate, with every file it names.
         #[arg(long, short)]
         config: PathBuf,
+        /// Validate the config without reading the secret, key, hash and certificate files
+        /// or the environment variables it names (for CI, where they do not exist).
+        #[arg(long)]
+        skip_files: bool,
+        /// Problems as text lines, or one JSON object per problem (stderr).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
-    /// Run the gateway with zero setup: demo token service, self-signed certificate, one
-    /// client per method, and ready-to-paste curl commands.
+    /// Run the gateway with zero setup: a demo token service, a demo CA and the server and
+    /// client certificates it issues, one client per method, and ready-to-paste curl
+    /// commands.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Log format (stderr).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Print a fresh client assertion (new jti each call): client_secret_jwt with
     /// --secret-file, private_key_jwt with --key-file.
@@ -157,17 +173,67 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
-    match Config::load(path) {
-        Ok(c) => Ok(c),
-        Err(e) => {
+fn load_config(path: &std::path::Path, format: LogFormat) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| report_invalid(path, &e, format))
+}
+
+/// Lists every problem of an invalid config on stderr, as text lines or, with
+/// `--log-format json`, one JSON object per problem (what a log pipeline needs from a
+/// container in a crash loop). Returns the exit status for an invalid config.
+fn report_invalid(path: &std::path::Path, e: &ConfigError, format: LogFormat) -> ExitCode {
+    match format {
+        LogFormat::Text => {
             eprintln!("{}: invalid configuration", path.display());
             for p in e.problems() {
                 eprintln!("  {p}");
             }
-            Err(ExitCode::from(2))
+        }
+        LogFormat::Json => {
+            for p in e.problem_list() {
+                let line = serde_json::json!({
+                    "level": "ERROR",
+                    "message": "invalid configuration",
+                    "config": path.display().to_string(),
+                    "key": p.path,
+                    "problem": p.message,
+                });
+                eprintln!("{line}");
+            }
         }
     }
+    ExitCode::from(2)
+}
+
+/// Prints a config's warnings on stderr in `format`.
+fn report_warnings(path: &std::path::Path, warnings: &[String], format: LogFormat) {
+    for w in warnings {
+        match format {
+            LogFormat::Text => eprintln!("warning: {w}"),
+            LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "level": "WARN",
+                    "message": w,
+                    "config": path.display().to_string(),
+                })
+            ),
+        }
+    }
+}
+
+/// `--log-format` before the command or after it (after wins); only the commands that
+/// log take it.
+fn log_format(top: Option<LogFormat>, command: &Command) -> Result<LogFormat, &'static str> {
+    let own = match command {
+        Command::Run { log_format, .. }
+        | Command::Check { log_format, .. }
+        | Command::Demo { log_format, .. } => *log_format,
+        _ if top.is_some() => {
+            return Err("--log-format applies to run, check and demo only");
+        }
+        _ => None,
+    };
+    Ok(own.or(top).unwrap_or(LogFormat::Text))
 }
 
 // mimalloc instead of glibc malloc: about 10% less user CPU per proxied request under load
@@ -177,20 +243,35 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match log_format(cli.log_format, &cli.command) {
+        Ok(f) => f,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
-        Command::Check { config } => match load_config(&config) {
-            Ok(c) => {
-                for w in &c.warnings {
-                    eprintln!("warning: {w}");
+        Command::Check {
+            config, skip_files, ..
+        } => {
+            let result = if skip_files {
+                Config::check_without_files(&config)
+            } else {
+                Config::load(&config).map(|c| (c.clients.len(), c.warnings))
+            };
+            match result {
+                Ok((clients, warnings)) => {
+                    report_warnings(&config, &warnings, format);
+                    let what = if skip_files { "; files not read" } else { "" };
+                    println!("{}: ok ({clients} clients{what})", config.display());
+                    ExitCode::SUCCESS
                 }
-                println!("{}: ok ({} clients)", config.display(), c.clients.len());
-                ExitCode::SUCCESS
+                Err(e) => report_invalid(&config, &e, format),
             }
-            Err(code) => code,
-        },
-        Command::Run { config: path } => {
-            init_logging(cli.log_format);
-            let config = match load_config(&path) {
+        }
+        Command::Run { config: path, .. } => {
+            init_logging(format);
+            let config = match load_config(&path, format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -202,8 +283,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen } => {
-            init_logging(cli.log_format);
+        Command::Demo { listen, .. } => {
+            init_logging(format);
             match demo(listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -113,6 +113,9 @@ pub struct LeafNames {
     /// The subjectAltName entries; none when the extension is absent or unreadable
     /// (twice present, say).
     sans: Vec<San>,
+    /// The subject as RFC 4514 text (most specific RDN first), for the log line of a
+    /// name mismatch: what the certificate carried, in the order the config is written.
+    subject_text: String,
 }
 
 /// A subjectAltName entry of a type a `tls_client_auth` name can be (RFC 8705 §2.1.2).
@@ -158,8 +161,60 @@ impl LeafNames {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(LeafNames { subject, sans })
+        let subject_text = rfc4514(cert.subject());
+        Ok(LeafNames {
+            subject,
+            sans,
+            subject_text,
+        })
     }
+
+    /// The subject as RFC 4514 text: what a `tls_client_auth_subject_dn` is compared with.
+    pub fn subject_text(&self) -> &str {
+        &self.subject_text
+    }
+}
+
+/// `name` as RFC 4514 text: RDNs from the last of the DER sequence to the first, short
+/// names where RFC 4514 §3 has them, specials escaped; a value that is not a string shows
+/// as `#` (it never matches anyway).
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            let attrs: Vec<String> = rdn
+                .iter()
+                .map(|attr| {
+                    let oid = attr.attr_type().to_id_string();
+                    let short = SHORT_NAMES
+                        .iter()
+                        .find(|(_, o)| *o == oid)
+                        .map_or(oid.clone(), |(n, _)| n.to_uppercase());
+                    let value = attr.as_str().map_or_else(|_| "#".to_owned(), escape_4514);
+                    format!("{short}={value}")
+                })
+                .collect();
+            attrs.join("+")
+        })
+        .collect();
+    rdns.reverse();
+    rdns.join(",")
+}
+
+/// RFC 4514 §2.4: the specials escaped with `\`.
+fn escape_4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let leading = i == 0 && (c == ' ' || c == '#');
+        if leading || matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if out.ends_with(' ') {
+        out.insert(out.len() - 1, '\\');
+    }
+    out
 }
 
 /// A distinguished name parsed from RFC 4514 text, in DER order (the reverse of the text),
@@ -258,6 +313,20 @@ fn normalise(value: &str) -> String {
 }
 
 impl DistinguishedName {
+    /// Whether the text was written most general RDN first (`C=…, O=…, CN=…`), as
+    /// `openssl x509 -subject` prints a subject, rather than RFC 4514's most specific
+    /// first. Such a name only matches a certificate whose subject is stored reversed,
+    /// which is almost never what was meant: `check` warns.
+    pub fn looks_most_general_first(&self) -> bool {
+        const CN: &str = "2.5.4.3";
+        const GENERAL: [&str; 2] = ["2.5.4.6", "0.9.2342.19200300.100.1.25"];
+        let has = |rdn: Option<&Rdn>, oids: &[&str]| {
+            rdn.is_some_and(|r| r.0.iter().any(|(oid, _)| oids.contains(&oid.as_str())))
+        };
+        // `rdns` is in DER order: the text's first RDN is the last here.
+        self.rdns.len() >= 2 && has(self.rdns.last(), &GENERAL) && has(self.rdns.first(), &[CN])
+    }
+
     /// Parses RFC 4514 text such as `CN=payments,O=Example Corp`. Whitespace around `,`,
     /// `+` and `=` is ignored, as RFC 2253 printers (Java's `X500Principal`) emit it.
     pub fn parse(text: &str) -> Result<DistinguishedName, DnError> {
@@ -370,6 +439,39 @@ mod tests {
 
     fn dn(text: &str) -> CertificateName {
         CertificateName::SubjectDn(DistinguishedName::parse(text).unwrap())
+    }
+
+    #[test]
+    fn a_subject_reads_back_as_the_rfc4514_text_that_matches_it() {
+        let der = cert(
+            &[
+                (DnType::CountryName, "DE"),
+                (DnType::OrganizationName, "Example, Corp"),
+                (DnType::CommonName, "payments"),
+            ],
+            vec![],
+        );
+        let names = LeafNames::parse(&der).unwrap();
+        assert_eq!(names.subject_text(), "CN=payments,O=Example\\, Corp,C=DE");
+        // What the log shows is what the config can be written as.
+        assert!(dn(names.subject_text()).matches(&der).unwrap());
+        assert!(!DistinguishedName::parse(names.subject_text())
+            .unwrap()
+            .looks_most_general_first());
+        assert!(
+            DistinguishedName::parse("C=DE, O=Example Corp, CN=payments")
+                .unwrap()
+                .looks_most_general_first()
+        );
+        assert!(DistinguishedName::parse("DC=com,DC=example,CN=payments")
+            .unwrap()
+            .looks_most_general_first());
+        assert!(!DistinguishedName::parse("CN=payments")
+            .unwrap()
+            .looks_most_general_first());
+        assert!(!DistinguishedName::parse("O=Example Corp,CN=payments")
+            .unwrap()
+            .looks_most_general_first());
     }
 
     #[test]

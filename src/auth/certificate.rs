@@ -165,7 +165,16 @@ impl CertificateCheck {
                 // with the leaf's names as the connection parsed them once.
                 match cert.names() {
                     Ok(names) if name.matched_by(names) => Ok(cert.thumbprint()),
-                    Ok(_) => Err(CertificateRejection::NameMismatch),
+                    Ok(names) => {
+                        // What the certificate carried (public, it was in the handshake),
+                        // so that a name written in the wrong order can be seen and fixed.
+                        tracing::info!(
+                            client_id = %client.client_id,
+                            certificate_subject = names.subject_text(),
+                            "the client certificate does not carry the registered name"
+                        );
+                        Err(CertificateRejection::NameMismatch)
+                    }
                     Err(_) => Err(CertificateRejection::Unparsable),
                 }
             }

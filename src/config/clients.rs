@@ -260,6 +260,7 @@ impl Validator<'_> {
             );
         }
         let (key, value) = self.exactly_one(path, names)?;
+        let written = value.clone();
         let name = match key {
             "tls_client_auth_subject_dn" => DistinguishedName::parse(&value)
                 .map(CertificateName::SubjectDn)
@@ -282,6 +283,13 @@ impl Validator<'_> {
             }
             _ => Err("must be an e-mail address (local@domain)".to_owned()),
         };
+        if let Ok(CertificateName::SubjectDn(dn)) = &name {
+            if dn.looks_most_general_first() {
+                self.warnings.push(format!(
+                    "{path}.{key}: `{written}` is written most general first, as `openssl x509 -subject` prints it; RFC 4514 (and this key) writes the most specific RDN first (`CN=…,O=…,C=…`), so this only matches a certificate whose subject is stored in reverse. Print the subject with `openssl x509 -noout -subject -nameopt RFC2253`"
+                ));
+            }
+        }
         name.map_err(|message| self.problem(format!("{path}.{key}"), message))
             .ok()
     }

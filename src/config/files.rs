@@ -20,6 +20,45 @@ pub trait Files {
     /// Whether `path` names a directory (following symbolic links): where a file the
     /// gateway writes (`internal_header.jwks_file`) will go.
     fn is_dir(&self, path: &Path) -> bool;
+    /// Whether this source reads nothing at all (`check --skip-files`): environment
+    /// variables are then not read either.
+    fn skips(&self) -> bool {
+        false
+    }
+}
+
+/// What [`SkipFiles`] answers every read with; a problem whose message carries it is not a
+/// problem of the config but a file that was not read.
+const SKIPPED: &str = "not read (--skip-files)";
+
+/// Whether a problem message comes from a read that [`SkipFiles`] skipped.
+pub(super) fn is_skipped(message: &str) -> bool {
+    message.contains(SKIPPED)
+}
+
+/// `check --skip-files`: every named file exists and none is read, so that a config can
+/// be validated in CI without the secrets, keys and certificates it names. Whatever
+/// depends on a file's content (a certificate parses, a secret is long enough) is then
+/// not checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkipFiles;
+
+impl Files for SkipFiles {
+    fn read(&self, _: &Path) -> io::Result<Vec<u8>> {
+        Err(io::Error::other(SKIPPED))
+    }
+
+    fn is_file(&self, _: &Path) -> bool {
+        true
+    }
+
+    fn is_dir(&self, _: &Path) -> bool {
+        true
+    }
+
+    fn skips(&self) -> bool {
+        true
+    }
 }
 
 /// The real file system.

@@ -19,6 +19,7 @@ mod keys;
 mod limits;
 pub mod path;
 mod raw;
+mod renamed;
 mod secret_source;
 mod state;
 pub mod units;
@@ -38,7 +39,7 @@ use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId, EndpointKind, PkceMethod};
 use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
-pub use files::{FileSystem, Files, MemoryFiles};
+pub use files::{FileSystem, Files, MemoryFiles, SkipFiles};
 pub use path::PathPattern;
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
@@ -528,14 +529,49 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Every problem with its key path (empty when it is not about one key).
+    pub fn problem_list(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Invalid(problems) => problems.clone(),
+            other => other
+                .problems()
+                .into_iter()
+                .map(|message| Problem {
+                    path: String::new(),
+                    message,
+                })
+                .collect(),
+        }
+    }
+
     /// Every problem as `path: message` lines, for the CLI.
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Read { path, source } => {
                 vec![format!("{}: {source}", path.display())]
             }
-            ConfigError::Syntax(e) => vec![e.to_string()],
+            ConfigError::Syntax(e) => vec![e.render_with_formatter(&SyntaxMessages)],
             ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// serde-saphyr's messages, except where they speak to a programmer using the library
+/// rather than to the operator writing the config.
+struct SyntaxMessages;
+
+impl serde_saphyr::MessageFormatter for SyntaxMessages {
+    fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> std::borrow::Cow<'a, str> {
+        match err {
+            // Its own text ends "set DuplicateKeyPolicy in Options if acceptable".
+            serde_saphyr::Error::DuplicateMappingKey { key, .. } => {
+                std::borrow::Cow::Owned(format!(
+                    "`{}` is written twice in the same mapping; each key may appear once \
+                     (merge the two entries, or remove one)",
+                    key.as_deref().unwrap_or("a key")
+                ))
+            }
+            other => serde_saphyr::DefaultMessageFormatter.format_message(other),
         }
     }
 }
@@ -586,6 +622,25 @@ impl Config {
             config.sources = sources.clone();
         }
         (result, sources)
+    }
+
+    /// `check --skip-files`: validates a config file without reading the files or the
+    /// environment variables it names. Returns the number of clients and the warnings.
+    pub fn check_without_files(path: &Path) -> Result<(usize, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let raw: raw::RawConfig = serde_saphyr::from_str(&text).map_err(ConfigError::Syntax)?;
+        let clients = raw.clients.as_ref().map_or(0, Vec::len);
+        let base = path.parent().unwrap_or(Path::new("."));
+        match validate::validate_with_warnings(raw, base, &SkipFiles) {
+            (Ok(config), _, _) => Ok((config.clients.len(), config.warnings)),
+            (Err(ConfigError::Invalid(problems)), _, warnings) if problems.is_empty() => {
+                Ok((clients, warnings))
+            }
+            (Err(e), _, _) => Err(e),
+        }
     }
 
     /// Parses and validates YAML text; `base_dir` anchors relative file paths.

@@ -107,7 +107,18 @@ impl Validator<'_> {
             "file" => {
                 let resolved = self.base_dir.join(&given);
                 match self.read(&resolved) {
-                    Ok(bytes) => strip_one_newline(bytes),
+                    Ok(bytes) => {
+                        let bytes = strip_one_newline(bytes);
+                        // Only one trailing newline is taken off; anything else is part
+                        // of the secret, which an editor's stray space makes silently wrong.
+                        if secret && bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                            self.warnings.push(format!(
+                                "{path}.file: {} ends with white space after the secret (a space, tab, CR or a second newline); it is kept as part of the secret",
+                                resolved.display()
+                            ));
+                        }
+                        bytes
+                    }
                     Err(e) => {
                         self.problem(
                             format!("{path}.file"),
@@ -116,6 +127,10 @@ impl Validator<'_> {
                         return None;
                     }
                 }
+            }
+            "env" if self.files.skips() => {
+                self.skipped.push(format!("{path}.env"));
+                return None;
             }
             "env" => match std::env::var_os(&given) {
                 Some(value) => value.into_encoded_bytes(),
@@ -158,6 +173,7 @@ mod tests {
             base_dir: std::path::Path::new("/cfg"),
             files: &files,
             problems: Vec::new(),
+            skipped: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
         };

@@ -23,10 +23,17 @@ impl Validator<'_> {
         match (redis, raw.redis) {
             (false, None) => StateConfig::Memory,
             (false, Some(raw)) => {
-                // Checked all the same, so that switching the backend holds no surprise.
-                let _ = self.redis(raw);
-                self.warnings
-                    .push("state.redis: not used while state.backend is memory".to_owned());
+                // Its URL is checked all the same; its password and CA files are not read,
+                // so that a config for one replica runs where the Redis secrets are absent.
+                if let Some(url) = raw.url {
+                    if let Err(e) = check_redis_url(&url) {
+                        self.problem("state.redis.url", e);
+                    }
+                }
+                self.warnings.push(
+                    "state.redis: not used while state.backend is memory (its files are not read)"
+                        .to_owned(),
+                );
                 StateConfig::Memory
             }
             (true, raw) => {

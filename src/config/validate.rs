@@ -13,40 +13,11 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 use super::raw::*;
+use super::renamed::protected_paths_renamed;
 use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use crate::error::error_chain;
 use crate::oauth::{Algorithm, EndpointKind, PkceMethod};
-
-/// The `check` message for a config that still has `protected_paths`: the same paths
-/// written as `endpoints`, each under the kind its last segment suggests.
-fn protected_paths_renamed(old: &[String]) -> String {
-    let mut by_kind: Vec<(EndpointKind, Vec<&str>)> = Vec::new();
-    for path in old {
-        let last = path.rsplit('/').next().unwrap_or("");
-        let kind = match last {
-            "introspect" | "introspection" => EndpointKind::Introspection,
-            "revoke" | "revocation" => EndpointKind::Revocation,
-            "par" => EndpointKind::Par,
-            "device_authorization" | "device" => EndpointKind::DeviceAuthorization,
-            _ => EndpointKind::Token,
-        };
-        match by_kind.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, paths)) => paths.push(path),
-            None => by_kind.push((kind, vec![path])),
-        }
-    }
-    by_kind.sort_by_key(|(k, _)| *k);
-    let mut out = String::from(
-        "was replaced by `endpoints`, which says which kind of endpoint each path is \
-         (token, introspection, revocation, par, device_authorization, authorization; \
-         a kind left out keeps its default path, `kind: []` turns it off). Write:\n  endpoints:",
-    );
-    for (kind, paths) in by_kind {
-        out.push_str(&format!("\n    {kind}: [{}]", paths.join(", ")));
-    }
-    out
-}
 
 /// Default `assertion.replay_capacity`: entries live at most max_age + leeway (5m30s by
 /// default), so a million sustains about 3,000 jwt requests a second; an entry costs about
@@ -73,24 +44,37 @@ pub(super) fn validate(
     base_dir: &Path,
     files: &dyn Files,
 ) -> (Result<Config, ConfigError>, Vec<Source>) {
+    let (result, sources, _) = validate_with_warnings(raw, base_dir, files);
+    (result, sources)
+}
+
+/// [`validate`], also returning the warnings when the config is not built (with
+/// [`SkipFiles`](super::SkipFiles), a config without problems is still not built).
+pub(super) fn validate_with_warnings(
+    raw: RawConfig,
+    base_dir: &Path,
+    files: &dyn Files,
+) -> (Result<Config, ConfigError>, Vec<Source>, Vec<String>) {
     let mut v = Validator {
         base_dir,
         files,
         problems: Vec::new(),
+        skipped: Vec::new(),
         warnings: Vec::new(),
         sources: Vec::new(),
     };
     let result = v.config(raw);
     let sources = std::mem::take(&mut v.sources);
+    let warnings = std::mem::take(&mut v.warnings);
     let result = match result {
         Some(mut config) if v.problems.is_empty() => {
-            config.warnings = std::mem::take(&mut v.warnings);
+            config.warnings = warnings.clone();
             config.sources = sources.clone();
             Ok(config)
         }
         _ => Err(ConfigError::Invalid(std::mem::take(&mut v.problems))),
     };
-    (result, sources)
+    (result, sources, warnings)
 }
 
 pub(super) struct Validator<'a> {
@@ -99,6 +83,9 @@ pub(super) struct Validator<'a> {
     /// the file system.
     pub(super) files: &'a dyn Files,
     pub(super) problems: Vec<Problem>,
+    /// Paths whose file or variable was not read (`check --skip-files`): not problems,
+    /// but nothing under them is reported as missing either.
+    pub(super) skipped: Vec<String>,
     pub(super) warnings: Vec<String>,
     pub(super) sources: Vec<Source>,
 }
@@ -115,15 +102,19 @@ impl Validator<'_> {
     }
 
     pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        let (path, message) = (path.into(), message.into());
+        if files::is_skipped(&message) {
+            self.skipped.push(path);
+            return;
+        }
+        self.problems.push(Problem { path, message });
     }
 
-    /// Whether a problem was already recorded at `path` or below it.
+    /// Whether a problem was already recorded at `path` or below it (or a file there
+    /// was skipped).
     pub(super) fn has_problem_under(&self, path: &str) -> bool {
         self.problems.iter().any(|p| p.path.starts_with(path))
+            || self.skipped.iter().any(|p| p.starts_with(path))
     }
 
     pub(super) fn required<T>(&mut self, value: Option<T>, path: &str) -> Option<T> {
@@ -221,6 +212,10 @@ impl Validator<'_> {
         let text = self.required(value, path)?;
         let resolved = self.base_dir.join(text);
         if !self.files.is_file(&resolved) {
+            if self.files.skips() {
+                self.skipped.push(path.to_owned());
+                return None;
+            }
             self.problem(path, format!("no such file: {}", resolved.display()));
             return None;
         }
@@ -748,6 +743,7 @@ pub(super) mod tests {
             base_dir: dir,
             files: &FileSystem,
             problems: Vec::new(),
+            skipped: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
         }
