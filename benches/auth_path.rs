@@ -20,7 +20,7 @@
 //! names, which x509-parser read on the connection's first request and the extension
 //! keeps; `crypto_floor/tls_client_auth` is what the connection's first request adds (the
 //! CA's signature check). The client sends
-//! only its leaf, issued directly by the CA (ECDSA P-256, rcgen's default), as tests/mtls.rs
+//! only its leaf, issued directly by the CA (ECDSA P-256, rcgen's default), as tests/mtls/
 //! does. `self_signed_tls_client_auth` compares the connection's thumbprint with the
 //! registered ones.
 //!
@@ -131,7 +131,7 @@ fn config(dir: &Path) -> (Config, ClientCerts) {
     std::fs::write(dir.join("tls.crt"), leaf.pem()).unwrap();
     std::fs::write(dir.join("tls.key"), leaf_key.serialize_pem()).unwrap();
     std::fs::write(dir.join("client-ca.pem"), ca.pem()).unwrap();
-    // The client certificates as tests/mtls.rs makes them: subject O + CN, client-auth EKU.
+    // The client certificates as tests/mtls/ makes them: subject O + CN, client-auth EKU.
     let client_cert = |cn: &str, o: &str, issuer: Option<&Issuer<'_, KeyPair>>| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

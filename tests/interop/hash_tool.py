@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make and check password hashes of client secrets with independent implementations.
 
-Used by tests/hashes.rs: the hashes secretgate is configured with are made here, at
+Used by tests/hashes/: the hashes secretgate is configured with are made here, at
 test time, by the libraries people use to make them, and the hashes secretgate's
 `hash-secret` and `new-secret --hash` commands print are checked here.
 
