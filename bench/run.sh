@@ -23,6 +23,9 @@
 #              same upstream; `state.backend: memory` (the default)
 #   redis      (REDIS=on) redis-server: no persistence, a password (requirepass, from a
 #              config file in the temp dir), its own temp dir
+#   secretgate-es256, secretgate-eddsa  (HEADERS=on) the same binary and clients with
+#              the internal header signed with an ES256 / EdDSA key (`new-key`, made at run
+#              time) instead of HS256, each on ports of its own
 #   secretgate-redis  (REDIS=on) the same binary and clients with `state.backend: redis`
 #              (bench/conf/state-redis.yaml.in) on ports of its own: replay store and
 #              throttle counters in that Redis
@@ -37,6 +40,9 @@
 #   sg-post   secretgate client_secret_post
 #   sg-jwt    secretgate client_secret_jwt: a fresh assertion per request (jti is
 #             single-use), minted before each round and handed out by the Lua script
+#   sg-es256, sg-eddsa  (HEADERS=on) client_secret_basic against secretgate-es256 /
+#             secretgate-eddsa: what an asymmetric internal header costs per request,
+#             next to sg-basic (HS256) in every round
 #   base-basic  with BASELINE_BIN: another secretgate binary (an earlier build), same
 #             config on ports of its own, Basic: changes measured against it in one run
 #   redis-basic, redis-post, redis-jwt  (REDIS=on) the same three against
@@ -57,8 +63,13 @@
 #   ROUNDS=5 DURATION=8 (s per run) CONNECTIONS=64 THREADS=2 (wrk) WARMUP=2 (s)
 #   WORKERS=$(nproc)   nginx worker_processes and secretgate's `workers`
 #   UPSTREAM_WORKERS=1 nginx workers of the upstream
-#   SERVER_CPUS=       taskset CPU list for the upstream and both proxies (empty: all)
+#   SERVER_CPUS=       taskset CPU list for the proxies under test (empty: all)
+#   UPSTREAM_CPUS=     taskset CPU list for the upstream and redis-server (default: SERVER_CPUS)
 #   WRK_CPUS=          taskset CPU list for wrk (empty: all)
+#   PINNED=on          the one-core preset, as a sidecar with a 1-CPU limit runs: each proxy
+#                      on CPU 0 with one worker (nginx worker_processes 1, secretgate
+#                      workers: 1), the upstream and wrk on CPU 1 (sets WORKERS=1,
+#                      SERVER_CPUS=0, UPSTREAM_CPUS=1, WRK_CPUS=1, THREADS=1; needs 2 CPUs)
 #   RATE=auto          fixed-rate phase, requests/s (auto: half the slowest proxy median)
 #   LAT_DURATION=8     seconds per fixed-rate run
 #   LOGS=on            per-request access logs on both proxies (nginx access_log, secretgate
@@ -79,8 +90,10 @@
 #                      CONNECTIONS argon2id verifications, 503s past hashing.max_queued
 #   INSTRUCTIONS=auto  instruction counts per request with callgrind: auto (when valgrind
 #                      is installed), on, off. CG_DURATION=6 s of counted load per scenario.
-#   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+10 (+4/+5 callgrind, +6/+7 baseline,
-#                      +8 redis, +9/+10 secretgate-redis)
+#   HEADERS=on         the sg-es256 and sg-eddsa scenarios (on, off)
+#   PORT_BASE=18080    ports PORT_BASE..PORT_BASE+14 (+4/+5 callgrind, +6/+7 baseline,
+#                      +8 redis, +9/+10 secretgate-redis, +11/+12 secretgate-es256,
+#                      +13/+14 secretgate-eddsa)
 #   SKIP_BUILD=1       use the existing target/release/secretgate
 #   KEEP_TMP=1         keep the temp dir (configs, logs, keys) for inspection
 set -euo pipefail
@@ -102,7 +115,13 @@ THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2}
 WORKERS=${WORKERS:-$NPROC}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+PINNED=${PINNED:-off}
+if [[ $PINNED == on ]]; then
+  WORKERS=1 SERVER_CPUS=0 UPSTREAM_CPUS=1 WRK_CPUS=1 THREADS=1
+  ((NPROC >= 2)) || { echo "PINNED=on needs 2 CPUs" >&2; exit 2; }
+fi
 SERVER_CPUS=${SERVER_CPUS:-}
+UPSTREAM_CPUS=${UPSTREAM_CPUS:-$SERVER_CPUS}
 WRK_CPUS=${WRK_CPUS:-}
 RATE=${RATE:-auto}
 LAT_DURATION=${LAT_DURATION:-8}
@@ -116,6 +135,7 @@ INSTRUCTIONS=${INSTRUCTIONS:-auto}
 CG_DURATION=${CG_DURATION:-6}
 REDIS=${REDIS:-auto}
 HASH_CACHE_TTL=${HASH_CACHE_TTL:-1h}
+HEADERS=${HEADERS:-on}
 
 UPSTREAM_PORT=$PORT_BASE
 PEER_PORT=$((PORT_BASE + 1))
@@ -129,6 +149,10 @@ BASELINE_BIN=${BASELINE_BIN:-}
 REDIS_PORT=$((PORT_BASE + 8))
 RSG_PORT=$((PORT_BASE + 9))
 RSG_ADMIN_PORT=$((PORT_BASE + 10))
+ES_PORT=$((PORT_BASE + 11))
+ES_ADMIN_PORT=$((PORT_BASE + 12))
+ED_PORT=$((PORT_BASE + 13))
+ED_ADMIN_PORT=$((PORT_BASE + 14))
 BASIC_ID=bench-basic
 POST_ID=bench-post
 JWT_ID=bench-jwt
@@ -169,8 +193,9 @@ case "$REDIS" in
   off) ;;
   *) die "REDIS must be auto, on or off" ;;
 esac
+case "$HEADERS" in on | off) ;; *) die "HEADERS must be on or off" ;; esac
 NGINX=$(command -v nginx)
-for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT $BASE_PORT $BASE_ADMIN_PORT $REDIS_PORT $RSG_PORT $RSG_ADMIN_PORT; do
+for p in $UPSTREAM_PORT $PEER_PORT $SG_PORT $SG_ADMIN_PORT $CG_PORT $CG_ADMIN_PORT $BASE_PORT $BASE_ADMIN_PORT $REDIS_PORT $RSG_PORT $RSG_ADMIN_PORT $ES_PORT $ES_ADMIN_PORT $ED_PORT $ED_ADMIN_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p is in use (set PORT_BASE)"
   fi
@@ -323,6 +348,20 @@ if [[ -n $BASELINE_BIN ]]; then
     log "BASELINE_BIN cannot read hashed secrets: its config has no hashed client"
   fi
 fi
+# secretgate-es256 / secretgate-eddsa: the same config, the internal header signed with an
+# asymmetric key listed first (the first key signs); k1 stays listed after it.
+header_instance() { # header_instance ALG NAME PORT ADMIN_PORT
+  local alg=$1 name=$2
+  "$BIN" new-key --alg "$alg" --out "$TMP/secrets/header-$name.pem" --kid "$name-1" >/dev/null
+  RENDER_SG_PORT=$3 RENDER_SG_ADMIN_PORT=$4 render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-$name.yaml"
+  sed -i "/^    - id: k1\$/i\\    - id: $name-1\n      algorithm: $alg\n      file: $TMP/secrets/header-$name.pem" "$TMP/secretgate-$name.yaml"
+  grep -q "algorithm: $alg" "$TMP/secretgate-$name.yaml" || die "secretgate-$name config: no $alg key"
+  "$BIN" check --config "$TMP/secretgate-$name.yaml" >/dev/null || die "secretgate-$name config"
+}
+if [[ $HEADERS == on ]]; then
+  header_instance ES256 es256 "$ES_PORT" "$ES_ADMIN_PORT"
+  header_instance EdDSA eddsa "$ED_PORT" "$ED_ADMIN_PORT"
+fi
 if [[ $REDIS == on ]]; then
   RENDER_SG_PORT=$RSG_PORT RENDER_SG_ADMIN_PORT=$RSG_ADMIN_PORT \
     render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-redis.yaml"
@@ -354,7 +393,7 @@ pin() { # pin CPUS CMD... : run CMD under taskset when CPUS is set
   shift
   if [[ -n $cpus ]]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
 }
-(pin "$SERVER_CPUS" "$NGINX" -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" -g 'daemon off;') &
+(pin "$UPSTREAM_CPUS" "$NGINX" -p "$TMP" -c "$TMP/upstream.conf" -e "$TMP/upstream-error.log" -g 'daemon off;') &
 UPSTREAM_PID=$!
 PIDS+=("$UPSTREAM_PID")
 (pin "$SERVER_CPUS" "$NGINX" -p "$TMP" -c "$TMP/peer.conf" -e "$TMP/peer-error.log" -g 'daemon off;') &
@@ -376,10 +415,26 @@ if [[ -n $BASELINE_BIN ]]; then
   PIDS+=("$BASE_PID")
 fi
 REDIS_PID=
+ES_PID=
+ED_PID=
+if [[ $HEADERS == on ]]; then
+  (
+    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+    pin "$SERVER_CPUS" "$BIN" run --config "$TMP/secretgate-es256.yaml" 2>"$TMP/secretgate-es256.log"
+  ) &
+  ES_PID=$!
+  PIDS+=("$ES_PID")
+  (
+    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
+    pin "$SERVER_CPUS" "$BIN" run --config "$TMP/secretgate-eddsa.yaml" 2>"$TMP/secretgate-eddsa.log"
+  ) &
+  ED_PID=$!
+  PIDS+=("$ED_PID")
+fi
 RSG_PID=
 redis_cli() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 if [[ $REDIS == on ]]; then
-  (pin "$SERVER_CPUS" redis-server "$TMP/redis/redis.conf") &
+  (pin "$UPSTREAM_CPUS" redis-server "$TMP/redis/redis.conf") &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
   for _ in $(seq 100); do
@@ -409,6 +464,10 @@ wait_http "http://127.0.0.1:$SG_ADMIN_PORT/readyz" || die "secretgate did not st
 if [[ -n $BASELINE_BIN ]]; then
   wait_http "http://127.0.0.1:$BASE_ADMIN_PORT/readyz" || die "the baseline secretgate did not start: $(tail -5 "$TMP/secretgate-base.log")"
 fi
+if [[ $HEADERS == on ]]; then
+  wait_http "http://127.0.0.1:$ES_ADMIN_PORT/readyz" || die "secretgate-es256 did not start: $(tail -5 "$TMP/secretgate-es256.log")"
+  wait_http "http://127.0.0.1:$ED_ADMIN_PORT/readyz" || die "secretgate-eddsa did not start: $(tail -5 "$TMP/secretgate-eddsa.log")"
+fi
 if [[ $REDIS == on ]]; then
   wait_http "http://127.0.0.1:$RSG_ADMIN_PORT/readyz" || die "secretgate-redis did not start: $(tail -5 "$TMP/secretgate-redis.log")"
 fi
@@ -425,7 +484,7 @@ mint() { # mint COUNT FILE: COUNT fresh assertions, one per line (each jti is si
   "$BIN" assertion --client-id "$JWT_ID" --secret-file "$TMP/secrets/jwt" --aud "$AUD" \
     --lifetime "${ASSERTION_LIFETIME}s" --count "$1" >"$2"
 }
-CURL=(curl -sS --cacert "$TMP/tls/ca.crt" --resolve "localhost:$PEER_PORT:127.0.0.1" --resolve "localhost:$SG_PORT:127.0.0.1" --resolve "localhost:$RSG_PORT:127.0.0.1" -o "$TMP/smoke.out" -w '%{http_code}')
+CURL=(curl -sS --cacert "$TMP/tls/ca.crt" --resolve "localhost:$PEER_PORT:127.0.0.1" --resolve "localhost:$SG_PORT:127.0.0.1" --resolve "localhost:$RSG_PORT:127.0.0.1" --resolve "localhost:$ES_PORT:127.0.0.1" --resolve "localhost:$ED_PORT:127.0.0.1" -o "$TMP/smoke.out" -w '%{http_code}')
 expect() { # expect STATUS NAME CURL-ARGS...
   local want=$1 name=$2 got
   shift 2
@@ -453,6 +512,13 @@ expect 200 sg-hashed -H "Authorization: $HASHED_AUTH" -d "$GRANT" "https://local
 # That 200 was one argon2id verification (the one a warm cache saves from then on).
 [[ $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS") == 1 ]] ||
   die "smoke test sg-hashed: expected 1 hash verification, /metrics says $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS")"
+if [[ $HEADERS == on ]]; then
+  expect 200 sg-es256 -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$ES_PORT/oauth2/token"
+  expect 200 sg-eddsa -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$ED_PORT/oauth2/token"
+  # Each publishes its signing key: the header it signs is ES256 / EdDSA, not HS256.
+  curl -s "http://127.0.0.1:$ES_ADMIN_PORT/.well-known/jwks.json" | grep -q '"ES256"' || die "secretgate-es256 publishes no ES256 key"
+  curl -s "http://127.0.0.1:$ED_ADMIN_PORT/.well-known/jwks.json" | grep -q '"EdDSA"' || die "secretgate-eddsa publishes no EdDSA key"
+fi
 REDIS_SETTLE_AT=0
 if [[ $REDIS == on ]]; then
   expect 200 redis-basic -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$RSG_PORT/oauth2/token"
@@ -474,185 +540,14 @@ tls_of() { openssl s_client -connect "127.0.0.1:$1" -servername localhost </dev/
 meta tls_nginx "$(tls_of "$PEER_PORT")"
 meta tls_secretgate "$(tls_of "$SG_PORT")"
 
-# --- CPU accounting: what each request costs the process serving it ------------------------
-CLK_TCK=$(getconf CLK_TCK)
-server_pids() { # server_pids SCENARIO: the processes doing the work (nginx: its workers)
-  case "$1" in
-    upstream) pgrep -P "$UPSTREAM_PID" ;;
-    nginx) pgrep -P "$PEER_PID" ;;
-    base-*) echo "$BASE_PID" ;;
-    redis-*) echo "$RSG_PID" ;;
-    *) echo "$SG_PID" ;;
-  esac
-}
-cpu_ticks() { # cpu_ticks PID...: "user system" clock ticks, all threads, summed
-  local u=0 s=0 p f
-  for p in "$@"; do
-    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
-    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")
-    u=$((u + f[11]))
-    s=$((s + f[12]))
-  done
-  echo "$u $s"
-}
-
-# --- one wrk run -------------------------------------------------------------------------
-LAST_RPS=0
-declare -A EST_RPS
-# run_wrk PHASE ROUND SCENARIO DURATION CONNECTIONS [DELAY_MS]
-run_wrk() {
-  local phase=$1 round=$2 scen=$3 dur=$4 conns=$5 delay=${6:-0}
-  local url args=("body=$GRANT" "threads=$THREADS" "delay_ms=$delay") minted=0
-  case "$scen" in
-    upstream) url="http://127.0.0.1:$UPSTREAM_PORT/oauth2/token" ;;
-    nginx) url="https://localhost:$PEER_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
-    sg-basic) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
-    sg-hashed) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$HASHED_AUTH") ;;
-    base-basic) url="https://localhost:$BASE_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
-    redis-basic) url="https://localhost:$RSG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
-    sg-post | redis-post)
-      url="https://localhost:$SG_PORT/oauth2/token"
-      if [[ $scen == redis-* ]]; then url="https://localhost:$RSG_PORT/oauth2/token"; fi
-      args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" "threads=$THREADS" "delay_ms=$delay")
-      ;;
-    sg-jwt | redis-jwt)
-      url="https://localhost:$SG_PORT/oauth2/token"
-      if [[ $scen == redis-* ]]; then url="https://localhost:$RSG_PORT/oauth2/token"; fi
-      # Enough unused assertions for this run: 1.5x the best rate seen so far for any
-      # secretgate scenario (or the fixed rate), plus half a second of it and 2000 more
-      # (in runs of a second or two, a rate that doubles, or one wrk thread outpacing the
-      # other, would otherwise empty its share). Minted right before the run.
-      # In the warm-up the only rates known are a second or two of each: the upstream's
-      # (the ceiling) then. A pool that runs out is not only an invalid run: the replays
-      # are failures, and past throttle.max_failures_per_address every scenario on that
-      # instance gets 429 for a window.
-      local est=0 k
-      for k in "${!EST_RPS[@]}"; do
-        if [[ $k == sg-* || $k == redis-* || $k == base-* || ($phase == warmup && $k == upstream) ]] &&
-          ((${EST_RPS[$k]} > est)); then est=${EST_RPS[$k]}; fi
-      done
-      if ((est == 0)); then est=20000; fi
-      if ((delay > 0)); then est=$((conns * 1000 / delay + 1)); fi
-      minted=$((est * dur * 3 / 2 + est / 2 + 2000))
-      local file="$TMP/assertions/$phase-$round-$scen.txt"
-      mint "$minted" "$file"
-      args+=("assertions=$file")
-      ;;
-    *) die "unknown scenario $scen" ;;
-  esac
-  local out="$TMP/wrk/$phase-$round-$scen.txt" cmd=(env BENCH_CONNECT=127.0.0.1 wrk -t "$THREADS" -c "$conns" -d "${dur}s" --timeout 5s --latency -s "$BENCH/token.lua" "$url" -- "${args[@]}")
-  if [[ -n $WRK_CPUS ]]; then cmd=(taskset -c "$WRK_CPUS" "${cmd[@]}"); fi
-  local pids cpu_before cpu_after redis_before=(0 0) redis_after=(0 0)
-  mapfile -t pids < <(server_pids "$scen")
-  read -r -a cpu_before < <(cpu_ticks "${pids[@]}")
-  if [[ $scen == redis-* ]]; then read -r -a redis_before < <(cpu_ticks "$REDIS_PID"); fi
-  "${cmd[@]}" >"$out" 2>&1 &
-  WRK_PID=$!
-  wait "$WRK_PID" || die "wrk failed: $(tail -5 "$out")"
-  WRK_PID=
-  read -r -a cpu_after < <(cpu_ticks "${pids[@]}")
-  if [[ $scen == redis-* ]]; then read -r -a redis_after < <(cpu_ticks "$REDIS_PID"); fi
-  local line
-  line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
-  rm -f "$TMP/assertions/$phase-$round-$scen.txt"
-  # redis-*: redis-server's CPU apart (redis_cpu_us), the gateway's in cpu_*_us.
-  local cpu
-  cpu=$(python3 - "${cpu_before[@]:0:2}" "${cpu_after[@]:0:2}" "${redis_before[@]:0:2}" "${redis_after[@]:0:2}" \
-    "$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")" "$CLK_TCK" "$scen" <<'EOF'
-import sys
-u0, s0, u1, s1, r0, q0, r1, q1, n, hz = map(float, sys.argv[1:11])
-def per(ticks):
-    return ticks / hz / max(n, 1) * 1e6
-out = f"cpu_user_us={per(u1 - u0):.2f} cpu_sys_us={per(s1 - s0):.2f}"
-if sys.argv[11].startswith("redis-"):
-    out += f" redis_cpu_us={per(r1 - r0 + q1 - q0):.2f}"
-print(out)
-EOF
-  )
-  printf '%s\t%s\t%s\t%s minted=%s rss_kib=%s %s\n' "$phase" "$round" "$scen" "$line" "$minted" "$(rss_kib)" "$cpu" >>"$RESULTS"
-  LAST_RPS=$(sed -E 's/.*\brps=([0-9]+).*/\1/' <<<"$line")
-  if [[ $phase != latency ]]; then
-    EST_RPS[$scen]=$LAST_RPS
-  fi
-  local bad
-  bad=$(python3 -c 'import sys; d=dict(kv.split("=") for kv in sys.argv[1].split()); print(sum(int(d[k]) for k in ("non2xx","exhausted","connect","read","write","timeout")))' "$line")
-  log "$(printf '%-8s %-3s %-11s %8s req/s  p50 %6s us  p99 %6s us  %s' "$phase" "$round" "$scen" "$LAST_RPS" \
-    "$(sed -E 's/.*lat_p50_us=([0-9]+).*/\1/' <<<"$line")" "$(sed -E 's/.*lat_p99_us=([0-9]+).*/\1/' <<<"$line")" \
-    "$( ((bad == 0)) && echo ok || echo "INVALID ($bad errors: $(grep -o 'non2xx=[0-9]* first_bad_status=[0-9]* exhausted=[0-9]*' <<<"$line"))")")"
-}
+source "$BENCH/lib/wrk.sh"
 
 SCENARIOS=(upstream nginx sg-basic sg-hashed sg-post sg-jwt)
 if [[ -n $BASELINE_BIN ]]; then SCENARIOS+=(base-basic); fi
+if [[ $HEADERS == on ]]; then SCENARIOS+=(sg-es256 sg-eddsa); fi
 if [[ $REDIS == on ]]; then SCENARIOS+=(redis-basic redis-post redis-jwt); fi
 
-# --- instructions per request (callgrind) ---------------------------------------------------
-# Wall-clock ratios of a few percent drown in this machine's noise; the instructions
-# secretgate executes per request do not (±0.5% between runs). A second secretgate with
-# one worker runs under callgrind; per scenario: warm up, zero the counters, CG_DURATION s
-# of wrk -t1 -c4, dump, and divide the instructions by the requests wrk completed. Under
-# valgrind SHA-256 runs its portable code instead of SHA-NI (~45k instructions of a
-# request): the counts compare builds, they are not a native cost.
-instructions() {
-  local dir="$TMP/callgrind" cg_pid scen url args out line requests ir dumps
-  mkdir -p "$dir"
-  log "instruction counts: secretgate (workers: 1) under callgrind, ${CG_DURATION}s per scenario"
-  (
-    export SECRETGATE_LOG=$SG_LOG_LEVEL NO_COLOR=1
-    exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out.%p" \
-      "$BIN" run --config "$TMP/secretgate-cg.yaml" 2>"$TMP/secretgate-cg.log"
-  ) &
-  cg_pid=$!
-  PIDS+=("$cg_pid")
-  for _ in $(seq 600); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$CG_ADMIN_PORT/readyz"; then break; fi
-    kill -0 "$cg_pid" 2>/dev/null || die "secretgate under callgrind exited: $(tail -5 "$TMP/secretgate-cg.log")"
-    sleep 0.2
-  done
-  for scen in sg-basic sg-post sg-jwt; do
-    url="https://localhost:$CG_PORT/oauth2/token"
-    case "$scen" in
-      sg-basic) args=("body=$GRANT" "auth=$BASIC_AUTH" threads=1) ;;
-      sg-post) args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" threads=1) ;;
-      sg-jwt) args=("body=$GRANT" threads=1) ;;
-    esac
-    # jwt: fresh assertions for each of the two runs (a jti is single-use).
-    local warm=() counted=()
-    if [[ $scen == sg-jwt ]]; then
-      mint 20000 "$TMP/assertions/cg-warm.txt"
-      mint $((CG_DURATION * 5000 + 5000)) "$TMP/assertions/cg.txt"
-      warm=("assertions=$TMP/assertions/cg-warm.txt") counted=("assertions=$TMP/assertions/cg.txt")
-    fi
-    out="$TMP/wrk/instructions-$scen.txt"
-    BENCH_CONNECT=127.0.0.1 wrk -t1 -c4 -d2s --timeout 10s -s "$BENCH/token.lua" "$url" -- "${args[@]}" "${warm[@]}" >"$out.warmup" 2>&1 ||
-      die "wrk failed: $(tail -5 "$out.warmup")"
-    callgrind_control -z "$cg_pid" >/dev/null 2>&1
-    BENCH_CONNECT=127.0.0.1 wrk -t1 -c4 -d"${CG_DURATION}s" --timeout 10s -s "$BENCH/token.lua" "$url" -- "${args[@]}" "${counted[@]}" >"$out" 2>&1 ||
-      die "wrk failed: $(tail -5 "$out")"
-    callgrind_control -d "$scen" "$cg_pid" >/dev/null 2>&1
-    line=$(grep '^WRKRESULT ' "$out" | sed 's/^WRKRESULT //') || die "no result from wrk: $(tail -5 "$out")"
-    requests=$(sed -E 's/.*\brequests=([0-9]+).*/\1/' <<<"$line")
-    # The newest dump: its `summary:` (or `totals:`) line is the instruction count. The
-    # TLS handshakes of wrk's four connections (inclusive cost of tokio-rustls'
-    # MidHandshake, occasionally with an entropy reseed inside) are fixed costs, not
-    # per-request ones: taken out. The portable SHA-256 (self cost) is given apart.
-    dumps=$(ls -t "$dir"/callgrind.out.* | head -1)
-    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dumps")
-    [[ -n $ir && $requests -gt 0 ]] || die "no instruction count for $scen ($dumps)"
-    if grep -Eq 'non2xx=[1-9]|exhausted=[1-9]' <<<"$line"; then die "instructions $scen: errors: $line"; fi
-    local hs sha
-    hs=$(callgrind_annotate --inclusive=yes --threshold=100 "$dumps" 2>/dev/null |
-      awk '/MidHandshake<IS> as core::future::future::Future>::poll/ {gsub(",", "", $1); print $1; exit}' || true)
-    sha=$(callgrind_annotate --threshold=100 "$dumps" 2>/dev/null |
-      awk '/sha2::sha256::soft::compress/ {gsub(",", "", $1); print $1; exit}' || true)
-    ir=$((ir - ${hs:-0}))
-    meta "instructions_$scen" "$((ir / requests)) $(((ir - ${sha:-0}) / requests)) $requests"
-    log "$(printf 'instructions %-9s %8d per request, %8d without SHA-256 (%d requests)' "$scen" "$((ir / requests))" "$(((ir - ${sha:-0}) / requests))" "$requests")"
-    rm -f "$TMP/assertions/cg.txt" "$TMP/assertions/cg-warm.txt"
-  done
-  kill -TERM "$cg_pid" 2>/dev/null || true
-  wait "$cg_pid" 2>/dev/null || true
-  cp "$dir"/callgrind.out.* "$OUT_DIR/" 2>/dev/null || true
-}
+source "$BENCH/lib/instructions.sh"
 if [[ $MODE == instructions ]]; then
   instructions
   meta git "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src')"
@@ -703,7 +598,7 @@ fi
 # come before. secretgate's workers write their lines in batches, at least every 100 ms
 # (src/logsink.rs): the smoke tests' lines are out after a pause.
 sleep 0.5
-LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log secretgate-redis.log)
+LOG_FILES=(peer-error.log upstream-error.log secretgate.log peer-access.log secretgate-redis.log secretgate-es256.log secretgate-eddsa.log)
 declare -A LOG_OFFSET
 for f in "${LOG_FILES[@]}"; do LOG_OFFSET[$f]=$(stat -c %s "$TMP/$f" 2>/dev/null || echo 0); done
 measured() { tail -c +$((${LOG_OFFSET[$1]} + 1)) "$TMP/$1" 2>/dev/null || true; }
@@ -729,6 +624,7 @@ fi
 GROUPS_BASIC=(nginx)
 if [[ -n $BASELINE_BIN ]]; then GROUPS_BASIC+=(base-basic); fi
 GROUPS_BASIC+=(sg-basic sg-hashed)
+if [[ $HEADERS == on ]]; then GROUPS_BASIC+=(sg-es256 sg-eddsa); fi
 GROUPS_POST=(sg-post)
 GROUPS_JWT=(sg-jwt)
 if [[ $REDIS == on ]]; then GROUPS_BASIC+=(redis-basic) GROUPS_POST+=(redis-post) GROUPS_JWT+=(redis-jwt); fi
@@ -862,7 +758,7 @@ meta wrk_version "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 meta rustc "$(rustc -V)"
 meta baseline "${BASELINE_BIN:-none}"
 if [[ $REDIS == on ]]; then meta redis_version "$(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)"; fi
-meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS SERVER_CPUS=${SERVER_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK REDIS=$REDIS HASH_CACHE_TTL=$HASH_CACHE_TTL"
+meta settings "ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WORKERS=$WORKERS UPSTREAM_WORKERS=$UPSTREAM_WORKERS PINNED=$PINNED SERVER_CPUS=${SERVER_CPUS:-all} UPSTREAM_CPUS=${UPSTREAM_CPUS:-all} WRK_CPUS=${WRK_CPUS:-all} LOGS=$LOGS NGINX_HASH=$NGINX_HASH RATE=$RATE LAT_DURATION=$LAT_DURATION SOAK=$SOAK REDIS=$REDIS HEADERS=$HEADERS HASH_CACHE_TTL=$HASH_CACHE_TTL"
 cp "$RESULTS" "$OUT_DIR/results.tsv"
 cp "$META" "$OUT_DIR/meta.txt"
 rm -rf "$OUT_DIR/wrk" && cp -r "$TMP/wrk" "$OUT_DIR/wrk"
