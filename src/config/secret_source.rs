@@ -160,6 +160,7 @@ mod tests {
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
+            expiries: Vec::new(),
         };
         let file = v.secret(
             RawSecretSource {

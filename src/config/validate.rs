@@ -79,12 +79,14 @@ pub(super) fn validate(
         problems: Vec::new(),
         warnings: Vec::new(),
         sources: Vec::new(),
+        expiries: Vec::new(),
     };
     let result = v.config(raw);
     let sources = std::mem::take(&mut v.sources);
     let result = match result {
         Some(mut config) if v.problems.is_empty() => {
             config.warnings = std::mem::take(&mut v.warnings);
+            config.certificate_expiry = std::mem::take(&mut v.expiries);
             config.sources = sources.clone();
             Ok(config)
         }
@@ -101,6 +103,8 @@ pub(super) struct Validator<'a> {
     pub(super) problems: Vec<Problem>,
     pub(super) warnings: Vec<String>,
     pub(super) sources: Vec<Source>,
+    /// Certificate expiries noted as files were read (expiry.rs).
+    pub(super) expiries: Vec<CertificateExpiry>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -254,6 +258,8 @@ impl Validator<'_> {
 impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr(raw.listen, "listen");
+        let listen_proxy_protocol = self.proxy_protocol(raw.listen_proxy_protocol);
+        let readiness = self.readiness(raw.readiness);
         // What `tls.client_auth` offers the clients: None (no certificates requested),
         // Some(false) (requested, no CA), Some(true) (requested, with `ca_file`).
         let client_auth = raw
@@ -309,6 +315,8 @@ impl Validator<'_> {
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
+            listen_proxy_protocol,
+            readiness,
             tls: tls?,
             upstream: upstream?,
             admin,
@@ -335,6 +343,7 @@ impl Validator<'_> {
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),
+            certificate_expiry: Vec::new(),
         })
     }
 
@@ -370,6 +379,13 @@ impl Validator<'_> {
             .read(&path)
             .map_err(|e| self.problem(PATH, format!("cannot read {}: {e}", path.display())))
             .ok()?;
+        if let Ok(certs) = crate::tls::certificates_from_pem(&pem, &path) {
+            self.note_expiry(
+                CertificateKind::ClientCa,
+                None,
+                certs.iter().map(|c| &c[..]),
+            );
+        }
         let anchors = match crate::tls::trust_anchors_from_pem(&pem, &path) {
             Ok(anchors) => anchors,
             Err(e) => {
@@ -410,7 +426,10 @@ impl Validator<'_> {
             })
             .ok();
         match crate::tls::certified_key_from_pem(&cert_pem?, &key_pem?, cert, key) {
-            Ok(k) => Some(Arc::new(k)),
+            Ok(k) => {
+                self.note_expiry(CertificateKind::Server, None, k.cert.iter().map(|c| &c[..]));
+                Some(Arc::new(k))
+            }
             Err(e) => {
                 self.problem("tls", error_chain(&e));
                 None
@@ -750,6 +769,7 @@ pub(super) mod tests {
             problems: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
+            expiries: Vec::new(),
         }
     }
 
