@@ -85,7 +85,8 @@ pub async fn run(
                     "readiness probe of the upstream failed"
                 );
             }
-            metrics.ops().upstream_probe(up);
+            let upstream = generation.config.upstream.authority.as_str();
+            metrics.ops().upstream_probe(upstream, up);
         }
         drop(generation);
         tokio::time::sleep(pause).await;

@@ -20,11 +20,21 @@ struct ExpiryLabels {
     client_id: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamLabels {
+    /// `upstream.url`'s host and port (configuration, not request data).
+    upstream: String,
+}
+
 /// The operations series.
 #[derive(Debug, Default)]
 pub struct Operations {
     certificate_expiry: Family<ExpiryLabels, Gauge>,
-    upstream_up: Gauge,
+    /// Absent until the first probe, so that a gateway without `readiness.upstream` never
+    /// reports a down upstream it does not probe.
+    upstream_up: Family<UpstreamLabels, Gauge>,
+    /// The upstream of the last probe: another one (a reload) replaces the series.
+    probed: std::sync::Mutex<String>,
 }
 
 impl Operations {
@@ -36,7 +46,7 @@ impl Operations {
         );
         registry.register(
             "upstream_up",
-            "1 if the last readiness probe of the upstream succeeded, else 0 (only with readiness.upstream)",
+            "1 if the last readiness probe of the upstream succeeded, else 0 (only with readiness.upstream), by upstream host:port",
             self.upstream_up.clone(),
         );
     }
@@ -67,7 +77,19 @@ impl Operations {
     }
 
     /// The outcome of one readiness probe of the upstream.
-    pub fn upstream_probe(&self, up: bool) {
-        self.upstream_up.set(i64::from(up));
+    pub fn upstream_probe(&self, upstream: &str, up: bool) {
+        let mut probed = self
+            .probed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *probed != upstream {
+            self.upstream_up.clear();
+            upstream.clone_into(&mut probed);
+        }
+        self.upstream_up
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .set(i64::from(up));
     }
 }
