@@ -175,7 +175,11 @@ async fn without_readiness_readyz_ignores_the_upstream() {
         admin_get(gw.admin.unwrap(), "/readyz").await,
         (200, "ready\n".to_owned())
     );
-    assert_eq!(upstream_up(&gw.metrics().await), None, "no probe ran, no series");
+    assert_eq!(
+        upstream_up(&gw.metrics().await),
+        None,
+        "no probe ran, no series"
+    );
 }
 
 /// A certificate valid until `until` (midnight UTC), with `name` as its CN: self-signed, or

@@ -172,7 +172,9 @@ pub async fn serve(
             match tokio::time::timeout_at(deadline, proxy::origin(&mut tcp, peer, trusted)).await {
                 Ok(Ok(origin)) => origin,
                 Ok(Err(refusal)) => {
-                    ctx.metrics.connection_refused(refusal.metric());
+                    if let Some(reason) = refusal.metric() {
+                        ctx.metrics.connection_refused(reason);
+                    }
                     tracing::debug!(%peer, reason = refusal.as_str(), "connection closed");
                     return;
                 }

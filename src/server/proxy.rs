@@ -62,6 +62,9 @@ impl Origin {
 /// reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyRefusal {
+    /// A trusted peer closed the connection without sending a byte: a TCP health check
+    /// of the load balancer's, not a refusal (not counted).
+    Empty,
     /// A trusted peer's connection did not start with a PROXY signature.
     Missing,
     /// It started with one, but the header is not valid (or too long).
@@ -71,16 +74,19 @@ pub enum ProxyRefusal {
 }
 
 impl ProxyRefusal {
-    pub fn metric(self) -> ConnectionRefusal {
+    /// The `secretgate_connections_refused_total` reason, if it is counted.
+    pub fn metric(self) -> Option<ConnectionRefusal> {
         match self {
-            ProxyRefusal::Missing => ConnectionRefusal::proxy_header_missing,
-            ProxyRefusal::Invalid => ConnectionRefusal::proxy_header_invalid,
-            ProxyRefusal::Untrusted => ConnectionRefusal::proxy_header_untrusted,
+            ProxyRefusal::Empty => None,
+            ProxyRefusal::Missing => Some(ConnectionRefusal::proxy_header_missing),
+            ProxyRefusal::Invalid => Some(ConnectionRefusal::proxy_header_invalid),
+            ProxyRefusal::Untrusted => Some(ConnectionRefusal::proxy_header_untrusted),
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ProxyRefusal::Empty => "a trusted peer closed without sending anything",
             ProxyRefusal::Missing => "a trusted peer sent no PROXY header",
             ProxyRefusal::Invalid => "invalid PROXY header",
             ProxyRefusal::Untrusted => {
@@ -108,10 +114,10 @@ pub async fn origin(
 /// header (a TLS record never starts with `P` or CR, so nothing valid is turned away).
 async fn refuse_signature(tcp: &mut TcpStream, peer: SocketAddr) -> Result<Origin, ProxyRefusal> {
     let mut first = [0u8; 12];
-    let n = tcp
-        .peek(&mut first)
-        .await
-        .map_err(|_| ProxyRefusal::Invalid)?;
+    // A failed read is the TLS handshake's to report, as on any connection.
+    let Ok(n) = tcp.peek(&mut first).await else {
+        return Ok(Origin::direct(peer));
+    };
     let seen = &first[..n];
     let starts = |sig: &[u8]| n > 0 && sig.starts_with(&seen[..n.min(sig.len())]);
     if starts(V1_PREFIX) || starts(V2_SIGNATURE) {
@@ -122,6 +128,15 @@ async fn refuse_signature(tcp: &mut TcpStream, peer: SocketAddr) -> Result<Origi
 
 /// A trusted peer: exactly the header is read, then parsed.
 async fn read_header(tcp: &mut TcpStream, peer: SocketAddr) -> Result<Origin, ProxyRefusal> {
+    let mut first = [0u8; 1];
+    if tcp
+        .peek(&mut first)
+        .await
+        .map_err(|_| ProxyRefusal::Missing)?
+        == 0
+    {
+        return Err(ProxyRefusal::Empty);
+    }
     let mut buf = vec![0u8; V1_MIN];
     tcp.read_exact(&mut buf)
         .await
@@ -309,9 +324,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trusted_peer_closing_at_once_is_a_health_check() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, peer) = listener.accept().await.unwrap();
+        drop(client);
+        let refused = origin(&mut server, peer, true).await.unwrap_err();
+        assert_eq!(refused, ProxyRefusal::Empty);
+        assert_eq!(refused.metric(), None, "not counted");
+        assert!(ProxyRefusal::Missing.metric().is_some());
+    }
+
+    #[tokio::test]
     async fn untrusted_peers_are_served_direct_unless_they_send_a_header() {
         let (o, rest) = exchange(b"", false).await;
-        assert_eq!(o.unwrap().carried, false);
+        assert!(!o.unwrap().carried);
         assert_eq!(rest, b"\x16TLS", "nothing consumed");
         let (o, _) = exchange(b"PROXY TCP4 198.51.100.7 127.0.0.1 1 2\r\n", false).await;
         assert_eq!(o, Err(ProxyRefusal::Untrusted));
