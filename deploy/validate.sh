@@ -11,7 +11,18 @@
 #   2. deploy/check-consistency.py, on base/ and on every rendered overlay: config keys vs
 #      what secretgate accepts (src/config/raw.rs), config paths vs mounts vs Secret keys,
 #      ports, grace period, Redis URL vs Service vs NetworkPolicy; and no PEM private key
-#      under deploy/.
+#      under deploy/;
+#   3. one source for what is generated: each overlay's secretgate config is what
+#      deploy/sync-config.py makes from base/secretgate.yaml (no hand-made copies), and the
+#      PrometheusRule is what deploy/prometheus/sync.py makes from alerts.yaml;
+#   4. the alerting rules: `promtool check rules` and `promtool test rules` (every rule has
+#      a unit test in alerts.test.yaml); promtool comes from the distribution's
+#      `prometheus` package, installed with apt-get when missing;
+#   5. deploy/check-observability.py: the rules and the Grafana dashboard use only series
+#      secretgate exports (src/metrics/), the dashboard shows every one of them, every rule
+#      is tested, and the ServiceMonitor and PrometheusRule of the rendered overlays
+#      (monitoring.coreos.com objects, which have no bundled schema and are kept out of
+#      step 1) scrape the metrics Service's port and carry exactly alerts.yaml's rules.
 #
 # Exits non-zero on any problem, and on a missing tool: nothing is skipped. Needs python3
 # with venv and pip (.ci/run installs them); everything else comes from PyPI, pinned in
@@ -55,11 +66,12 @@ export SECRETGATE_KUSTOMIZE="${render[*]}"
 
 # --- what to validate ---------------------------------------------------------------------
 files=()
+# base/secretgate.yaml is secretgate's config (the ConfigMap's source), not an object.
 while IFS= read -r f; do
   files+=("$f")
-done < <(find "$MANIFESTS" -path "$MANIFESTS/overlays" -prune -o \
+done < <(find "$MANIFESTS" \( -path "$MANIFESTS/overlays" -o -path "$MANIFESTS/components" \) -prune -o \
            -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'kustomization.yaml' \
-           ! -name 'kustomization.yml' -print | sort)
+           ! -name 'kustomization.yml' ! -name 'secretgate.yaml' -print | sort)
 while IFS= read -r f; do
   files+=("$f")
 done < <(find "$MANIFESTS/overlays" -type f -name '*.example.yaml' | sort)
@@ -75,9 +87,21 @@ while IFS= read -r k; do
     echo "FAILED: ${render[*]} $dir" >&2
     exit 1
   fi
+  # Prometheus Operator objects (no schema bundled) go to <name>.operator.yaml, checked by
+  # check-observability.py; the rest is validated against the Kubernetes schemas.
+  "$VENV/bin/python" - "$out" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+operator = [d for d in docs if str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+yaml.safe_dump_all([d for d in docs if d not in operator], open(path, "w"), sort_keys=False)
+if operator:
+    yaml.safe_dump_all(operator, open(path[: -len(".yaml")] + ".operator.yaml", "w"), sort_keys=False)
+PY
   files+=("$out")
   kustomizations=$((kustomizations + 1))
-done < <(find "$MANIFESTS" -type f \( -name kustomization.yaml -o -name kustomization.yml \) | sort)
+done < <(find "$MANIFESTS" -path "$MANIFESTS/components" -prune -o -type f \
+           \( -name kustomization.yaml -o -name kustomization.yml \) -print | sort)
 if ((kustomizations == 0)); then
   echo "FAILED: no kustomization.yaml under $MANIFESTS" >&2
   exit 1
@@ -99,6 +123,29 @@ if grep -qE '^(WARN|ERROR|FATAL)' "$log"; then status=1; fi
 # --- consistency checks -------------------------------------------------------------------
 echo "== consistency (deploy/check-consistency.py)"
 "$VENV/bin/python" deploy/check-consistency.py || status=1
+
+# --- generated files: one source each -------------------------------------------------------
+echo "== generated files (deploy/sync-config.py, deploy/prometheus/sync.py)"
+"$VENV/bin/python" deploy/sync-config.py --check || status=1
+"$VENV/bin/python" deploy/prometheus/sync.py --check || status=1
+
+# --- alerting rules -------------------------------------------------------------------------
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing promtool (Debian package prometheus)"
+  { apt-get install -y -qq --no-install-recommends prometheus ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }; } >/dev/null
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "FAILED: promtool is missing; install the distribution's prometheus package" >&2
+  exit 1
+fi
+echo "== $(promtool --version 2>&1 | head -1)"
+promtool check rules deploy/prometheus/alerts.yaml || status=1
+promtool test rules deploy/prometheus/alerts.test.yaml || status=1
+
+# --- series used vs series exported ---------------------------------------------------------
+echo "== observability (deploy/check-observability.py)"
+"$VENV/bin/python" deploy/check-observability.py "$RENDERED" || status=1
 
 if ((status)); then
   echo "FAILED: deploy manifests are invalid (see above)" >&2

@@ -1,5 +1,7 @@
 //! The admin listener (plain HTTP, its own port, meant for loopback or the pod network):
-//! `/healthz` (the process runs), `/readyz` (accepting traffic; false while draining),
+//! `/healthz` (the process runs, whatever the upstream does), `/readyz` (accepting
+//! traffic: false while starting or draining, and with `readiness.upstream` while the
+//! upstream has not answered a probe within `readiness.window`, readiness.rs),
 //! `/metrics` (Prometheus text) and `/.well-known/jwks.json` (the public keys of the
 //! internal header, of the generation serving now). It never sees client traffic or
 //! secrets.
@@ -19,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::replay::ReplayStore;
 use crate::metrics::Metrics;
+use crate::readiness::UpstreamHealth;
 use crate::reload::Generation;
 use crate::shutdown::Lifecycle;
 
@@ -30,6 +33,8 @@ pub struct State {
     pub replay: Arc<ReplayStore>,
     /// The generation serving now (its JWK Set follows reloads).
     pub current: Arc<ArcSwap<Generation>>,
+    /// The upstream's last answer to a readiness probe.
+    pub upstream_health: Arc<UpstreamHealth>,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -70,11 +75,21 @@ fn route(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             res
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if lifecycle.is_ready() && !upstream_ready(state) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "upstream not answering\n")
+        }
         "/readyz" if lifecycle.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" if lifecycle.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Whether the upstream counts as up: always, unless `readiness.upstream` is on.
+fn upstream_ready(state: &State) -> bool {
+    let generation = state.current.load();
+    let readiness = &generation.config.readiness;
+    !readiness.upstream || state.upstream_health.fresh(readiness.window)
 }
 
 /// Serves admin requests until the returned task is aborted.

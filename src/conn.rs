@@ -10,9 +10,15 @@ use rustls_pki_types::CertificateDer;
 use crate::error::CertificateRejection;
 use crate::x509::{LeafNames, Thumbprint, UnparsableCertificate};
 
-/// The peer address of the connection a request came on.
+/// The client's address: the TCP peer of the connection a request came on, or, from a
+/// peer in `listen_proxy_protocol.trusted`, the address its PROXY header carried.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
+
+/// The TCP peer of a connection whose PROXY header named the client: the proxy or load
+/// balancer in front. Absent on direct connections (there the peer is [`ClientAddr`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyAddr(pub SocketAddr);
 
 /// The certificate chain the client presented in the TLS handshake (leaf first), whose
 /// signature over the handshake rustls verified, so the client holds the leaf's private

@@ -16,7 +16,8 @@
 //!   [`logline`], [`logsink`];
 //! - request-path parts: [`trace`], [`upstream`], [`strip`], [`route`], [`auth`],
 //!   [`sign`], [`metadata`] (discovery documents rewritten), [`verify`], [`rescue`];
-//! - assembly: [`stack`], [`reload`], [`admin`], [`shutdown`], [`server`];
+//! - assembly: [`stack`], [`reload`], [`readiness`] (the upstream probe behind `/readyz`),
+//!   [`admin`], [`shutdown`], [`server`];
 //! - commands: [`assertion`], [`demo`] (and `main.rs`).
 
 #![forbid(unsafe_code)]
@@ -40,6 +41,7 @@ pub mod logsink;
 pub mod metadata;
 pub mod metrics;
 pub mod oauth;
+pub mod readiness;
 pub mod reload;
 pub mod rescue;
 pub mod route;

@@ -226,6 +226,9 @@ impl Shared {
         let http = HttpSettings { h1, h2 };
         self.metrics
             .set_client_id_label(config.metrics.client_id_label);
+        self.metrics
+            .ops()
+            .certificates_loaded(&config.certificate_expiry);
         let jwks = crate::sign::jwks(&config.internal_header.keys).into();
         Ok(Generation {
             config,

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use super::raw::{RawCertificateFile, RawClient, RawSecretSource};
 use super::validate::Validator;
-use super::{AssertionConfig, ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
+use super::{AssertionConfig, CertificateKind, ClientConfig, ClientSecret, MIN_HMAC_KEY_LEN};
 use crate::error::error_chain;
 use crate::oauth::{
     is_vschar, Algorithm, AuthMethod, ClientId, AUTHORIZATION_CODE, CLIENT_CREDENTIALS,
@@ -145,7 +145,7 @@ impl Validator<'_> {
             ("tls_client_auth_san_email", c.tls_client_auth_san_email),
         ];
         let tls_name = self.tls_name(names, path, method, offer);
-        let certificates = self.registered_certificates(c.certificates, path, method, offer);
+        let certificates = self.registered_certificates(c.certificates, (path, who), method, offer);
         let secrets = if method.is_some_and(AuthMethod::uses_certificate) {
             if c.secrets.is_some() {
                 self.problem(
@@ -298,7 +298,7 @@ impl Validator<'_> {
     fn registered_certificates(
         &mut self,
         raw: Option<Vec<RawCertificateFile>>,
-        path: &str,
+        (path, who): (&str, &str),
         method: Option<AuthMethod>,
         offer: ClientAuthOffer,
     ) -> Vec<Thumbprint> {
@@ -333,7 +333,11 @@ impl Validator<'_> {
                 }
             };
             match crate::tls::certificates_from_pem(&pem, &file) {
-                Ok(certs) => out.extend(certs.iter().map(|der| Thumbprint::of(der))),
+                Ok(certs) => {
+                    out.extend(certs.iter().map(|der| Thumbprint::of(der)));
+                    let ders = certs.iter().map(|c| &c[..]);
+                    self.note_expiry(CertificateKind::ClientCertificate, Some(who), ders);
+                }
                 Err(e) => self.problem(entry_path, error_chain(&e)),
             }
         }

@@ -13,12 +13,16 @@
 //! built from them (the upstream client, the throttle) keep the plain name.
 
 mod clients;
+mod endpoints;
+mod expiry;
 mod files;
 mod jwks;
 mod keys;
 mod limits;
+mod listen;
 pub mod path;
 mod raw;
+mod readiness;
 mod renamed;
 mod secret_source;
 mod state;
@@ -39,8 +43,11 @@ use crate::hashes::StoredHash;
 use crate::oauth::{Algorithm, AuthMethod, ClientId, EndpointKind, PkceMethod};
 use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
+pub use expiry::{CertificateExpiry, CertificateKind};
 pub use files::{FileSystem, Files, MemoryFiles, SkipFiles};
+pub use listen::{Cidr, ProxyProtocolConfig};
 pub use path::PathPattern;
+pub use readiness::ReadinessConfig;
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
 /// bytes: RFC 7518 §3.2 requires a key of at least the hash output size for HS256.
@@ -50,6 +57,10 @@ pub const MIN_HMAC_KEY_LEN: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `listen_proxy_protocol`: the peers that send a PROXY header (absent: none).
+    pub listen_proxy_protocol: Option<ProxyProtocolConfig>,
+    /// `readiness`: whether `/readyz` follows the upstream.
+    pub readiness: ReadinessConfig,
     pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
     pub admin: Option<AdminConfig>,
@@ -90,6 +101,8 @@ pub struct Config {
     /// file first when loaded with [`Config::load`]): the reload watcher compares them with
     /// the files as they are now.
     pub sources: Vec<Source>,
+    /// The earliest `notAfter` of each kind of certificate loaded (expiry.rs).
+    pub certificate_expiry: Vec<CertificateExpiry>,
 }
 
 /// A file a config was read from, and a SHA-256 of exactly the bytes read (or of the

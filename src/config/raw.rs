@@ -11,6 +11,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub listen: Option<String>,
+    pub listen_proxy_protocol: Option<super::listen::RawProxyProtocol>,
+    pub readiness: Option<super::readiness::RawReadiness>,
     pub tls: Option<RawTls>,
     pub upstream: Option<RawUpstream>,
     pub admin: Option<RawAdmin>,

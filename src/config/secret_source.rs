@@ -176,6 +176,7 @@ mod tests {
             skipped: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
+            expiries: Vec::new(),
         };
         let file = v.secret(
             RawSecretSource {

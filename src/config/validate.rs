@@ -13,11 +13,10 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 use super::raw::*;
-use super::renamed::protected_paths_renamed;
 use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use crate::error::error_chain;
-use crate::oauth::{Algorithm, EndpointKind, PkceMethod};
+use crate::oauth::Algorithm;
 
 /// Default `assertion.replay_capacity`: entries live at most max_age + leeway (5m30s by
 /// default), so a million sustains about 3,000 jwt requests a second; an entry costs about
@@ -62,6 +61,7 @@ pub(super) fn validate_with_warnings(
         skipped: Vec::new(),
         warnings: Vec::new(),
         sources: Vec::new(),
+        expiries: Vec::new(),
     };
     let result = v.config(raw);
     let sources = std::mem::take(&mut v.sources);
@@ -69,6 +69,7 @@ pub(super) fn validate_with_warnings(
     let result = match result {
         Some(mut config) if v.problems.is_empty() => {
             config.warnings = warnings.clone();
+            config.certificate_expiry = std::mem::take(&mut v.expiries);
             config.sources = sources.clone();
             Ok(config)
         }
@@ -88,6 +89,8 @@ pub(super) struct Validator<'a> {
     pub(super) skipped: Vec<String>,
     pub(super) warnings: Vec<String>,
     pub(super) sources: Vec<Source>,
+    /// Certificate expiries noted as files were read (expiry.rs).
+    pub(super) expiries: Vec<CertificateExpiry>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -249,6 +252,8 @@ impl Validator<'_> {
 impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr(raw.listen, "listen");
+        let listen_proxy_protocol = self.proxy_protocol(raw.listen_proxy_protocol);
+        let readiness = self.readiness(raw.readiness);
         // What `tls.client_auth` offers the clients: None (no certificates requested),
         // Some(false) (requested, no CA), Some(true) (requested, with `ca_file`).
         let client_auth = raw
@@ -304,6 +309,8 @@ impl Validator<'_> {
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
+            listen_proxy_protocol,
+            readiness,
             tls: tls?,
             upstream: upstream?,
             admin,
@@ -330,6 +337,7 @@ impl Validator<'_> {
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),
             sources: Vec::new(),
+            certificate_expiry: Vec::new(),
         })
     }
 
@@ -365,6 +373,13 @@ impl Validator<'_> {
             .read(&path)
             .map_err(|e| self.problem(PATH, format!("cannot read {}: {e}", path.display())))
             .ok()?;
+        if let Ok(certs) = crate::tls::certificates_from_pem(&pem, &path) {
+            self.note_expiry(
+                CertificateKind::ClientCa,
+                None,
+                certs.iter().map(|c| &c[..]),
+            );
+        }
         let anchors = match crate::tls::trust_anchors_from_pem(&pem, &path) {
             Ok(anchors) => anchors,
             Err(e) => {
@@ -405,7 +420,10 @@ impl Validator<'_> {
             })
             .ok();
         match crate::tls::certified_key_from_pem(&cert_pem?, &key_pem?, cert, key) {
-            Ok(k) => Some(Arc::new(k)),
+            Ok(k) => {
+                self.note_expiry(CertificateKind::Server, None, k.cert.iter().map(|c| &c[..]));
+                Some(Arc::new(k))
+            }
             Err(e) => {
                 self.problem("tls", error_chain(&e));
                 None
@@ -438,122 +456,6 @@ impl Validator<'_> {
             self.problem("issuer", "must not be empty");
         }
         Some(issuer)
-    }
-
-    /// `endpoints`: each listed kind replaces that kind's default paths, an unlisted kind
-    /// keeps them, `kind: []` turns it off. A path may be one kind only.
-    fn endpoints(
-        &mut self,
-        raw: Option<RawEndpoints>,
-        renamed: Option<Vec<String>>,
-    ) -> EndpointsConfig {
-        if let Some(old) = renamed {
-            self.problem("protected_paths", protected_paths_renamed(&old));
-        }
-        let raw = raw.unwrap_or_default();
-        let lists = [
-            (EndpointKind::Token, raw.token),
-            (EndpointKind::Introspection, raw.introspection),
-            (EndpointKind::Revocation, raw.revocation),
-            (EndpointKind::Par, raw.par),
-            (EndpointKind::DeviceAuthorization, raw.device_authorization),
-            (EndpointKind::Authorization, raw.authorization),
-        ];
-        let mut routes: Vec<(EndpointKind, PathPattern, String)> = Vec::new();
-        for (kind, list) in lists {
-            let Some(list) = list else {
-                if let Ok(p) = PathPattern::parse(kind.default_path()) {
-                    routes.push((kind, p, format!("endpoints.{kind} (default)")));
-                }
-                continue;
-            };
-            for (i, text) in list.iter().enumerate() {
-                let path = format!("endpoints.{kind}[{i}]");
-                match PathPattern::parse(text) {
-                    Ok(pattern) => routes.push((kind, pattern, path)),
-                    Err(e) => self.problem(path, e),
-                }
-            }
-        }
-        // One kind per path: the rules differ by kind, so a request that two patterns
-        // could claim (read strictly or leniently) would be judged by the wrong ones.
-        for (i, (kind, pattern, path)) in routes.iter().enumerate() {
-            let Some((other_kind, other, other_path)) = routes[..i]
-                .iter()
-                .find(|(_, other, _)| pattern.overlaps(other))
-            else {
-                continue;
-            };
-            let what = if kind == other_kind {
-                "is listed twice as"
-            } else {
-                "is also"
-            };
-            let default = [(kind, path), (other_kind, other_path)]
-                .into_iter()
-                .find(|(_, p)| p.ends_with("(default)"));
-            let hint = match default {
-                Some((k, _)) => format!(
-                    " (`{k}` keeps its default path unless listed: turn it off with `{k}: []`, or list its own path)"
-                ),
-                None => String::new(),
-            };
-            self.problem(
-                path.trim_end_matches(" (default)"),
-                format!(
-                    "`{}` {what} `{}` under {}: a path may be one kind of endpoint only{hint}",
-                    pattern.as_str(),
-                    other.as_str(),
-                    other_path.trim_end_matches(" (default)"),
-                ),
-            );
-        }
-        let routes: Vec<(EndpointKind, PathPattern)> =
-            routes.into_iter().map(|(k, p, _)| (k, p)).collect();
-        if !routes.iter().any(|(k, _)| k.authenticates()) {
-            self.problem(
-                "endpoints",
-                "every endpoint that authenticates clients is turned off; keep at least one",
-            );
-        }
-        EndpointsConfig { routes }
-    }
-
-    fn pkce(&mut self, raw: RawPkce) -> PkceConfig {
-        let required = self.choice(
-            raw.required,
-            "pkce.required",
-            &[
-                ("public", PkceRequired::Public),
-                ("all", PkceRequired::All),
-                ("off", PkceRequired::Off),
-            ],
-            PkceRequired::Public,
-        );
-        let methods = match raw.methods {
-            None => vec![PkceMethod::S256],
-            Some(names) => {
-                let mut out = Vec::new();
-                for (i, name) in names.iter().enumerate() {
-                    match PkceMethod::from_name(name) {
-                        Some(m) if !out.contains(&m) => out.push(m),
-                        Some(_) => self.problem(
-                            format!("pkce.methods[{i}]"),
-                            format!("`{name}` is listed twice"),
-                        ),
-                        None => self.problem(
-                            format!("pkce.methods[{i}]"),
-                            format!("`{name}` is not a code_challenge_method; use S256 (or plain)"),
-                        ),
-                    }
-                }
-                if names.is_empty() {
-                    self.problem("pkce.methods", "list at least one method (S256)");
-                }
-                out
-            }
-        };
-        PkceConfig { required, methods }
     }
 
     fn assertion(&mut self, raw: RawAssertion) -> AssertionConfig {
@@ -746,6 +648,7 @@ pub(super) mod tests {
             skipped: Vec::new(),
             warnings: Vec::new(),
             sources: Vec::new(),
+            expiries: Vec::new(),
         }
     }
 

@@ -313,6 +313,12 @@ pub(super) struct CacheLabels {
 pub enum ConnectionRefusal {
     /// `limits.max_connections` were open.
     limit,
+    /// A peer in `listen_proxy_protocol.trusted` sent no PROXY header, or not in time.
+    proxy_header_missing,
+    /// A PROXY header that is not valid, or too long.
+    proxy_header_invalid,
+    /// A PROXY header from a peer not in `listen_proxy_protocol.trusted`.
+    proxy_header_untrusted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

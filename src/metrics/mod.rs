@@ -12,8 +12,10 @@ use std::time::Duration;
 
 mod labels;
 mod latency;
+mod operations;
 
 pub use labels::*;
+pub use operations::Operations;
 
 use std::sync::OnceLock;
 
@@ -67,6 +69,8 @@ pub struct Metrics {
     jwks_fetches: Family<JwksFetchLabels, Counter>,
     jwks_keys: Family<JwksKeysLabels, Gauge>,
     jwks_keys_ignored: Counter,
+    /// Certificate expiry and upstream probe series (operations.rs).
+    ops: Operations,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -264,6 +268,8 @@ impl Metrics {
             "Discovery metadata documents from the upstream, rewritten or passed through unchanged",
             metadata.clone(),
         );
+        let ops = Operations::default();
+        ops.register(&mut registry);
         registry.register(
             "build",
             "Build information",
@@ -302,9 +308,15 @@ impl Metrics {
             jwks_fetches,
             jwks_keys,
             jwks_keys_ignored,
+            ops,
         };
         m.config_loaded();
         m
+    }
+
+    /// The operations series: certificate expiry, the upstream probe.
+    pub fn ops(&self) -> &Operations {
+        &self.ops
     }
 
     /// Whether client ids become labels (`metrics.client_id_label`); set on every load.

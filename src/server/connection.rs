@@ -40,13 +40,14 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::head::{Exchanges, Finished, HeadGuard, HeadTimeouts};
+use super::proxy::{self, Origin};
 use super::{linger, refusal};
 use crate::body::{Body, BodyError, BoxError};
-use crate::conn::{ClientAddr, ClientCertificate};
+use crate::conn::{ClientAddr, ClientCertificate, ProxyAddr};
 use crate::error::HeadRefusal;
 use crate::metrics::{ConnectionRefusal, HandshakeFailure, Metrics};
 use crate::reload::Generation;
-use crate::trace::MakeId;
+use crate::trace::{Addresses, MakeId};
 
 /// Open connections over all workers, against `limits.max_connections`.
 #[derive(Debug, Default)]
@@ -135,7 +136,7 @@ pub struct Context {
 /// gracefully; `_alive` tells the worker, by being dropped, that it has ended.
 pub async fn serve(
     ctx: Arc<Context>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     stop: tokio::sync::watch::Receiver<bool>,
     _alive: tokio::sync::mpsc::Sender<()>,
@@ -156,10 +157,47 @@ pub async fn serve(
         head: limits.header_read_timeout,
         keepalive: limits.keepalive_timeout,
     };
+    // The PROXY header and the TLS handshake share one deadline: a peer cannot have it
+    // twice by being slow with each.
+    let deadline = Instant::now() + limits.header_read_timeout;
+    let origin = match &generation.config.listen_proxy_protocol {
+        None => Origin {
+            client: peer,
+            carried: false,
+        },
+        Some(pp) => {
+            // Only a listed peer may name the client: anyone can write an address into a
+            // header (proxy-protocol.txt §2: trust it only from known senders).
+            let trusted = pp.trusts(peer.ip());
+            match tokio::time::timeout_at(deadline, proxy::origin(&mut tcp, peer, trusted)).await {
+                Ok(Ok(origin)) => origin,
+                Ok(Err(refusal)) => {
+                    if let Some(reason) = refusal.metric() {
+                        ctx.metrics.connection_refused(reason);
+                    }
+                    tracing::debug!(%peer, reason = refusal.as_str(), "connection closed");
+                    return;
+                }
+                // A trusted peer must send its header first.
+                Err(_) if trusted => {
+                    ctx.metrics
+                        .connection_refused(ConnectionRefusal::proxy_header_missing);
+                    tracing::debug!(%peer, "no PROXY header in time: connection closed");
+                    return;
+                }
+                // Anyone else's silence is the handshake's timeout, counted as such.
+                Err(_) => {
+                    ctx.metrics.tls_handshake_failed(HandshakeFailure::timeout);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     // Fallible: a failed handshake hands the socket back, so the failure is counted
     // before the client sees the connection close.
     let handshake = ctx.tls.accept(tcp).into_fallible();
-    let mut tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+    let mut tls = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, tcp))) => {
             ctx.metrics.tls_handshake_failed(HandshakeFailure::error);
@@ -179,7 +217,9 @@ pub async fn serve(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let requests = Requests {
         ctx: ctx.clone(),
-        peer,
+        client: origin.client,
+        // The TCP peer, when it is a proxy that named the client (the access line's `peer`).
+        proxy: origin.carried.then_some(peer),
         // RFC 8705: what the client presented, judged per request by the auth layer.
         client_cert: ClientCertificate::from_chain(tls.get_ref().1.peer_certificates()),
         activity: activity.clone(),
@@ -222,7 +262,11 @@ pub async fn serve(
         Some(refusal) => {
             tracing::debug!(%peer, %refusal, "request head refused");
             let generation = ctx.current.load();
-            let recorder = ctx.recorder(&generation.config.realm);
+            let addresses = Addresses {
+                client: origin.client.ip(),
+                peer: peer.ip(),
+            };
+            let recorder = ctx.recorder(&generation.config.realm, addresses);
             Some(recorder.answer(refusal, head_began.elapsed()).await)
         }
         None => None,
@@ -231,11 +275,12 @@ pub async fn serve(
 }
 
 impl Context {
-    fn recorder<'a>(&'a self, realm: &'a str) -> refusal::Recorder<'a> {
+    fn recorder<'a>(&'a self, realm: &'a str, addresses: Addresses) -> refusal::Recorder<'a> {
         refusal::Recorder {
             realm,
             ids: &self.ids,
             metrics: &self.metrics,
+            addresses: Some(addresses),
         }
     }
 }
@@ -244,7 +289,8 @@ impl Context {
 #[derive(Clone)]
 struct Requests {
     ctx: Arc<Context>,
-    peer: SocketAddr,
+    client: SocketAddr,
+    proxy: Option<SocketAddr>,
     client_cert: Option<ClientCertificate>,
     activity: Arc<Activity>,
     /// HTTP/2: `limits.max_header_size`, for the header list.
@@ -262,17 +308,27 @@ impl Requests {
             // §5), on its stream, and never reaches the stack.
             if refusal::header_list_size(&req) > max {
                 let generation = self.ctx.current.load();
-                let response = self.ctx.recorder(&generation.config.realm).response(
-                    HeadRefusal::TooLarge,
-                    (req.method().as_str(), req.uri().path()),
-                    Duration::ZERO,
-                );
+                let addresses = Addresses {
+                    client: self.client.ip(),
+                    peer: self.proxy.unwrap_or(self.client).ip(),
+                };
+                let response = self
+                    .ctx
+                    .recorder(&generation.config.realm, addresses)
+                    .response(
+                        HeadRefusal::TooLarge,
+                        (req.method().as_str(), req.uri().path()),
+                        Duration::ZERO,
+                    );
                 return Either::Left(std::future::ready(Ok(response)));
             }
         }
         let in_flight = self.activity.begin();
         let mut req = req.map(|b| b.map_err(BodyError::new).boxed_unsync());
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        req.extensions_mut().insert(ClientAddr(self.client));
+        if let Some(proxy) = self.proxy {
+            req.extensions_mut().insert(ProxyAddr(proxy));
+        }
         if let Some(cert) = &self.client_cert {
             req.extensions_mut().insert(cert.clone());
         }

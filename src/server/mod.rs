@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::readiness::UpstreamHealth;
 use crate::reload::{self, Generation, ReloadError, Reloader, Shared};
 use crate::shutdown::Lifecycle;
 use crate::tls::{self, TlsError};
@@ -30,6 +31,7 @@ use crate::tls::{self, TlsError};
 mod connection;
 mod head;
 mod linger;
+mod proxy;
 mod refusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     source: Option<PathBuf>,
     lifecycle: Arc<Lifecycle>,
+    /// When the upstream last answered a readiness probe (`readiness.upstream`).
+    upstream_health: Arc<UpstreamHealth>,
 }
 
 impl Gateway {
@@ -89,6 +93,7 @@ impl Gateway {
             shared,
             source: None,
             lifecycle: Arc::new(Lifecycle::default()),
+            upstream_health: Arc::new(UpstreamHealth::default()),
         })
     }
 
@@ -175,6 +180,7 @@ impl Gateway {
                     metrics: self.shared.metrics.clone(),
                     replay: self.shared.replay.clone(),
                     current: self.current.clone(),
+                    upstream_health: self.upstream_health.clone(),
                 },
             )
         });
@@ -182,6 +188,12 @@ impl Gateway {
             .source
             .is_some()
             .then(|| tokio::spawn(reload::watch(self.reloader())));
+        // readiness.upstream: probe the upstream for /readyz, off the request path.
+        let probe_task = tokio::spawn(crate::readiness::run(
+            self.current.clone(),
+            self.upstream_health.clone(),
+            self.shared.metrics.clone(),
+        ));
         // private_key_jwt: keep the clients' jwks_uri sets fresh, off the request path.
         let jwks_task = tokio::spawn(crate::auth::jwks::run(self.shared.key_sets.clone()));
         // With Redis: hear of failures on every replica (the throttle's local view).
@@ -229,6 +241,7 @@ impl Gateway {
             task.abort();
         }
         jwks_task.abort();
+        probe_task.abort();
         tracing::info!("stopped");
         match failed {
             Some(index) => Err(ServeError::WorkerStopped(index)),

@@ -30,6 +30,8 @@ pub struct Recorder<'a> {
     pub realm: &'a str,
     pub ids: &'a MakeId,
     pub metrics: &'a Metrics,
+    /// The connection's addresses, for the access line.
+    pub addresses: Option<trace::Addresses>,
 }
 
 impl Recorder<'_> {
@@ -49,6 +51,7 @@ impl Recorder<'_> {
         }
         trace::head_refused(
             self.metrics,
+            self.addresses,
             what,
             request_id
                 .as_ref()
@@ -143,6 +146,7 @@ mod tests {
             realm: "r",
             ids: &ids,
             metrics: &metrics,
+            addresses: None,
         };
         let bytes = recorder.answer(HeadRefusal::TooLarge, Duration::ZERO).await;
         let text = std::str::from_utf8(&bytes).unwrap();

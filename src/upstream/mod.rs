@@ -157,6 +157,7 @@ impl Upstream {
         remove_hop_by_hop(headers);
         headers.insert(header::HOST, self.shared.host.clone());
         // Only what this gateway saw is forwarded; client-supplied values were stripped.
+        // The client's address: a trusted proxy's PROXY header's, else the TCP peer.
         if let Some(ip) = peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
             headers.insert(X_FORWARDED_FOR, ip);
         }

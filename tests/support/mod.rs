@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod client_cert;
 #[allow(unused_imports)]
 pub use client_cert::*;
