@@ -36,6 +36,7 @@ pub mod policy;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;
+pub mod shadow;
 pub mod throttle;
 
 use bytes::Bytes;

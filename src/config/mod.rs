@@ -19,6 +19,7 @@ mod keys;
 mod limits;
 pub mod path;
 mod raw;
+mod rollout;
 mod secret_source;
 mod state;
 pub mod units;
@@ -40,6 +41,10 @@ use crate::secret::Secret;
 use crate::x509::{CertificateName, Thumbprint};
 pub use files::{FileSystem, Files, MemoryFiles};
 pub use path::PathPattern;
+pub use rollout::{
+    ClientRollout, RateLimitConfig, Rollout, RolloutConfig, UpstreamCredentialConfig,
+    UpstreamMethod,
+};
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
 /// bytes: RFC 7518 §3.2 requires a key of at least the hash output size for HS256.
@@ -74,6 +79,8 @@ pub struct Config {
     /// Realm sent in `WWW-Authenticate: Basic realm="..."`.
     pub realm: String,
     pub clients: Vec<ClientConfig>,
+    /// Shadow or enforce, rate limits and upstream credentials, per client (rollout.rs).
+    pub rollout: RolloutConfig,
     pub reload: ReloadConfig,
     pub metrics: MetricsConfig,
     /// Where the replay store and the throttle counters live.

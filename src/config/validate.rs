@@ -252,7 +252,7 @@ impl Validator<'_> {
 // Sections.
 
 impl Validator<'_> {
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr(raw.listen, "listen");
         // What `tls.client_auth` offers the clients: None (no certificates requested),
         // Some(false) (requested, no CA), Some(true) (requested, with `ca_file`).
@@ -305,7 +305,9 @@ impl Validator<'_> {
         let hashing = self.hashing(raw.hashing.unwrap_or_default());
         let discovery = self.discovery(raw.discovery.unwrap_or_default());
         let jwks_fetch = self.jwks_fetch(raw.jwks_fetch.unwrap_or_default());
+        let raw_rollouts = super::rollout::take_client_rollouts(&mut raw.clients);
         let clients = self.clients(raw.clients, &assertion, client_auth);
+        let rollout = self.rollout(raw.rollout, raw.rate_limit, raw_rollouts, &clients);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
@@ -326,6 +328,7 @@ impl Validator<'_> {
             workers,
             realm,
             clients,
+            rollout,
             reload,
             metrics,
             state,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod labels;
 mod latency;
+mod rollout;
 
 pub use labels::*;
 
@@ -67,6 +68,7 @@ pub struct Metrics {
     jwks_fetches: Family<JwksFetchLabels, Counter>,
     jwks_keys: Family<JwksKeysLabels, Gauge>,
     jwks_keys_ignored: Counter,
+    rollout: rollout::RolloutMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -269,7 +271,9 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let rollout = rollout::RolloutMetrics::register(&mut registry);
         let m = Metrics {
+            rollout,
             registry,
             client_id_label: AtomicBool::new(false),
             requests_ok: Default::default(),

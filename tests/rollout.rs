@@ -1,0 +1,269 @@
+//! The rollout kit over real TLS against a recording upstream (docs/design.md §9).
+//!
+//! - Shadow (`rollout: shadow`): a wrong secret goes upstream exactly as sent (body and
+//!   `Authorization` byte for byte, no internal header) and is counted as a shadow
+//!   failure, not as an enforced one; a right one goes upstream as sent *and* with the
+//!   internal header, bound to those bytes; a client's own `rollout` wins over the default
+//!   both ways, and a request naming an enforced client is enforced even when it also
+//!   names a client in shadow; containment of unprotected paths stays on; a
+//!   `Content-Encoding` is still refused (the gateway cannot read it).
+//! - Upstream credential: after a client authenticates (Basic, post, a jwt assertion),
+//!   the upstream receives the registered legacy credential (Basic or form post) and
+//!   nothing of the client's own; the legacy secret is in no log line.
+//! - Rate limits: see `tests/rollout_rate.rs`.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use secretgate::{verify_internal_header, Expected};
+use support::*;
+
+const INTERNAL: &str = "x-authenticated-client";
+const FORM: &str = "application/x-www-form-urlencoded";
+const GRANT: &str = "grant_type=client_credentials&scope=read";
+
+/// A gateway in front of a recording upstream.
+struct Rig {
+    upstream: RecordingUpstream,
+    gw: Gateway,
+}
+
+impl Rig {
+    async fn start(extra: &str) -> Rig {
+        let upstream = RecordingUpstream::start(Behaviour::Token).await;
+        let gw = Gateway::start_with(upstream.addr, extra).await;
+        Rig { upstream, gw }
+    }
+
+    /// Sends `req`; returns the reply and what the upstream received for it, if anything.
+    async fn send(&self, req: Request<Full<Bytes>>) -> (Reply, Option<Recorded>) {
+        let before = self.upstream.records().len();
+        let reply = self.gw.send(req).await;
+        let records = self.upstream.records();
+        let forwarded = (records.len() > before).then(|| records[records.len() - 1].clone());
+        (reply, forwarded)
+    }
+
+    /// Verifies the internal header `rec` carries against its own body.
+    fn claims(&self, rec: &Recorded) -> secretgate::verify::InternalClaims {
+        let header = rec.headers[INTERNAL].to_str().unwrap();
+        let keys = secretgate::verify::keys_of(&self.gw.config.internal_header.keys);
+        let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
+        verify_internal_header(
+            header,
+            &keys,
+            &Expected {
+                now: Some(now()),
+                ..Expected::request(
+                    "secretgate",
+                    "legacy-token-service",
+                    "POST",
+                    &url,
+                    rec.uri.query(),
+                    &rec.body,
+                )
+            },
+        )
+        .expect("a valid header bound to the forwarded body")
+    }
+}
+
+fn basic_form(id: &str, secret: &str, body: &str) -> Request<Full<Bytes>> {
+    post(
+        TOKEN_PATH,
+        Some(FORM),
+        &[("authorization", &basic(id, secret))],
+        body.to_owned(),
+    )
+}
+
+const SHADOW_FAILED: &str = "secretgate_shadow_decisions_total{outcome=\"invalid_client\"}";
+const SHADOW_OK: &str = "secretgate_shadow_decisions_total{outcome=\"ok\"}";
+const ENFORCED_FAILED: &str =
+    "secretgate_authentications_total{method=\"client_secret_basic\",outcome=\"invalid_client\"}";
+
+#[tokio::test]
+async fn shadow_forwards_a_wrong_secret_unchanged_and_counts_it() {
+    let rig = Rig::start("rollout: shadow\n").await;
+    let (reply, forwarded) = rig.send(basic_form(BASIC_ID, "wrong-secret", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::OK, "the upstream answered");
+    let rec = forwarded.expect("forwarded although authentication failed");
+    assert_eq!(&rec.body[..], GRANT.as_bytes(), "body byte for byte");
+    assert_eq!(
+        rec.headers["authorization"],
+        basic(BASIC_ID, "wrong-secret").as_str(),
+        "the credential as sent"
+    );
+    assert!(
+        rec.headers.get(INTERNAL).is_none(),
+        "no identity for a failure"
+    );
+    // A post client's secret in the body, wrong: the same.
+    let body = format!("{GRANT}&client_id={POST_ID}&client_secret=nope");
+    let (_, forwarded) = rig
+        .send(post(TOKEN_PATH, Some(FORM), &[], body.clone()))
+        .await;
+    let rec = forwarded.expect("forwarded");
+    assert_eq!(rec.body, body.as_bytes());
+    assert!(rec.headers.get(INTERNAL).is_none());
+    // Two methods at once: judged invalid_request, forwarded all the same.
+    let two = format!("{GRANT}&client_secret={BASIC_SECRET}");
+    let (reply, forwarded) = rig.send(basic_form(BASIC_ID, BASIC_SECRET, &two)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(forwarded.expect("forwarded").body, two.as_bytes());
+
+    let metrics = rig.gw.metrics().await;
+    assert_eq!(sample(&metrics, SHADOW_FAILED), 2.0, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "secretgate_shadow_decisions_total{outcome=\"invalid_request\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, ENFORCED_FAILED),
+        0.0,
+        "nothing was enforced"
+    );
+}
+
+#[tokio::test]
+async fn shadow_forwards_a_right_secret_with_the_signed_header() {
+    let rig = Rig::start("rollout: shadow\n").await;
+    let (reply, forwarded) = rig.send(basic_form(BASIC_ID, BASIC_SECRET, GRANT)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rec = forwarded.expect("forwarded");
+    assert_eq!(
+        &rec.body[..],
+        GRANT.as_bytes(),
+        "no client_id added, nothing removed"
+    );
+    assert_eq!(
+        rec.headers["authorization"],
+        basic(BASIC_ID, BASIC_SECRET).as_str(),
+        "the secret is still there: the token service still checks it in shadow"
+    );
+    let claims = rig.claims(&rec);
+    assert_eq!(claims.client_id, BASIC_ID);
+    assert_eq!(claims.auth_method, "client_secret_basic");
+
+    // A jwt client: the assertion is forwarded too, and the header binds the same body.
+    let body = assertion_body(&assertion());
+    let (_, forwarded) = rig
+        .send(post(TOKEN_PATH, Some(FORM), &[], body.clone()))
+        .await;
+    let rec = forwarded.expect("forwarded");
+    assert_eq!(rec.body, body.as_bytes());
+    assert_eq!(rig.claims(&rec).client_id, JWT_ID);
+    // A forged internal header is still stripped, and replaced only by the gateway's.
+    let mut forged = basic_form(BASIC_ID, "wrong", GRANT);
+    forged
+        .headers_mut()
+        .insert(INTERNAL, "forged".parse().unwrap());
+    let (_, forwarded) = rig.send(forged).await;
+    assert!(forwarded
+        .expect("forwarded")
+        .headers
+        .get(INTERNAL)
+        .is_none());
+
+    let metrics = rig.gw.metrics().await;
+    assert_eq!(sample(&metrics, SHADOW_OK), 2.0, "{metrics}");
+}
+
+/// The client's `rollout` wins over the default, both ways.
+#[tokio::test]
+async fn a_clients_rollout_wins_over_the_default() {
+    // Default enforce; `trial` in shadow.
+    let rig = Rig::start(
+        "  - client_id: trial
+    auth_method: client_secret_basic
+    secrets: [{ value: \"trial-secret-0123\" }]
+    rollout: shadow
+",
+    )
+    .await;
+    let (reply, forwarded) = rig.send(basic_form("trial", "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(forwarded.is_some(), "trial is in shadow");
+    let (reply, forwarded) = rig.send(basic_form(BASIC_ID, "wrong", GRANT)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "billing is enforced"
+    );
+    assert!(forwarded.is_none());
+    // An unknown client takes the default (enforce).
+    let (reply, forwarded) = rig.send(basic_form("nobody", "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(forwarded.is_none());
+    // Naming an enforced client next to one in shadow: enforced.
+    let both = format!("{GRANT}&client_id={BASIC_ID}");
+    let (reply, forwarded) = rig.send(basic_form("trial", "wrong", &both)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    assert!(forwarded.is_none());
+    let metrics = rig.gw.metrics().await;
+    assert_eq!(sample(&metrics, SHADOW_FAILED), 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, ENFORCED_FAILED), 2.0, "{metrics}");
+
+    // Default shadow; `strict` enforced.
+    let rig = Rig::start(
+        "  - client_id: strict
+    auth_method: client_secret_basic
+    secrets: [{ value: \"strict-secret-0123\" }]
+    rollout: enforce
+rollout: shadow
+",
+    )
+    .await;
+    let (reply, forwarded) = rig.send(basic_form("strict", "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "strict is enforced");
+    assert!(forwarded.is_none());
+    let (reply, forwarded) = rig.send(basic_form(BASIC_ID, "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::OK, "billing takes the default");
+    assert!(forwarded.is_some());
+    // An unknown client takes the default (shadow), and a case-folded spelling of an
+    // enforced id counts as that id.
+    let (_, forwarded) = rig.send(basic_form("nobody", "wrong", GRANT)).await;
+    assert!(forwarded.is_some());
+    let (reply, forwarded) = rig.send(basic_form("STRICT", "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(forwarded.is_none());
+}
+
+#[tokio::test]
+async fn containment_and_unreadable_bodies_stay_enforced_in_shadow() {
+    let rig = Rig::start("rollout: shadow\n").await;
+    // Unprotected paths still refuse client credentials.
+    let (reply, forwarded) = rig
+        .send(
+            Request::get("/userinfo")
+                .header("authorization", basic(BASIC_ID, BASIC_SECRET))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(forwarded.is_none());
+    let body = format!("client_id={POST_ID}&client_secret={POST_SECRET}");
+    let (reply, forwarded) = rig.send(post("/register", Some(FORM), &[], body)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(forwarded.is_none());
+    // A body the gateway cannot read is refused in shadow too.
+    let (reply, forwarded) = rig
+        .send(post(
+            TOKEN_PATH,
+            Some(FORM),
+            &[
+                ("authorization", &basic(BASIC_ID, BASIC_SECRET)),
+                ("content-encoding", "gzip"),
+            ],
+            "not really gzip",
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(forwarded.is_none());
+}
