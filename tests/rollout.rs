@@ -10,7 +10,8 @@
 //! - Upstream credential: after a client authenticates (Basic, post, a jwt assertion),
 //!   the upstream receives the registered legacy credential (Basic or form post) and
 //!   nothing of the client's own; the legacy secret is in no log line.
-//! - Rate limits: see `tests/rollout_rate.rs`.
+//! - Rate limits: two gateways sharing a real Redis enforce one bucket per client; with
+//!   Redis down each falls back to its own.
 
 mod support;
 
@@ -266,4 +267,176 @@ async fn containment_and_unreadable_bodies_stay_enforced_in_shadow() {
         .await;
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(forwarded.is_none());
+}
+
+/// A legacy secret made at run time, with characters that must be form-encoded (`:`, `/`,
+/// `+`, space, `%`), and its form encoding written out by hand.
+fn legacy_secret() -> (String, String) {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tag = format!("{nonce:x}{:x}", std::process::id());
+    (
+        format!("legacy:{tag}/+ %"),
+        format!("legacy%3A{tag}%2F%2B+%25"),
+    )
+}
+
+/// Two clients that authenticate their own way, each presenting a legacy credential
+/// upstream: `gold` posts its own secret and gets Basic upstream; `fapi` sends an HS256
+/// assertion and gets form post upstream.
+const GOLD_SECRET: &str = "gold-own-secret-0123456789";
+const FAPI_SECRET: &str = "fapi-own-secret-0123456789abcdefghij";
+
+async fn credential_rig() -> (Rig, String, String) {
+    let (secret, encoded) = legacy_secret();
+    let pki = Pki::generate();
+    std::fs::write(pki.path().join("legacy.secret"), format!("{secret}\n")).unwrap();
+    let extra = format!(
+        "  - client_id: gold
+    auth_method: client_secret_post
+    secrets: [{{ value: \"{GOLD_SECRET}\" }}]
+    upstream_credential: {{ method: client_secret_basic, secret: {{ file: legacy.secret }} }}
+  - client_id: fapi
+    auth_method: client_secret_jwt
+    secrets: [{{ value: \"{FAPI_SECRET}\" }}]
+    upstream_credential: {{ method: client_secret_post, secret: {{ file: legacy.secret }} }}
+  - client_id: plain
+    auth_method: client_secret_basic
+    secrets: [{{ value: \"{GOLD_SECRET}\" }}]
+    upstream_credential: {{ method: client_secret_post, secret: {{ file: legacy.secret }} }}
+"
+    );
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let gw = Gateway::start_with_pki(pki, upstream.addr, &extra).await;
+    (Rig { upstream, gw }, secret, encoded)
+}
+
+fn fapi_assertion() -> String {
+    let mut claims = jwt_claims();
+    claims["iss"] = "fapi".into();
+    claims["sub"] = "fapi".into();
+    mint(hs256(), claims, FAPI_SECRET.as_bytes())
+}
+
+#[tokio::test]
+async fn the_upstream_credential_replaces_the_clients_own_basic_form() {
+    let (rig, secret, encoded) = credential_rig().await;
+    let body = format!("{GRANT}&client_id=gold&client_secret={GOLD_SECRET}");
+    let (reply, forwarded) = rig.send(post(TOKEN_PATH, Some(FORM), &[], body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let rec = forwarded.expect("forwarded");
+    // RFC 6749 §2.3.1, written out: base64(urlencode(id) ":" urlencode(secret)).
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("gold:{encoded}"))
+    );
+    assert_eq!(rec.headers["authorization"], expected.as_str());
+    assert_eq!(rec.headers.get_all("authorization").iter().count(), 1);
+    assert_eq!(
+        &rec.body[..],
+        format!("{GRANT}&client_id=gold").as_bytes(),
+        "the client's own secret is gone, nothing else changed"
+    );
+    let everything = rec.everything();
+    assert!(!everything.contains(GOLD_SECRET), "{everything}");
+    assert!(!everything.contains(&secret), "only in Basic, encoded");
+    assert_eq!(rig.claims(&rec).client_id, "gold", "still signed");
+    // The client sees nothing of it.
+    assert!(!String::from_utf8_lossy(&reply.body).contains(&encoded));
+    // A client without an upstream credential is untouched.
+    let (_, forwarded) = rig.send(basic_form(BASIC_ID, BASIC_SECRET, GRANT)).await;
+    assert_no_secret(&forwarded.expect("forwarded"));
+    // A wrong own secret: refused as always, nothing forwarded.
+    let body = format!("{GRANT}&client_id=gold&client_secret=wrong");
+    let (reply, forwarded) = rig.send(post(TOKEN_PATH, Some(FORM), &[], body)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(forwarded.is_none());
+}
+
+#[tokio::test]
+async fn the_upstream_credential_replaces_an_assertion_post_form() {
+    let (rig, secret, encoded) = credential_rig().await;
+    let assertion = fapi_assertion();
+    let (reply, forwarded) = rig
+        .send(form(TOKEN_PATH, &assertion_body(&assertion)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let rec = forwarded.expect("forwarded");
+    assert_eq!(
+        &rec.body[..],
+        format!("grant_type=client_credentials&client_id=fapi&client_secret={encoded}").as_bytes()
+    );
+    assert!(rec.headers.get("authorization").is_none());
+    let everything = rec.everything();
+    for own in [assertion.as_str(), "client_assertion", FAPI_SECRET, &secret] {
+        assert!(!everything.contains(own), "{own} in {everything}");
+    }
+    // body_sha256 is over the body as forwarded, legacy secret included.
+    let claims = rig.claims(&rec);
+    assert_eq!(claims.client_id, "fapi");
+    assert_eq!(claims.auth_method, "client_secret_jwt");
+    // A Basic client whose legacy credential is a form post: the rebuilt form gets it.
+    let (_, forwarded) = rig.send(basic_form("plain", GOLD_SECRET, GRANT)).await;
+    let rec = forwarded.expect("forwarded");
+    assert_eq!(
+        &rec.body[..],
+        format!("{GRANT}&client_id=plain&client_secret={encoded}").as_bytes()
+    );
+    assert!(
+        rec.headers.get("authorization").is_none(),
+        "its own Basic is gone"
+    );
+    assert_eq!(rig.claims(&rec).client_id, "plain");
+    // A body that is not a form cannot carry it: refused, nothing forwarded.
+    let (reply, forwarded) = rig
+        .send(post(
+            TOKEN_PATH,
+            Some("application/json"),
+            &[("authorization", &basic("plain", GOLD_SECRET))],
+            "{}",
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(forwarded.is_none());
+}
+
+#[test]
+fn an_upstream_credential_needs_an_enforced_confidential_client() {
+    let pki = Pki::generate();
+    std::fs::write(pki.path().join("legacy.secret"), "x-legacy\n").unwrap();
+    let yaml = config_yaml(
+        &pki,
+        "127.0.0.1:9".parse().unwrap(),
+        "  - client_id: spa
+    auth_method: none
+    upstream_credential: { method: client_secret_basic, secret: { file: legacy.secret } }
+  - client_id: trial
+    auth_method: client_secret_basic
+    secrets: [{ value: \"trial-secret-0123\" }]
+    rollout: shadow
+    upstream_credential: { method: client_secret_post, secret: { file: legacy.secret } }
+",
+    );
+    let problems = secretgate::Config::from_yaml(&yaml, pki.path())
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("clients[3].upstream_credential: client `spa` is public")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("clients[4].upstream_credential: client `trial` is in shadow")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().all(|p| !p.contains("x-legacy")),
+        "no secret in a problem"
+    );
 }
