@@ -15,6 +15,9 @@
 
 mod support;
 
+#[path = "support/redis.rs"]
+mod redis_server;
+
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -439,4 +442,127 @@ fn an_upstream_credential_needs_an_enforced_confidential_client() {
         problems.iter().all(|p| !p.contains("x-legacy")),
         "no secret in a problem"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Rate limits. `per` is an hour everywhere: no token comes back during a test, so the
+// counts below do not depend on timing.
+
+fn redis_state(url: &str) -> String {
+    format!("state:\n  backend: redis\n  redis:\n    url: \"{url}\"\n    timeout: 500ms\n")
+}
+
+const RATE_LIMITED: &str = "secretgate_rate_limited_total{client_id=\"billing\"}";
+const UNLIMITED: &str = "  - client_id: free
+    auth_method: client_secret_basic
+    secrets: [{ value: \"free-secret-0123\" }]
+    rate_limit: off
+";
+
+fn billing() -> Request<Full<Bytes>> {
+    basic_form(BASIC_ID, BASIC_SECRET, GRANT)
+}
+
+fn assert_slow_down(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.error(), "slow_down");
+    // One token comes back every 1200 s (3 per hour).
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1200).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn two_gateways_sharing_redis_enforce_one_bucket_per_client() {
+    let redis = redis_server::RedisServer::start();
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    // Capacity 4 (3 + burst 1) for every client but `free`.
+    let extra = format!(
+        "{UNLIMITED}rate_limit: {{ requests: 3, per: 1h, burst: 1 }}\n{}",
+        redis_state(&redis.url())
+    );
+    let a = Gateway::start_with(upstream.addr, &extra).await;
+    let b = Gateway::start_with(upstream.addr, &extra).await;
+    for gw in [&a, &b, &a, &b] {
+        assert_eq!(gw.send(billing()).await.status, StatusCode::OK);
+    }
+    // The fifth, on either replica, is over the combined count.
+    assert_slow_down(&a.send(billing()).await);
+    assert_slow_down(&b.send(billing()).await);
+    assert_eq!(upstream.records().len(), 4, "refused before the upstream");
+    // A failed authentication is no rate-limit matter: it is refused for what it is.
+    let reply = a.send(basic_form(BASIC_ID, "wrong", GRANT)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Another client has its own bucket, and `rate_limit: off` turns the default off.
+    let reports = format!("{GRANT}&client_id={POST_ID}&client_secret={POST_SECRET}");
+    assert_eq!(
+        a.send(form(TOKEN_PATH, &reports)).await.status,
+        StatusCode::OK
+    );
+    for gw in [&a, &b, &a, &b, &a, &b] {
+        let reply = gw.send(basic_form("free", "free-secret-0123", GRANT)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    for gw in [&a, &b] {
+        let metrics = gw.metrics().await;
+        assert_eq!(sample(&metrics, RATE_LIMITED), 1.0, "{metrics}");
+        assert_eq!(
+            sample(&metrics, "secretgate_rate_limit_local_fallbacks_total"),
+            0.0
+        );
+        assert!(!metrics.contains("client_id=\"free\""));
+    }
+}
+
+#[tokio::test]
+async fn with_redis_down_each_gateway_limits_on_its_own() {
+    let mut redis = redis_server::RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let extra = format!(
+        "rate_limit: {{ requests: 2, per: 1h }}\n{}",
+        redis_state(&url)
+    );
+    let a = Gateway::start_with(upstream.addr, &extra).await;
+    let b = Gateway::start_with(upstream.addr, &extra).await;
+    for gw in [&a, &a, &b, &b] {
+        assert_eq!(gw.send(billing()).await.status, StatusCode::OK);
+    }
+    for gw in [&a, &b] {
+        let reply = gw.send(billing()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{:?}",
+            reply.body
+        );
+        let metrics = gw.metrics().await;
+        assert!(
+            sample(&metrics, "secretgate_rate_limit_local_fallbacks_total") >= 3.0,
+            "{metrics}"
+        );
+        assert_eq!(sample(&metrics, RATE_LIMITED), 1.0);
+    }
+    assert_eq!(upstream.records().len(), 4);
+}
+
+/// In shadow nothing is refused for throttling reasons: the rate limit neither counts nor
+/// refuses a client in shadow.
+#[tokio::test]
+async fn a_client_in_shadow_is_not_rate_limited() {
+    let rig = Rig::start("rollout: shadow\nrate_limit: { requests: 1, per: 1h }\n").await;
+    for _ in 0..3 {
+        let (reply, forwarded) = rig.send(billing()).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(forwarded.expect("forwarded").headers.contains_key(INTERNAL));
+    }
 }

@@ -33,6 +33,7 @@ pub mod jwt;
 mod layer;
 pub mod pkce;
 pub mod policy;
+pub mod rate_limit;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;

@@ -62,7 +62,7 @@ impl Outcome {
                 ..
             } => Outcome::replay,
             GatewayError::Authentication { .. } => Outcome::invalid_client,
-            GatewayError::Throttled(_) => Outcome::throttled,
+            GatewayError::Throttled(_) | GatewayError::RateLimited(_) => Outcome::throttled,
             GatewayError::UnauthorizedClient => Outcome::unauthorized_client,
             GatewayError::ReplayStoreFull
             | GatewayError::KeysUnavailable
