@@ -1,4 +1,4 @@
-//! Per-client rate limits (`rate_limit`, docs/design.md §9.3): a token bucket per
+//! Per-client rate limits (`rate_limit`, docs/design.md §10.3): a token bucket per
 //! registered client of `requests + burst` tokens, refilled at `requests` per `per`, one
 //! token per successful authentication. Over it → `429 slow_down` with `Retry-After` (the
 //! wait for the next token), before the upstream is called, counted in

@@ -1,4 +1,4 @@
-//! Shadow mode (`rollout: shadow`, docs/design.md §9.1): judge a protected request as
+//! Shadow mode (`rollout: shadow`, docs/design.md §10.1): judge a protected request as
 //! enforcement would, record the verdict, and forward the request as the client sent it.
 //!
 //! Which mode a request is in: that of every client it names, read as leniently as any

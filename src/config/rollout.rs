@@ -1,4 +1,4 @@
-//! Validation of the rollout keys (docs/design.md §9): `rollout` (enforce or shadow),
+//! Validation of the rollout keys (docs/design.md §10): `rollout` (enforce or shadow),
 //! `rate_limit` (a token bucket per client) and, per client, `upstream_credential` (the
 //! legacy secret the gateway presents upstream for a client that authenticated).
 //!

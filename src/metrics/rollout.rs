@@ -1,4 +1,4 @@
-//! The rollout series: shadow verdicts and per-client rate limits (docs/design.md §9).
+//! The rollout series: shadow verdicts and per-client rate limits (docs/design.md §10).
 //!
 //! `secretgate_shadow_decisions_total{outcome}` takes the outcome values of
 //! `secretgate_authentications_total`, which does not count shadow requests (nothing was

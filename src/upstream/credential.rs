@@ -1,4 +1,4 @@
-//! Upstream credentials (`clients[].upstream_credential`, docs/design.md §9.2): for a token
+//! Upstream credentials (`clients[].upstream_credential`, docs/design.md §10.2): for a token
 //! service that cannot change at all, the gateway presents the one legacy secret that
 //! service knows, once the client authenticated in whatever way it is registered for.
 //!
