@@ -566,3 +566,40 @@ async fn a_client_in_shadow_is_not_rate_limited() {
         assert!(forwarded.expect("forwarded").headers.contains_key(INTERNAL));
     }
 }
+
+/// `check` says it loudly while any client is in shadow, naming the clients.
+#[test]
+fn check_warns_loudly_while_a_client_is_in_shadow() {
+    let pki = Pki::generate();
+    let run = |extra: &str| {
+        let path = pki.path().join("shadow.yaml");
+        std::fs::write(
+            &path,
+            config_yaml(&pki, "127.0.0.1:9".parse().unwrap(), extra),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run("  - client_id: trial
+    auth_method: client_secret_basic
+    secrets: [{ value: \"trial-secret-0123\" }]
+    rollout: shadow
+");
+    assert!(
+        stderr.contains(
+            "warning: SHADOW MODE (rollout: shadow): NOT ENFORCED for 1 client(s) [trial]"
+        ),
+        "{stderr}"
+    );
+    assert!(!run("").contains("SHADOW"));
+}
