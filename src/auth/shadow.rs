@@ -233,3 +233,130 @@ impl Authenticator {
         Ok(Request::from_parts(parts, full(bytes)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE};
+
+    use super::*;
+    use crate::testing::{self, BASIC_ID, POST_ID};
+
+    /// Default enforce; `trial` in shadow.
+    fn policy() -> (ShadowPolicy, tempfile::TempDir) {
+        let (config, dir) = testing::config(
+            "  - { client_id: trial, auth_method: client_secret_basic, secrets: [{ value: trial-secret-0123 }], rollout: shadow }\n",
+        );
+        (
+            ShadowPolicy::new(&config.rollout).expect("a client in shadow"),
+            dir,
+        )
+    }
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), v.parse().unwrap());
+        }
+        h
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    async fn mode(h: &HeaderMap, query: Option<&str>, body: &str) -> Rollout {
+        let (p, _dir) = policy();
+        p.mode(h, query, &Bytes::from(body.to_owned())).await
+    }
+
+    #[tokio::test]
+    async fn a_request_is_in_shadow_only_if_every_client_it_names_is() {
+        let form = headers(&[(CONTENT_TYPE, FORM)]);
+        let basic = |id: &str| {
+            headers(&[
+                (CONTENT_TYPE, FORM),
+                (AUTHORIZATION, &crate::auth::basic::encode(id, "x")),
+            ])
+        };
+        assert_eq!(mode(&basic("trial"), None, "").await, Rollout::Shadow);
+        assert_eq!(mode(&basic(BASIC_ID), None, "").await, Rollout::Enforce);
+        assert_eq!(mode(&form, None, "client_id=trial").await, Rollout::Shadow);
+        // Unknown ids and requests naming nobody take the default (enforce here).
+        assert_eq!(
+            mode(&form, None, "client_id=nobody").await,
+            Rollout::Enforce
+        );
+        assert_eq!(mode(&form, None, "grant_type=x").await, Rollout::Enforce);
+        // A second name, however a lenient server would spell it, enforces.
+        for body in [
+            format!("client_id=trial&client_id={POST_ID}"),
+            format!("client_id=trial&Client_Id={POST_ID}"),
+            format!("client_id=trial&client.id={POST_ID}"),
+            format!("client_id=trial;client_id={POST_ID}"),
+            "client_id=trial&client_id=TRIAL".replace("TRIAL", BASIC_ID),
+        ] {
+            assert_eq!(mode(&form, None, &body).await, Rollout::Enforce, "{body}");
+        }
+        assert_eq!(
+            mode(&basic("trial"), Some(&format!("client_id={BASIC_ID}")), "").await,
+            Rollout::Enforce
+        );
+        // Case-folded ids count as the registered one.
+        assert_eq!(mode(&form, None, "client_id=TRIAL").await, Rollout::Shadow);
+        // An assertion names its sub and iss.
+        let jwt = |sub: &str, iss: &str| {
+            let claims = serde_json::json!({ "sub": sub, "iss": iss });
+            crate::jws::sign(
+                br#"{"alg":"HS256"}"#,
+                claims.to_string().as_bytes(),
+                &crate::jws::HmacKey::new(crate::oauth::Algorithm::Hs256, b"k"),
+            )
+        };
+        let body = |a: String| format!("client_assertion={a}");
+        assert_eq!(
+            mode(&form, None, &body(jwt("trial", "trial"))).await,
+            Rollout::Shadow
+        );
+        assert_eq!(
+            mode(&form, None, &body(jwt("trial", BASIC_ID))).await,
+            Rollout::Enforce
+        );
+        // Unreadable names: enforced unless everything is in shadow.
+        assert_eq!(
+            mode(&form, None, "client_id=trial&client_assertion=garbage").await,
+            Rollout::Enforce
+        );
+        let bad_basic = headers(&[(AUTHORIZATION, "Basic !!!")]);
+        assert_eq!(mode(&bad_basic, None, "").await, Rollout::Enforce);
+        let multipart = headers(&[(CONTENT_TYPE, "multipart/form-data; boundary=b")]);
+        let part = |name: &str, value: &str| {
+            format!("--b\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+        };
+        let mp = format!("{}--b--\r\n", part("client_id", "trial"));
+        assert_eq!(mode(&multipart, None, &mp).await, Rollout::Shadow);
+        let mp = format!(
+            "{}{}--b--\r\n",
+            part("client_id", "trial"),
+            part("CLIENT_ID", BASIC_ID)
+        );
+        assert_eq!(mode(&multipart, None, &mp).await, Rollout::Enforce);
+        assert_eq!(
+            mode(&multipart, None, "not multipart").await,
+            Rollout::Enforce
+        );
+    }
+
+    #[tokio::test]
+    async fn everything_in_shadow_needs_no_names() {
+        let (config, _dir) = testing::config("rollout: shadow\n");
+        let p = ShadowPolicy::new(&config.rollout).unwrap();
+        let bad_basic = headers(&[(AUTHORIZATION, "Basic !!!")]);
+        assert_eq!(
+            p.mode(&bad_basic, None, &Bytes::new()).await,
+            Rollout::Shadow
+        );
+        let (config, _dir) = testing::config("");
+        assert!(
+            ShadowPolicy::new(&config.rollout).is_none(),
+            "nothing to do per request"
+        );
+    }
+}
