@@ -466,10 +466,8 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
         }
         GatewayError::Throttled(Throttled { retry_after })
         | GatewayError::RateLimited(RateLimited { retry_after }) => {
-            res.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from(retry_after.as_secs().max(1)),
-            );
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
         _ => {}
     }

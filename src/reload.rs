@@ -31,8 +31,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::hashing::Hasher;
 use crate::auth::jwks::KeySets;
-use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::auth::rate_limit::RateLimiter;
+use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::auth::throttle::{SharedView, Throttle};
 use crate::auth::{AuthState, Authenticator};
 use crate::clock::Clock;

@@ -554,10 +554,15 @@ async fn no_upstream_secret_in_logs_and_shadow_verdicts_logged() {
         })
         .await;
     assert_eq!(line["fields"]["shadow_outcome"], "invalid_client", "{line}");
-    assert_eq!(line["fields"]["outcome"], "-", "nothing was enforced: {line}");
+    assert_eq!(
+        line["fields"]["outcome"], "-",
+        "nothing was enforced: {line}"
+    );
     // The upstream did get the credential (so the search below means something).
     let records = upstream.records();
-    assert!(records.iter().any(|r| r.everything().contains(&basic_value)));
+    assert!(records
+        .iter()
+        .any(|r| r.everything().contains(&basic_value)));
     assert!(records.iter().any(|r| r.everything().contains(&encoded)));
 
     let logs = capture.since(from);
