@@ -463,6 +463,56 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // A per-client rate limit (docs/design.md §10.3) with `state.backend: memory`: the
+    // same Basic path, plus one token taken from the client's bucket (a limit so high it
+    // never refuses). Its cost relative to `client_secret_basic` above is what the limit
+    // adds to a request before TLS, HTTP and the upstream hop; with Redis it is one round
+    // trip more (bench/run.sh).
+    let limiter = secretgate::auth::rate_limit::RateLimiter::new(
+        None,
+        Arc::new(secretgate::metrics::Metrics::new()),
+    );
+    let limit = secretgate::config::RateLimitConfig {
+        requests: u32::MAX,
+        per: Duration::from_secs(1),
+        burst: 0,
+    };
+    let basic = Template::basic();
+    let mut g = c.benchmark_group("rate_limit");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("client_secret_basic/unlimited", |b| {
+        b.iter(|| black_box(auth_and_sign(&auth, &signer, request(black_box(&basic)))))
+    });
+    g.bench_function("client_secret_basic/limited", |b| {
+        b.iter(|| {
+            let out = auth
+                .authenticate(
+                    request(black_box(&basic)),
+                    secretgate::oauth::EndpointKind::Token,
+                )
+                .now_or_never()
+                .expect("first poll")
+                .expect("authenticates");
+            let who = out.extensions().get::<Authenticated>().expect("identity");
+            limiter
+                .take(&who.client_id, &limit)
+                .now_or_never()
+                .expect("the local bucket answers on the first poll")
+                .expect("never over a limit this high");
+            let header = signer
+                .sign(
+                    who,
+                    out.method().as_str(),
+                    out.uri().path(),
+                    out.uri().query(),
+                )
+                .expect("sign");
+            black_box(out);
+            black_box(header)
+        })
+    });
+    g.finish();
+
     // Only the signing step, for the breakdown.
     let who = Authenticated {
         client_id: BASIC_ID.into(),

@@ -193,6 +193,13 @@ pub enum AssertionRejection {
 #[error("signing failed")]
 pub struct SignFailed;
 
+/// A client over its `rate_limit` (auth/rate_limit.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("client over its rate limit; retry after {retry_after:?}")]
+pub struct RateLimited {
+    pub retry_after: Duration,
+}
+
 /// Too many failed authentications (RFC 6749 §2.3.1 brute-force protection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many failed authentications; retry after {retry_after:?}")]
@@ -226,6 +233,8 @@ pub enum GatewayError {
     UnauthorizedClient,
     #[error("too many failed authentications from this address")]
     Throttled(#[source] Throttled),
+    #[error("too many requests from this client (rate_limit)")]
+    RateLimited(#[source] RateLimited),
     #[error("replay store is full")]
     ReplayStoreFull,
     #[error("the client's jwks_uri keys were never fetched")]
@@ -390,6 +399,11 @@ fn table(e: &GatewayError) -> Row {
             "slow_down",
             "Too many failed authentication attempts; retry later.",
         ),
+        GatewayError::RateLimited(_) => row(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "Too many requests from this client; retry later.",
+        ),
         GatewayError::ReplayStoreFull => row(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -450,11 +464,10 @@ pub fn response(e: &GatewayError, realm: &HeaderValue) -> Response<Body> {
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        GatewayError::Throttled(t) => {
-            res.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from(t.retry_after.as_secs().max(1)),
-            );
+        GatewayError::Throttled(Throttled { retry_after })
+        | GatewayError::RateLimited(RateLimited { retry_after }) => {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
         _ => {}
     }

@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::hashing::Hasher;
 use crate::auth::jwks::KeySets;
+use crate::auth::rate_limit::RateLimiter;
 use crate::auth::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::auth::throttle::{SharedView, Throttle};
 use crate::auth::{AuthState, Authenticator};
@@ -93,6 +94,8 @@ pub struct Shared {
     pub clock: Clock,
     /// `private_key_jwt` clients' fetched key sets (kept across reloads).
     pub key_sets: Arc<KeySets>,
+    /// Per-client rate-limit buckets (kept across reloads; in Redis when it is the state).
+    rate_limiter: Arc<RateLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,16 +113,18 @@ pub enum ReloadError {
 impl Shared {
     pub fn new(config: &Config, clock: Clock) -> Result<Shared, StateError> {
         let metrics = Arc::new(Metrics::new());
-        let (replay, shared_view) = match &config.state {
+        let (replay, shared_view, redis) = match &config.state {
             StateConfig::Memory => (
                 ReplayStore::Memory(MemoryReplayStore::new(config.assertion.replay_capacity)),
+                None,
                 None,
             ),
             StateConfig::Redis(redis) => {
                 let redis = Arc::new(RedisState::new(redis, metrics.clone())?);
                 (
                     ReplayStore::Redis(RedisReplayStore::new(redis.clone())),
-                    Some(SharedView::new(redis, metrics.clone())),
+                    Some(SharedView::new(redis.clone(), metrics.clone())),
+                    Some(redis),
                 )
             }
         };
@@ -139,6 +144,7 @@ impl Shared {
                 Arc::new(Hasher::new(&config.hashing, metrics.clone())),
             )),
             key_sets: KeySets::new(config, metrics.clone()),
+            rate_limiter: RateLimiter::new(redis, metrics.clone()),
             clock,
         })
     }
@@ -184,6 +190,7 @@ impl Shared {
         };
         self.key_sets.configure(&config);
         let parts = stack::Parts {
+            rate_limiter: self.rate_limiter.clone(),
             authenticator: Arc::new(Authenticator::new(&config, state, self.clock.clone())),
             signer: Arc::new(
                 Signer::new(

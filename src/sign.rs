@@ -9,7 +9,8 @@
 //! request; when a query is allowed on protected endpoints, `query_sha256` binds it too.
 //! The upstream's side of this contract is verify.rs.
 //! Invariants: the header is set only from the [`Authenticated`] extension that the auth
-//! layer produced; a protected request without one is refused (fail closed). Key state is
+//! layer produced; a protected request without one is refused (fail closed), unless the auth
+//! layer marked it [`Shadowed`] (`rollout: shadow`: forwarded as sent). Key state is
 //! prepared once per config; time comes from the injected [`Clock`].
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
+use crate::auth::shadow::Shadowed;
 use crate::auth::Authenticated;
 use crate::body::Body;
 use crate::clock::Clock;
@@ -322,8 +324,9 @@ where
                     Err(e) => return Either::Left(future::ready(Err(e))),
                 }
             }
-            // Fail closed: a protected request must never reach the upstream unsigned.
-            None if protected => {
+            // Fail closed: a protected request must never reach the upstream unsigned,
+            // unless it is in shadow and failed (auth/shadow.rs: forwarded as sent).
+            None if protected && req.extensions().get::<Shadowed>().is_none() => {
                 return Either::Left(future::ready(Err(GatewayError::NotAuthenticated)))
             }
             None => {}

@@ -17,6 +17,7 @@ use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
 
+use crate::auth::rate_limit::{RateLimitLayer, RateLimiter};
 use crate::auth::{AuthLayer, Authenticator};
 use crate::body::Body;
 use crate::config::Config;
@@ -28,11 +29,14 @@ use crate::route::RouteLayer;
 use crate::sign::{SignLayer, Signer};
 use crate::strip::StripLayer;
 use crate::trace::{AccessLogLayer, MakeId, REQUEST_ID};
+use crate::upstream::credential::UpstreamCredentialLayer;
 
 /// Per-config state the stack is built from.
 #[derive(Clone)]
 pub struct Parts {
     pub authenticator: Arc<Authenticator>,
+    /// Process-wide buckets: survive reloads.
+    pub rate_limiter: Arc<RateLimiter>,
     pub signer: Arc<Signer>,
     /// Process-wide: survives reloads.
     pub metrics: Arc<Metrics>,
@@ -75,6 +79,8 @@ where
     let request_id = HeaderName::from_static(REQUEST_ID);
     let internal = config.internal_header.name.clone();
     let metadata = Rewrite::new(config, parts.metrics.clone());
+    let credential = UpstreamCredentialLayer::new(&config.rollout);
+    let rate_limit = RateLimitLayer::new(parts.rate_limiter.clone(), &config.rollout);
     ServiceBuilder::new()
         // 1. Sensitive headers, first of all: from here on, Debug output of the
         //    credential-bearing headers (and of the internal header) prints "Sensitive",
@@ -117,8 +123,19 @@ where
         //    authenticate is refused (a form body is read under the same limits to check);
         //    everything else streams on untouched.
         .layer(AuthLayer::new(parts.authenticator))
+        // 7a. Rate limit: a token per authenticated, enforced request from the client's
+        //     bucket (shared over Redis); over it → 429 before the upstream is called.
+        //     After 7, so only registered ids that authenticated are ever keys. Only in
+        //     the stack when some client is limited.
+        .option_layer((!rate_limit.is_empty()).then_some(rate_limit))
+        // 7b. Upstream credential: for a client registered with one, the legacy secret
+        //     the token service knows, added after the client's own was removed (7) and
+        //     before signing (8), so that `body_sha256` covers the body as forwarded.
+        //     Only in the stack when some client has one.
+        .option_layer((!credential.is_empty()).then_some(credential))
         // 8. Sign: add the internal header from the verified identity (marked sensitive);
-        //    a protected request without one is refused here (fail closed).
+        //    a protected request without one is refused here (fail closed), unless it is in
+        //    shadow (7: forwarded as sent).
         .layer(SignLayer::new(parts.signer))
         // 9. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
         //    are rewritten to list the client authentication the gateway enforces. Next

@@ -78,6 +78,7 @@ pub fn parts(config: &Config) -> Parts {
         metrics: metrics.clone(),
     };
     Parts {
+        rate_limiter: crate::auth::rate_limit::RateLimiter::new(None, metrics.clone()),
         authenticator: Arc::new(Authenticator::new(config, state, clock.clone())),
         signer: Arc::new(
             Signer::new(&config.internal_header, &config.public_url, clock).expect("a signing key"),

@@ -98,6 +98,9 @@ pub struct Note {
     /// Why the gateway answered with an error itself: fixed text from error.rs, never
     /// request data.
     pub error: Option<String>,
+    /// In shadow (auth/shadow.rs): the verdict, which was not enforced. `outcome` stays
+    /// unset, so `secretgate_authentications_total` counts only enforced verdicts.
+    pub shadow_outcome: Option<Outcome>,
 }
 
 impl Notes {
@@ -122,6 +125,11 @@ impl Notes {
 
     pub fn outcome(&self, outcome: Outcome) {
         self.with(|n| n.outcome = Some(outcome));
+    }
+
+    /// The verdict on a request forwarded in shadow.
+    pub fn shadow(&self, outcome: Outcome) {
+        self.with(|n| n.shadow_outcome = Some(outcome));
     }
 
     /// `reason` must be fixed text (an error chain from error.rs), never request data.
@@ -266,6 +274,9 @@ impl Record {
             self.metrics
                 .authentication(note.auth_method, outcome, note.client_id.as_ref());
         }
+        if let Some(outcome) = note.shadow_outcome {
+            self.metrics.shadow_decision(outcome);
+        }
         let request_id = self
             .line
             .request_id
@@ -325,6 +336,7 @@ fn access_line(line: &AccessLine<'_>, note: &Note) {
                 auth_method = note.auth_method.map_or("-", AuthMethod::as_str),
                 outcome = note.outcome.map_or("-", Outcome::as_str),
                 error = note.error.as_deref(),
+                shadow_outcome = note.shadow_outcome.map(Outcome::as_str),
                 "{}",
                 line.message
             )

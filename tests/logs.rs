@@ -406,3 +406,75 @@ async fn a_client_that_goes_away_is_logged_499_and_no_upstream_error() {
         assert_eq!(theirs.len(), 1, "{theirs:#?}");
     }
 }
+
+/// The legacy secret of an `upstream_credential` is in no log line at any level (nor its
+/// form encoding, nor the Basic value made from it), and a request in shadow logs its
+/// verdict as `shadow_outcome`, leaving `outcome` (what was enforced) unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upstream_secret_in_logs_and_shadow_verdicts_logged() {
+    let capture = capture();
+    let _turn = one_at_a_time().await;
+    let from = capture.end();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let legacy = format!("legacy-{nonce:x}/x");
+    let encoded = legacy.replace('/', "%2F");
+    let basic_value = base64::engine::general_purpose::STANDARD.encode(format!("gold:{encoded}"));
+    let pki = Pki::generate();
+    std::fs::write(pki.path().join("legacy.secret"), &legacy).unwrap();
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let extra = "  - client_id: gold
+    auth_method: client_secret_basic
+    secrets: [{ value: \"gold-own-secret-0123456789\" }]
+    upstream_credential: { method: client_secret_basic, secret: { file: legacy.secret } }
+  - client_id: silver
+    auth_method: client_secret_basic
+    secrets: [{ value: \"silver-own-secret-0123456789\" }]
+    upstream_credential: { method: client_secret_post, secret: { file: legacy.secret } }
+  - client_id: trial
+    auth_method: client_secret_basic
+    secrets: [{ value: \"trial-own-secret-0123456789\" }]
+    rollout: shadow
+";
+    let gw = Gateway::start_with_pki(pki, upstream.addr, extra).await;
+    for h2 in [false, true] {
+        let mut c = gw.client(h2).await;
+        for (id, secret) in [
+            ("gold", "gold-own-secret-0123456789"),
+            ("silver", "silver-own-secret-0123456789"),
+        ] {
+            let mut req = form(TOKEN_PATH, "grant_type=client_credentials");
+            req.headers_mut()
+                .insert("authorization", basic(id, secret).parse().unwrap());
+            assert_eq!(c.send(req).await.status, StatusCode::OK);
+        }
+    }
+    let mut req = form(TOKEN_PATH, "grant_type=client_credentials");
+    req.headers_mut()
+        .insert("authorization", basic("trial", "wrong").parse().unwrap());
+    assert_eq!(gw.send(req).await.status, StatusCode::OK, "shadow forwards");
+    let line = capture
+        .wait_for_access(from, "the shadow request", |v| {
+            v["fields"]["client_id"] == "trial"
+        })
+        .await;
+    assert_eq!(line["fields"]["shadow_outcome"], "invalid_client", "{line}");
+    assert_eq!(
+        line["fields"]["outcome"], "-",
+        "nothing was enforced: {line}"
+    );
+    // The upstream did get the credential (so the search below means something).
+    let records = upstream.records();
+    assert!(records
+        .iter()
+        .any(|r| r.everything().contains(&basic_value)));
+    assert!(records.iter().any(|r| r.everything().contains(&encoded)));
+
+    let logs = capture.since(from);
+    assert_eq!(access_lines(&logs).len(), 5, "{logs}");
+    for needle in [legacy.as_str(), encoded.as_str(), basic_value.as_str()] {
+        assert!(!logs.contains(needle), "`{needle}` logged");
+    }
+}

@@ -26,6 +26,7 @@ use crate::auth::policy;
 use crate::auth::rebuild::rebuild;
 use crate::auth::registry::{RegisteredClient, Registry, SecretCheck};
 use crate::auth::replay::ReplayStore;
+use crate::auth::shadow::ShadowPolicy;
 use crate::auth::throttle::Throttle;
 use crate::auth::Authenticated;
 use crate::body::{full, Body};
@@ -65,6 +66,8 @@ pub struct Authenticator {
     query: QueryPolicy,
     pkce: PkceConfig,
     pub(super) clock: Clock,
+    /// `Some` when any request can be in shadow (`rollout: shadow`).
+    shadow: Option<ShadowPolicy>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -98,6 +101,7 @@ impl Authenticator {
             query: config.protected_query,
             pkce: config.pkce.clone(),
             clock,
+            shadow: ShadowPolicy::new(&config.rollout),
         }
     }
 
@@ -130,6 +134,20 @@ impl Authenticator {
         kind: EndpointKind,
     ) -> Result<Request<Body>, GatewayError> {
         let notes = req.extensions().get::<Arc<Notes>>().cloned();
+        match &self.shadow {
+            // Some client is in shadow (shadow.rs): the body names the mode.
+            Some(policy) => self.authenticate_rollout(policy, req, kind, notes).await,
+            None => self.authenticate_enforced(req, kind, notes).await,
+        }
+    }
+
+    /// [`Authenticator::authenticate`], enforced: the outcome is noted and counted.
+    pub(super) async fn authenticate_enforced(
+        &self,
+        req: Request<Body>,
+        kind: EndpointKind,
+        notes: Option<Arc<Notes>>,
+    ) -> Result<Request<Body>, GatewayError> {
         let result = self.authenticate_noted(req, kind, notes.as_deref()).await;
         if let Err(GatewayError::Pkce(e)) = &result {
             self.state.metrics.pkce_refused(kind, PkceRefusal::of(*e));
@@ -143,7 +161,9 @@ impl Authenticator {
         result
     }
 
-    async fn authenticate_noted(
+    /// The verdict on one request. Without a [`ClientAddr`] (shadow.rs) the throttle is
+    /// neither asked nor fed.
+    pub(super) async fn authenticate_noted(
         &self,
         req: Request<Body>,
         kind: EndpointKind,

@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::auth::contain::{self, Head};
+use crate::auth::shadow::Shadowed;
 use crate::auth::{Authenticated, Authenticator};
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -68,8 +69,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // Only this layer may say who authenticated; drop anything claiming otherwise.
+        // Only this layer may say who authenticated, or that a request is in shadow; drop
+        // anything claiming otherwise.
         req.extensions_mut().remove::<Authenticated>();
+        req.extensions_mut().remove::<Shadowed>();
         let authenticator = self.authenticator.clone();
         let preparing: BoxFuture<Result<Request<Body>, GatewayError>> =
             if let Some(&Protected(kind)) = req.extensions().get::<Protected>() {

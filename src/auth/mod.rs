@@ -33,9 +33,11 @@ pub mod jwt;
 mod layer;
 pub mod pkce;
 pub mod policy;
+pub mod rate_limit;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;
+pub mod shadow;
 pub mod throttle;
 
 use bytes::Bytes;

@@ -24,6 +24,7 @@ pub mod path;
 mod raw;
 mod readiness;
 mod renamed;
+mod rollout;
 mod secret_source;
 mod state;
 pub mod units;
@@ -48,6 +49,10 @@ pub use files::{FileSystem, Files, MemoryFiles, SkipFiles};
 pub use listen::{Cidr, ProxyProtocolConfig};
 pub use path::PathPattern;
 pub use readiness::ReadinessConfig;
+pub use rollout::{
+    ClientRollout, RateLimitConfig, Rollout, RolloutConfig, UpstreamCredentialConfig,
+    UpstreamMethod,
+};
 
 /// Minimum HMAC key length for client_secret_jwt secrets and internal-header keys, in
 /// bytes: RFC 7518 §3.2 requires a key of at least the hash output size for HS256.
@@ -86,6 +91,8 @@ pub struct Config {
     /// Realm sent in `WWW-Authenticate: Basic realm="..."`.
     pub realm: String,
     pub clients: Vec<ClientConfig>,
+    /// Shadow or enforce, rate limits and upstream credentials, per client (rollout.rs).
+    pub rollout: RolloutConfig,
     pub reload: ReloadConfig,
     pub metrics: MetricsConfig,
     /// Where the replay store and the throttle counters live.

@@ -37,6 +37,9 @@ pub(super) struct RawConfig {
     pub hashing: Option<RawHashing>,
     pub discovery: Option<RawDiscovery>,
     pub jwks_fetch: Option<RawJwksFetch>,
+    /// `enforce` or `shadow` (rollout.rs).
+    pub rollout: Option<String>,
+    pub rate_limit: Option<super::rollout::RawRateLimit>,
     pub clients: Option<Vec<RawClient>>,
 }
 
@@ -234,6 +237,10 @@ pub(super) struct RawClient {
     pub grant_types: Option<Vec<String>>,
     pub jwks: Option<RawJwks>,
     pub jwks_uri: Option<String>,
+    /// The rollout keys (rollout.rs), taken out before the registry is validated.
+    pub rollout: Option<String>,
+    pub rate_limit: Option<super::rollout::RawRateLimit>,
+    pub upstream_credential: Option<super::rollout::RawUpstreamCredential>,
 }
 
 /// Where a `private_key_jwt` client's JWK Set is: exactly one of these.

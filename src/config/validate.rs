@@ -250,7 +250,7 @@ impl Validator<'_> {
 // Sections.
 
 impl Validator<'_> {
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
         let listen = self.socket_addr(raw.listen, "listen");
         let listen_proxy_protocol = self.proxy_protocol(raw.listen_proxy_protocol);
         let readiness = self.readiness(raw.readiness);
@@ -305,7 +305,9 @@ impl Validator<'_> {
         let hashing = self.hashing(raw.hashing.unwrap_or_default());
         let discovery = self.discovery(raw.discovery.unwrap_or_default());
         let jwks_fetch = self.jwks_fetch(raw.jwks_fetch.unwrap_or_default());
+        let raw_rollouts = super::rollout::take_client_rollouts(&mut raw.clients);
         let clients = self.clients(raw.clients, &assertion, client_auth);
+        let rollout = self.rollout(raw.rollout, raw.rate_limit, raw_rollouts, &clients);
         // Every `None` below recorded a problem when it was made.
         Some(Config {
             listen: listen?,
@@ -328,6 +330,7 @@ impl Validator<'_> {
             workers,
             realm,
             clients,
+            rollout,
             reload,
             metrics,
             state,

@@ -62,7 +62,7 @@ impl Outcome {
                 ..
             } => Outcome::replay,
             GatewayError::Authentication { .. } => Outcome::invalid_client,
-            GatewayError::Throttled(_) => Outcome::throttled,
+            GatewayError::Throttled(_) | GatewayError::RateLimited(_) => Outcome::throttled,
             GatewayError::UnauthorizedClient => Outcome::unauthorized_client,
             GatewayError::ReplayStoreFull
             | GatewayError::KeysUnavailable
@@ -258,10 +258,12 @@ pub enum StateOp {
     throttle_record,
     /// The pub/sub subscription that keeps the throttle's local view current.
     subscribe,
+    /// Taking a token from a client's rate-limit bucket.
+    rate_limit,
 }
 
 impl StateOp {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -269,6 +271,7 @@ impl StateOp {
             StateOp::throttle_check => "throttle_check",
             StateOp::throttle_record => "throttle_record",
             StateOp::subscribe => "subscribe",
+            StateOp::rate_limit => "rate_limit",
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 mod labels;
 mod latency;
 mod operations;
+mod rollout;
 
 pub use labels::*;
 pub use operations::Operations;
@@ -71,6 +72,7 @@ pub struct Metrics {
     jwks_keys_ignored: Counter,
     /// Certificate expiry and upstream probe series (operations.rs).
     ops: Operations,
+    rollout: rollout::RolloutMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -275,7 +277,9 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let rollout = rollout::RolloutMetrics::register(&mut registry);
         let m = Metrics {
+            rollout,
             registry,
             client_id_label: AtomicBool::new(false),
             requests_ok: Default::default(),

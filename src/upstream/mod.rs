@@ -15,6 +15,7 @@
 //! new connection. Once written, a request is never sent twice (a token request is not
 //! idempotent).
 
+pub mod credential;
 mod pool;
 
 use std::future::Future;

@@ -733,9 +733,9 @@ async fn the_grafana_dashboard_queries_only_exported_series() {
         .collect();
 
     // Families this run gives no sample (they need client ids as labels, Redis, hashed
-    // secrets, certificate clients, private_key_jwt, readiness, PROXY protocol), and the
-    // two of the shadow-mode and rate-limit branch: deploy/check-observability.py (CI,
-    // through deploy/validate.sh) checks these names against src/metrics/ instead.
+    // secrets, certificate clients, private_key_jwt, readiness, PROXY protocol, shadow
+    // mode, rate limits): deploy/check-observability.py (CI, through deploy/validate.sh)
+    // checks these names against src/metrics/ instead.
     const CHECKED_FROM_SOURCE: &[&str] = &[
         "secretgate_client_authentications_total",
         "secretgate_rate_limited_total",
