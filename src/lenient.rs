@@ -89,6 +89,58 @@ pub fn param_name(raw: &[u8]) -> Cow<'_, str> {
     Cow::Owned(folded)
 }
 
+/// Every name a lenient server could read from a parameter name (still form-encoded), for
+/// deciding whether it names a credential (docs/design.md §4.3): decoded once and twice
+/// (`client%255Fsecret`), each cut at a NUL (PHP and C-based servers end the name there)
+/// or not, then PHP's `[` either starting an array suffix (`client_secret[]`) or, unclosed,
+/// read as `_` (`client[secret`), and each read as [`param_name`] reads it (case folded,
+/// `.` and space as `_`, white space trimmed). Without duplicates; a plain name is one
+/// reading.
+pub fn credential_readings(raw: &[u8]) -> Vec<String> {
+    if raw
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return vec![String::from_utf8_lossy(raw).into_owned()];
+    }
+    let once = form_decode_lossy(raw);
+    let twice = form_decode_lossy(&once);
+    let mut out: Vec<String> = Vec::new();
+    for decoded in [once, twice] {
+        let text = String::from_utf8_lossy(&decoded).into_owned();
+        let cut = text.split('\0').next().unwrap_or("").to_owned();
+        for t in [text, cut] {
+            let array = t.split('[').next().unwrap_or("").to_owned();
+            let bracket = t.replace('[', "_");
+            for candidate in [array, bracket] {
+                let read = fold_name(&candidate);
+                if !out.contains(&read) {
+                    out.push(read);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `+` as a space and `%XX` as a byte, a bad escape left literal.
+fn form_decode_lossy(raw: &[u8]) -> Vec<u8> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced).collect()
+}
+
+/// A decoded name trimmed, case folded, with `.` and space read as `_` (PHP).
+fn fold_name(text: &str) -> String {
+    text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .chars()
+        .flat_map(fold_char)
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .collect()
+}
+
 /// The names of the parameters in a query string or urlencoded body, read leniently:
 /// pairs split at `&` and at `;` (older CGI and Python parsers split at both).
 pub fn param_names(form: &[u8]) -> impl Iterator<Item = Cow<'_, str>> {
@@ -179,5 +231,34 @@ mod tests {
             ]
         );
         assert_eq!(identifier(" SPA\0"), "spa");
+    }
+
+    #[test]
+    fn credential_readings_cover_php_and_double_decoding() {
+        let reads = |raw: &str| credential_readings(raw.as_bytes());
+        for raw in [
+            "client_secret",
+            "Client_Secret",
+            "client%255Fsecret",
+            "client%25255Fsecret",
+            "client[secret",
+            "client_secret[x]",
+            "client_secret%00junk",
+            "client_secret%2500junk",
+            "client.secret",
+            "CLIENT+SECRET",
+            "%20client_secret%20",
+        ] {
+            let r = reads(raw);
+            // `%25255F` is three decodings away: not read so by anyone we know of.
+            let expect = raw != "client%25255Fsecret";
+            assert_eq!(
+                r.iter().any(|n| n == "client_secret"),
+                expect,
+                "{raw}: {r:?}"
+            );
+        }
+        assert_eq!(reads("scope"), ["scope"]);
+        assert!(!reads("client_secretx").iter().any(|n| n == "client_secret"));
     }
 }

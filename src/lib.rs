@@ -31,6 +31,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod hashes;
+pub mod head_rules;
 pub mod jws;
 pub mod keys;
 pub mod lenient;

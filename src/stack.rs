@@ -21,6 +21,7 @@ use crate::auth::{AuthLayer, Authenticator};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::head_rules::HeadRulesLayer;
 use crate::metadata::{MetadataLayer, Rewrite};
 use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
@@ -106,26 +107,30 @@ where
         // 5. Rescue: every error below becomes its JSON OAuth response via the one table
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))
-        // 6. Route: refuse paths that are not canonical or that a lenient server would read
+        // 6. Head rules: header names with `_` dropped (or refused), userinfo in the
+        //    authority and an ambiguous Host refused, before anything routes by or
+        //    forwards them (docs/design.md §4.1). Below rescue: a refusal is an answer.
+        .layer(HeadRulesLayer::new(config.containment.underscore_headers))
+        // 7. Route: refuse paths that are not canonical or that a lenient server would read
         //    as an endpoint; mark each endpoint with its kind (the ones that authenticate
         //    clients, and the authorization endpoint); forward or deny the rest.
         .layer(RouteLayer::new(&config.endpoints, config.unprotected))
-        // 7. Authenticate protected requests: POST only, body buffered under
+        // 8. Authenticate protected requests: POST only, body buffered under
         //    limits.max_body and limits.body_read_timeout (limit.rs), one method, verify,
         //    then remove every trace of the secret and re-encode the body. Contain the
         //    rest: a request that carries a credential to a path that does not
         //    authenticate is refused (a form body is read under the same limits to check);
         //    everything else streams on untouched.
         .layer(AuthLayer::new(parts.authenticator))
-        // 8. Sign: add the internal header from the verified identity (marked sensitive);
+        // 9. Sign: add the internal header from the verified identity (marked sensitive);
         //    a protected request without one is refused here (fail closed).
         .layer(SignLayer::new(parts.signer))
-        // 9. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
+        // 10. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
         //    are rewritten to list the client authentication the gateway enforces. Next
         //    to the upstream: it only reads responses, after everything above judged the
         //    request.
         .layer(MetadataLayer::new(metadata))
-        // 10. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
+        // 11. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
         //     timeouts (connect → 502, response headers → 504).
         .service(inner)
 }
@@ -269,7 +274,7 @@ mod tests {
             &forwarded[..],
             b"grant_type=client_credentials&client_id=billing"
         );
-        // The forged value was stripped (layer 5) and the signer's own set (layer 8).
+        // The forged value was stripped (layer 2) and the signer's own set (layer 9).
         let values: Vec<_> = parts
             .headers
             .get_all("x-authenticated-client")
@@ -344,8 +349,14 @@ mod tests {
                 "client_id={POST_ID}&client_secret={POST_SECRET}"
             )))
             .unwrap();
+        // Not exactly the form type (docs/design.md §2.5): 415.
         let (res, body) = rig.call(latin1).await;
-        assert_json_error(&res, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_json_error(
+            &res,
+            &body,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+        );
 
         // RFC 7515 §4.1.11: a `crit` header is not understood, so it is refused.
         let crit = jwt(serde_json::json!({"alg": "HS256", "crit": ["exp"]}), "c1");

@@ -245,7 +245,11 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
     let reply = gw.send(form(TOKEN_PATH, &body)).await;
     assert_eq!(reply.status, 200);
     let rec = upstream.last();
-    assert_eq!(rec.body, forwarded.as_bytes(), "the secret is stripped, nothing else");
+    assert_eq!(
+        rec.body,
+        forwarded.as_bytes(),
+        "the secret is stripped, nothing else"
+    );
     let token = rec.headers["x-authenticated-client"]
         .to_str()
         .unwrap()

@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub hashing: Option<RawHashing>,
     pub discovery: Option<RawDiscovery>,
     pub jwks_fetch: Option<RawJwksFetch>,
+    pub containment: Option<RawContainment>,
     pub clients: Option<Vec<RawClient>>,
 }
 
@@ -55,6 +56,15 @@ pub(super) struct RawEndpoints {
 pub(super) struct RawPkce {
     pub required: Option<String>,
     pub methods: Option<Vec<String>>,
+}
+
+/// `containment`: what the gateway does with requests that some server could read
+/// differently from it (docs/design.md §4.3).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContainment {
+    pub underscore_headers: Option<String>,
+    pub allow_authorization_schemes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
