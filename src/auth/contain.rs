@@ -61,6 +61,9 @@ pub fn check_head(
 ) -> Result<Head, GatewayError> {
     // RFC 7617: a Basic header is the credential itself; anything but a plain token may
     // be read as one by a lenient server.
+    if smuggled::has_basic(headers) {
+        return Err(RequestError::CredentialsOnUnprotectedPath.into());
+    }
     if !smuggled::authorization_forwardable(headers, allowed) {
         return Err(RequestError::UnforwardableAuthorization.into());
     }

@@ -88,28 +88,33 @@ pub fn of_content_type(value: &[u8]) -> Result<BodyReadings, NoBoundary> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoBoundary;
 
-/// Every `boundary` parameter value, as several parsers would take it: quoted or not, cut at
-/// white space or not.
+/// Every `boundary` value, as several parsers would take it: after each `boundary`
+/// anywhere in the value (PHP takes the first `boundary` substring, `xboundary=` too;
+/// others the parameter of that name, first or last), up to `;` or `,`, quoted or not,
+/// cut at white space or a quote or not.
 fn boundaries(value: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(value);
+    let lower = text.to_ascii_lowercase();
     let mut out = Vec::new();
     let mut add = |b: &str| {
         if !b.is_empty() && !out.iter().any(|o: &String| o == b) {
             out.push(b.to_owned());
         }
     };
-    for param in text.split([';', ',']) {
-        let Some((name, val)) = param.split_once('=') else {
+    for (at, _) in lower.match_indices("boundary") {
+        let after = text[at + "boundary".len()..].trim_start();
+        let Some(val) = after.strip_prefix('=') else {
             continue;
         };
-        if !name.trim().eq_ignore_ascii_case("boundary") {
-            continue;
-        }
-        let raw = val.trim();
+        let raw = val.split([';', ',']).next().unwrap_or("").trim();
         add(raw);
         add(raw.trim_matches('"'));
         add(raw.split_whitespace().next().unwrap_or(""));
         add(raw.trim_matches('"').split('"').next().unwrap_or(""));
+        // A quoted value may hold `;` or `,` (RFC 2046 bchars allow `,`).
+        if let Some(quoted) = val.trim_start().strip_prefix('"') {
+            add(quoted.split('"').next().unwrap_or(""));
+        }
     }
     out
 }
@@ -285,6 +290,10 @@ mod tests {
             ["a", "\"b c\"", "b c", "\"b"]
         );
         assert_eq!(ct("multipart/mixed;boundary=x").boundaries, ["x"]);
+        assert_eq!(
+            ct("multipart/form-data; xboundary=A; BOUNDARY = \"b,c\"").boundaries,
+            ["A", "\"b", "b", "b,c"]
+        );
         assert_eq!(of_content_type(b"multipart/form-data"), Err(NoBoundary));
         assert!(ct("application/vnd.api+json").json);
         assert!(ct("application/json; charset=utf-8").json);

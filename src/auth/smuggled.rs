@@ -57,6 +57,17 @@ pub fn in_headers_or_cookies(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether any `Authorization` header uses the Basic scheme (any case, leading white space
+/// ignored): the credential itself (RFC 7617).
+pub fn has_basic(headers: &HeaderMap) -> bool {
+    headers.get_all(AUTHORIZATION).iter().any(|v| {
+        let v = v.as_bytes().trim_ascii_start();
+        v.len() >= 5
+            && v[..5].eq_ignore_ascii_case(b"basic")
+            && v.get(5).is_none_or(|b| b.is_ascii_whitespace())
+    })
+}
+
 /// Whether the `Authorization` headers of a request that does not authenticate may be
 /// forwarded: none, or exactly one well-formed `Bearer <token68>` or `DPoP <token68>`
 /// (RFC 6750 §2.1, RFC 9449 §7.1), or one whose scheme `allowed` lists. Anything else could
