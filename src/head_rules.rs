@@ -18,7 +18,6 @@
 //!   (absolute form, or HTTP/2 `:authority`): `400` (RFC 9112 §3.2, RFC 9113 §8.3.1). Which
 //!   one a server uses differs, so the gateway would not know which host the upstream saw.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
@@ -48,7 +47,7 @@ impl<S> Layer<S> for HeadRulesLayer {
     fn layer(&self, inner: S) -> HeadRules<S> {
         HeadRules {
             inner,
-            underscores: Arc::new(self.underscores),
+            underscores: self.underscores,
         }
     }
 }
@@ -56,7 +55,7 @@ impl<S> Layer<S> for HeadRulesLayer {
 #[derive(Debug, Clone)]
 pub struct HeadRules<S> {
     inner: S,
-    underscores: Arc<UnderscoreHeaders>,
+    underscores: UnderscoreHeaders,
 }
 
 impl<S> Service<Request<Body>> for HeadRules<S>
@@ -72,7 +71,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match check(&mut req, *self.underscores) {
+        match check(&mut req, self.underscores) {
             Ok(()) => Either::Right(self.inner.call(req)),
             Err(e) => Either::Left(future::ready(Err(e.into()))),
         }

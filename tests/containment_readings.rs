@@ -462,7 +462,7 @@ async fn unprotected_paths_refuse_every_reading_that_finds_a_credential() {
         ),
         mp(
             "application/json",
-            format!("\u{FEFF}{{\"client_assertion\":\"a.b.c\"}}"),
+            "\u{FEFF}{\"client_assertion\":\"a.b.c\"}".to_owned(),
         ),
         mp("", format!(r#"{{"Client_Secret":"{s}"}}"#)),
     ];
