@@ -34,7 +34,7 @@ if [ -n "$RUNS" ]; then limit=(-runs="$RUNS"); fi
 max_len() {
   case "$1" in
     basic | path) echo 1024 ;;
-    form | containment | internal_header) echo 2048 ;;
+    form | containment | internal_header | readings) echo 2048 ;;
     multipart | jws) echo 4096 ;;
     *) echo 8192 ;;
   esac

@@ -64,6 +64,14 @@ pub enum RequestError {
     MultipleContentTypes,
     #[error("grant_type missing where the client's grant types are restricted")]
     MissingGrantType,
+    #[error("Authorization header other than one plain Bearer or DPoP token")]
+    UnforwardableAuthorization,
+    #[error("userinfo in the request's authority")]
+    UserinfoInAuthority,
+    #[error("more than one Host, or a Host other than the target's authority")]
+    AmbiguousHost,
+    #[error("a header name contains an underscore")]
+    UnderscoreHeader,
 }
 
 /// Why a request was refused for PKCE (RFC 7636): `400 invalid_request`, never a redirect
@@ -221,6 +229,8 @@ pub enum GatewayError {
     BodyTooLarge,
     #[error("request body has a Content-Encoding the gateway does not read")]
     UnsupportedContentEncoding,
+    #[error("protected request body is not exactly a form type")]
+    UnsupportedMediaType,
     #[error("request body not received within limits.body_read_timeout")]
     BodyReadTimeout,
     #[error("reading the request body failed")]
@@ -284,9 +294,7 @@ fn request_row(e: RequestError) -> Row {
     use RequestError::*;
     let d = match e {
         MethodNotPost => "The endpoint accepts only POST.",
-        UnsupportedContentType => {
-            "Send the body as application/x-www-form-urlencoded or authenticate with HTTP Basic."
-        }
+        UnsupportedContentType => "Send the body as application/x-www-form-urlencoded.",
         MalformedForm => "The form body is malformed.",
         MalformedMultipart => "The multipart body is malformed.",
         RepeatedParameter => "A request parameter is repeated.",
@@ -311,6 +319,12 @@ fn request_row(e: RequestError) -> Row {
         }
         MultipleContentTypes => "Send one Content-Type header.",
         MissingGrantType => "grant_type is missing.",
+        UnforwardableAuthorization => {
+            "Only one Bearer or DPoP token is accepted in Authorization on this path."
+        }
+        UserinfoInAuthority => "The request authority must not contain userinfo.",
+        AmbiguousHost => "Send one Host header, equal to the request authority.",
+        UnderscoreHeader => "Header names must not contain underscores.",
     };
     row(StatusCode::BAD_REQUEST, INVALID_REQUEST, d)
 }
@@ -378,6 +392,12 @@ fn table(e: &GatewayError) -> Row {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             INVALID_REQUEST,
             "Send the body without Content-Encoding.",
+        ),
+        // RFC 9110 §15.5.16; RFC 6749 §3.2: token requests are form-encoded.
+        GatewayError::UnsupportedMediaType => row(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Send the body as application/x-www-form-urlencoded or multipart/form-data.",
         ),
         GatewayError::BodyReadTimeout => row(
             StatusCode::REQUEST_TIMEOUT,
@@ -552,6 +572,10 @@ mod tests {
             LookalikeParameter,
             MultipleContentTypes,
             MissingGrantType,
+            UnforwardableAuthorization,
+            UserinfoInAuthority,
+            AmbiguousHost,
+            UnderscoreHeader,
         ] {
             let r = request_row(e);
             assert!(!r.description.contains(['"', '\\']));

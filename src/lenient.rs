@@ -28,6 +28,93 @@ pub fn fold(text: &str) -> String {
     text.chars().flat_map(fold_char).collect()
 }
 
+/// Characters Windows "best fit" code page conversion (WideCharToMultiByte without
+/// `WC_NO_BEST_FIT_CHARS`, as IIS and CGI programs on Windows do) turns into `/`, `\`, `.`
+/// or an ASCII letter, where Unicode compatibility decomposition (NFKD) does not already
+/// (`／`, `．`, `ｔ` and the mathematical letters are NFKD's).
+const BEST_FIT: &[(char, char)] = &[
+    ('\u{2215}', '/'),  // DIVISION SLASH
+    ('\u{2044}', '/'),  // FRACTION SLASH
+    ('\u{29F8}', '/'),  // BIG SOLIDUS
+    ('\u{2571}', '/'),  // BOX DRAWINGS LIGHT DIAGONAL UPPER RIGHT TO LOWER LEFT
+    ('\u{27CB}', '/'),  // MATHEMATICAL RISING DIAGONAL
+    ('\u{2216}', '\\'), // SET MINUS
+    ('\u{29F5}', '\\'), // REVERSE SOLIDUS OPERATOR
+    ('\u{29F9}', '\\'), // BIG REVERSE SOLIDUS
+    ('\u{2572}', '\\'), // BOX DRAWINGS LIGHT DIAGONAL UPPER LEFT TO LOWER RIGHT
+    ('\u{27CD}', '\\'), // MATHEMATICAL FALLING DIAGONAL
+    ('\u{3002}', '.'),  // IDEOGRAPHIC FULL STOP (and U+FF61, which NFKD makes it)
+    ('\u{2219}', '.'),  // BULLET OPERATOR
+    ('\u{0131}', 'i'),  // LATIN SMALL LETTER DOTLESS I
+    ('\u{0111}', 'd'),  // LATIN SMALL LETTER D WITH STROKE
+    ('\u{0110}', 'D'),
+    ('\u{0127}', 'h'), // LATIN SMALL LETTER H WITH STROKE
+    ('\u{0126}', 'H'),
+    ('\u{0142}', 'l'), // LATIN SMALL LETTER L WITH STROKE
+    ('\u{0141}', 'L'),
+    ('\u{00F8}', 'o'), // LATIN SMALL LETTER O WITH STROKE
+    ('\u{00D8}', 'O'),
+    ('\u{0167}', 't'), // LATIN SMALL LETTER T WITH STROKE
+    ('\u{0166}', 'T'),
+    ('\u{0180}', 'b'), // LATIN SMALL LETTER B WITH STROKE
+    ('\u{0268}', 'i'), // LATIN SMALL LETTER I WITH STROKE
+    ('\u{019A}', 'l'), // LATIN SMALL LETTER L WITH BAR
+    ('\u{0138}', 'k'), // LATIN SMALL LETTER KRA
+];
+
+/// `text` with every character replaced by what a lenient server may read it as: the
+/// best-fit table above, else its compatibility decomposition (NFKD, so `／` is `/`, `ｔ`
+/// and `𝐭` are `t`, `ﬁ` is `fi`) without combining marks (`ť` is `t`, as best fit maps
+/// accented letters outside the code page). ASCII text is returned as it is.
+pub fn lookalike_text(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
+    use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if let Some(&(_, to)) = BEST_FIT.iter().find(|(from, _)| *from == c) {
+            out.push(to);
+            continue;
+        }
+        decompose_compatible(c, |d| {
+            if let Some(&(_, to)) = BEST_FIT.iter().find(|(from, _)| *from == d) {
+                out.push(to);
+            } else if !is_combining_mark(d) {
+                out.push(d);
+            }
+        });
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a path segment is one or more ASP.NET cookieless session markers, `(X(...))`
+/// (`(S(abc123))`, `(A(x))(S(y))`): IIS removes them before it routes the path.
+pub fn is_cookieless_segment(segment: &str) -> bool {
+    let mut rest = segment;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let mut chars = rest.chars();
+        let well_formed = chars.next() == Some('(')
+            && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.next() == Some('(');
+        if !well_formed {
+            return false;
+        }
+        let inner = chars.as_str();
+        let Some(close) = inner.find("))") else {
+            return false;
+        };
+        if inner[..close].contains(['(', ')']) {
+            return false;
+        }
+        rest = &inner[close + 2..];
+    }
+    true
+}
+
 /// A path segment with what a lenient server cuts off removed: `;…` path parameters
 /// (servlet containers) and `::…` NTFS stream names (IIS).
 pub fn cut_segment(segment: &str) -> &str {
@@ -87,6 +174,58 @@ pub fn param_name(raw: &[u8]) -> Cow<'_, str> {
         .map(|c| if c == '.' || c == ' ' { '_' } else { c })
         .collect();
     Cow::Owned(folded)
+}
+
+/// Every name a lenient server could read from a parameter name (still form-encoded), for
+/// deciding whether it names a credential (docs/design.md §4.3): decoded once and twice
+/// (`client%255Fsecret`), each cut at a NUL (PHP and C-based servers end the name there)
+/// or not, then PHP's `[` either starting an array suffix (`client_secret[]`) or, unclosed,
+/// read as `_` (`client[secret`), and each read as [`param_name`] reads it (case folded,
+/// `.` and space as `_`, white space trimmed). Without duplicates; a plain name is one
+/// reading.
+pub fn credential_readings(raw: &[u8]) -> Vec<String> {
+    if raw
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return vec![String::from_utf8_lossy(raw).into_owned()];
+    }
+    let once = form_decode_lossy(raw);
+    let twice = form_decode_lossy(&once);
+    let mut out: Vec<String> = Vec::new();
+    for decoded in [once, twice] {
+        let text = String::from_utf8_lossy(&decoded).into_owned();
+        let cut = text.split('\0').next().unwrap_or("").to_owned();
+        for t in [text, cut] {
+            let array = t.split('[').next().unwrap_or("").to_owned();
+            let bracket = t.replace('[', "_");
+            for candidate in [array, bracket] {
+                let read = fold_name(&candidate);
+                if !out.contains(&read) {
+                    out.push(read);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `+` as a space and `%XX` as a byte, a bad escape left literal.
+fn form_decode_lossy(raw: &[u8]) -> Vec<u8> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced).collect()
+}
+
+/// A decoded name trimmed, case folded, with `.` and space read as `_` (PHP).
+fn fold_name(text: &str) -> String {
+    text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .chars()
+        .flat_map(fold_char)
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .collect()
 }
 
 /// The names of the parameters in a query string or urlencoded body, read leniently:
@@ -179,5 +318,77 @@ mod tests {
             ]
         );
         assert_eq!(identifier(" SPA\0"), "spa");
+    }
+
+    #[test]
+    fn lookalike_characters_read_as_ascii() {
+        for (text, read) in [
+            ("oauth2\u{FF0F}token", "oauth2/token"),
+            ("oauth2\u{2215}token", "oauth2/token"),
+            ("oauth2\u{2044}token", "oauth2/token"),
+            ("oauth2\u{29F8}token", "oauth2/token"),
+            ("oauth2\u{FF3C}token", "oauth2\\token"),
+            ("oauth2\u{2216}token", "oauth2\\token"),
+            ("oauth2\u{FE68}token", "oauth2\\token"),
+            ("token\u{FF0E}json", "token.json"),
+            ("token\u{2024}json", "token.json"),
+            ("\u{FF54}\u{FF4F}\u{FF4B}\u{FF45}\u{FF4E}", "token"),
+            ("\u{1D42D}oken", "token"),
+            ("t\u{00F6}k\u{00E9}n", "token"),
+            ("to\u{0137}en", "token"),
+            ("\u{0167}oken", "token"),
+            ("oauth\u{2082}", "oauth2"),
+        ] {
+            assert_eq!(lookalike_text(text), read, "{text}");
+        }
+        assert!(matches!(lookalike_text("token"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn cookieless_session_segments() {
+        for s in ["(S(abc123))", "(A(x))(S(y))", "(s())", "(F(a-b_c.d))"] {
+            assert!(is_cookieless_segment(s), "{s}");
+        }
+        for s in [
+            "",
+            "(S(abc)",
+            "S(abc))",
+            "(SS(a))",
+            "(S(a(b)))",
+            "(S(a))x",
+            "(S(a))(",
+            "token",
+        ] {
+            assert!(!is_cookieless_segment(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn credential_readings_cover_php_and_double_decoding() {
+        let reads = |raw: &str| credential_readings(raw.as_bytes());
+        for raw in [
+            "client_secret",
+            "Client_Secret",
+            "client%255Fsecret",
+            "client%25255Fsecret",
+            "client[secret",
+            "client_secret[x]",
+            "client_secret%00junk",
+            "client_secret%2500junk",
+            "client.secret",
+            "CLIENT+SECRET",
+            "%20client_secret%20",
+        ] {
+            let r = reads(raw);
+            // `%25255F` is three decodings away: not read so by anyone we know of.
+            let expect = raw != "client%25255Fsecret";
+            assert_eq!(
+                r.iter().any(|n| n == "client_secret"),
+                expect,
+                "{raw}: {r:?}"
+            );
+        }
+        assert_eq!(reads("scope"), ["scope"]);
+        assert!(!reads("client_secretx").iter().any(|n| n == "client_secret"));
     }
 }

@@ -32,6 +32,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod hashes;
+pub mod head_rules;
 pub mod jws;
 pub mod keys;
 pub mod lenient;

@@ -22,6 +22,7 @@ use crate::auth::{AuthLayer, Authenticator};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::head_rules::HeadRulesLayer;
 use crate::metadata::{MetadataLayer, Rewrite};
 use crate::metrics::Metrics;
 use crate::rescue::RescueLayer;
@@ -112,37 +113,41 @@ where
         // 5. Rescue: every error below becomes its JSON OAuth response via the one table
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))
-        // 6. Route: refuse paths that are not canonical or that a lenient server would read
+        // 6. Head rules: header names with `_` dropped (or refused), userinfo in the
+        //    authority and an ambiguous Host refused, before anything routes by or
+        //    forwards them (docs/design.md §4.1). Below rescue: a refusal is an answer.
+        .layer(HeadRulesLayer::new(config.containment.underscore_headers))
+        // 7. Route: refuse paths that are not canonical or that a lenient server would read
         //    as an endpoint; mark each endpoint with its kind (the ones that authenticate
         //    clients, and the authorization endpoint); forward or deny the rest.
         .layer(RouteLayer::new(&config.endpoints, config.unprotected))
-        // 7. Authenticate protected requests: POST only, body buffered under
+        // 8. Authenticate protected requests: POST only, body buffered under
         //    limits.max_body and limits.body_read_timeout (limit.rs), one method, verify,
         //    then remove every trace of the secret and re-encode the body. Contain the
         //    rest: a request that carries a credential to a path that does not
         //    authenticate is refused (a form body is read under the same limits to check);
         //    everything else streams on untouched.
         .layer(AuthLayer::new(parts.authenticator))
-        // 7a. Rate limit: a token per authenticated, enforced request from the client's
+        // 8a. Rate limit: a token per authenticated, enforced request from the client's
         //     bucket (shared over Redis); over it → 429 before the upstream is called.
-        //     After 7, so only registered ids that authenticated are ever keys. Only in
+        //     After 8, so only registered ids that authenticated are ever keys. Only in
         //     the stack when some client is limited.
         .option_layer((!rate_limit.is_empty()).then_some(rate_limit))
-        // 7b. Upstream credential: for a client registered with one, the legacy secret
-        //     the token service knows, added after the client's own was removed (7) and
-        //     before signing (8), so that `body_sha256` covers the body as forwarded.
+        // 8b. Upstream credential: for a client registered with one, the legacy secret
+        //     the token service knows, added after the client's own was removed (8) and
+        //     before signing (9), so that `body_sha256` covers the body as forwarded.
         //     Only in the stack when some client has one.
         .option_layer((!credential.is_empty()).then_some(credential))
-        // 8. Sign: add the internal header from the verified identity (marked sensitive);
+        // 9. Sign: add the internal header from the verified identity (marked sensitive);
         //    a protected request without one is refused here (fail closed), unless it is in
-        //    shadow (7: forwarded as sent).
+        //    shadow (8: forwarded as sent).
         .layer(SignLayer::new(parts.signer))
-        // 9. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
+        // 10. Metadata: discovery documents (RFC 8414, OIDC Discovery) from the upstream
         //    are rewritten to list the client authentication the gateway enforces. Next
         //    to the upstream: it only reads responses, after everything above judged the
         //    request.
         .layer(MetadataLayer::new(metadata))
-        // 10. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
+        // 11. Upstream (`inner`): pooled client, hop-by-hop removal, X-Forwarded-*,
         //     timeouts (connect → 502, response headers → 504).
         .service(inner)
 }
@@ -286,7 +291,7 @@ mod tests {
             &forwarded[..],
             b"grant_type=client_credentials&client_id=billing"
         );
-        // The forged value was stripped (layer 5) and the signer's own set (layer 8).
+        // The forged value was stripped (layer 2) and the signer's own set (layer 9).
         let values: Vec<_> = parts
             .headers
             .get_all("x-authenticated-client")
@@ -361,8 +366,14 @@ mod tests {
                 "client_id={POST_ID}&client_secret={POST_SECRET}"
             )))
             .unwrap();
+        // Not exactly the form type (docs/design.md §2.5): 415.
         let (res, body) = rig.call(latin1).await;
-        assert_json_error(&res, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_json_error(
+            &res,
+            &body,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+        );
 
         // RFC 7515 §4.1.11: a `crit` header is not understood, so it is refused.
         let crit = jwt(serde_json::json!({"alg": "HS256", "crit": ["exp"]}), "c1");

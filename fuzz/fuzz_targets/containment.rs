@@ -104,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Unprotected: a query a lenient server finds a secret in is refused.
     if let Ok(query) = std::str::from_utf8(data) {
-        let refused = check_head(&HeaderMap::new(), Some(query)).is_err();
+        let refused = check_head(&HeaderMap::new(), Some(query), &[]).is_err();
         if reference_names(data).iter().any(|n| is_secret(n)) {
             assert!(refused, "query with a secret parameter passed: {query:?}");
         }
@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
             && trimmed.get(5).is_none_or(|b| b.is_ascii_whitespace());
         if basic {
             assert!(
-                check_head(&headers, None).is_err(),
+                check_head(&headers, None, &[]).is_err(),
                 "Basic passed: {data:?}"
             );
         }

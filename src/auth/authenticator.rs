@@ -22,7 +22,9 @@ use crate::auth::form;
 use crate::auth::hashing::Hasher;
 use crate::auth::jwks::KeySets;
 use crate::auth::jwt;
+use crate::auth::media_type;
 use crate::auth::policy;
+use crate::auth::readings;
 use crate::auth::rebuild::rebuild;
 use crate::auth::registry::{RegisteredClient, Registry, SecretCheck};
 use crate::auth::replay::ReplayStore;
@@ -63,6 +65,8 @@ pub struct Authenticator {
     pub(super) public_url: String,
     pub(super) assertion: AssertionConfig,
     limits: LimitsConfig,
+    /// `containment.allow_authorization_schemes`, for the paths that do not authenticate.
+    allowed_schemes: Vec<String>,
     query: QueryPolicy,
     pkce: PkceConfig,
     pub(super) clock: Clock,
@@ -98,6 +102,7 @@ impl Authenticator {
             public_url: config.public_url.clone(),
             assertion: config.assertion.clone(),
             limits: config.limits.clone(),
+            allowed_schemes: config.containment.allow_authorization_schemes.clone(),
             query: config.protected_query,
             pkce: config.pkce.clone(),
             clock,
@@ -107,6 +112,11 @@ impl Authenticator {
 
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
+    }
+
+    /// Extra `Authorization` schemes forwarded where clients do not authenticate.
+    pub fn allowed_schemes(&self) -> &[String] {
+        &self.allowed_schemes
     }
 
     pub fn replay_store(&self) -> &Arc<ReplayStore> {
@@ -197,7 +207,27 @@ impl Authenticator {
         )
         .await?;
 
-        let params = form::decode(form::body_kind(&parts.headers)?, &bytes).await?;
+        // RFC 6749 §3.2: exactly the form types (media_type.rs); JSON or text → 400,
+        // anything else → 415.
+        let body_kind = media_type::protected(&parts.headers, bytes.is_empty())?;
+        let boundary = match &body_kind {
+            form::BodyKind::Multipart { boundary } => Some(boundary.clone()),
+            _ => None,
+        };
+        let params = form::decode(body_kind, &bytes).await?;
+        // A multipart body another parser reads other names from (a second `name`,
+        // `name*`, parts after the closing delimiter): refused, not guessed at.
+        if let (Some(boundary), Some(params)) = (&boundary, &params) {
+            let lenient = readings::multipart_names(&bytes, boundary.as_bytes());
+            if lenient.len() != params.len()
+                || lenient
+                    .iter()
+                    .zip(params)
+                    .any(|(l, (n, _))| l != n.as_bytes())
+            {
+                return Err(RequestError::MalformedMultipart.into());
+            }
+        }
         let body_form = match &params {
             Some(p) => BodyForm::Form(p),
             None => BodyForm::Opaque {

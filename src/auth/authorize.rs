@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use http::Request;
 
-use crate::auth::contain::{self, FormKind, Head};
+use crate::auth::contain::{self, Head};
 use crate::auth::pkce::{self, AuthorizationParams};
 use crate::auth::{form, Authenticator};
 use crate::body::{full, Body};
@@ -31,7 +31,11 @@ pub async fn check(
     authenticator: &Authenticator,
     req: Request<Body>,
 ) -> Result<Request<Body>, GatewayError> {
-    let head = match contain::check_head(req.headers(), req.uri().query()) {
+    let head = match contain::check_head(
+        req.headers(),
+        req.uri().query(),
+        authenticator.allowed_schemes(),
+    ) {
         Ok(head) => head,
         Err(e) => {
             // The body the client may still be sending is read and dropped first, so it
@@ -50,24 +54,25 @@ pub async fn check(
         .map(|(n, v)| (n.into_owned(), v))
         .collect();
     let req = match head {
-        Head::Clean => req,
-        Head::FormBody(kind) => {
-            let (parts, bytes) = contain::read_form(req, &kind, authenticator.limits()).await?;
-            match &kind {
-                FormKind::UrlEncoded => {
-                    pairs.extend(lenient::param_pairs(&bytes).map(|(n, v)| (n.into_owned(), v)))
-                }
-                FormKind::Multipart { boundary } => {
-                    let params = form::parse_multipart(bytes.clone(), boundary.clone()).await?;
-                    pairs.extend(
-                        params
-                            .into_iter()
-                            .map(|(n, v)| (lenient::param_name(n.as_bytes()).into_owned(), v)),
-                    );
-                }
+        Head::FormBody(readings) => {
+            let boundary = contain::strict_boundary(req.headers());
+            let (parts, bytes) = contain::read_form(req, &readings, authenticator.limits()).await?;
+            if readings.urlencoded {
+                pairs.extend(lenient::param_pairs(&bytes).map(|(n, v)| (n.into_owned(), v)));
+            }
+            if !readings.boundaries.is_empty() {
+                let boundary = boundary.ok_or(RequestError::MalformedMultipart)?;
+                let params = form::parse_multipart(bytes.clone(), boundary).await?;
+                pairs.extend(
+                    params
+                        .into_iter()
+                        .map(|(n, v)| (lenient::param_name(n.as_bytes()).into_owned(), v)),
+                );
             }
             Request::from_parts(parts, full(bytes))
         }
+        // Not a form: its parameters are not read here, only checked for credentials.
+        head => contain::check_body(req, head, authenticator.limits()).await?,
     };
     // RFC 6749 §3.1: no parameter twice, across the query and the body, as a lenient
     // server would merge them: otherwise the challenge checked may not be the one used.

@@ -15,6 +15,7 @@ use http::HeaderMap;
 
 use crate::auth::basic::{self, BasicCredentials};
 use crate::auth::form::Params;
+use crate::auth::{readings, smuggled};
 use crate::error::{AuthFailure, GatewayError, RequestError};
 use crate::lenient;
 use crate::oauth::{
@@ -65,9 +66,16 @@ pub fn extract(
     body: &BodyForm<'_>,
 ) -> Result<Extracted, GatewayError> {
     if let Some(q) = query {
-        if lenient::param_names(q.as_bytes()).any(|name| CREDENTIAL_PARAMS.contains(&&*name)) {
+        if lenient::param_names(q.as_bytes()).any(|name| CREDENTIAL_PARAMS.contains(&&*name))
+            || readings::pair_names(q.as_bytes()).any(names_credential)
+        {
             return Err(RequestError::CredentialsInQuery.into());
         }
+    }
+    // RFC 6749 §2.3: one method. A header or cookie named after a credential is one more
+    // place a framework reads it from (smuggled.rs), whatever the request authenticates with.
+    if smuggled::in_headers_or_cookies(headers) {
+        return Err(RequestError::MultipleAuthMethods.into());
     }
 
     let mut auth_headers = headers.get_all(AUTHORIZATION).iter();
@@ -171,11 +179,26 @@ fn reject_repeats(params: &Params) -> Result<(), RequestError> {
         if CREDENTIAL_PARAMS.contains(&&*loose) && loose != name.as_str() {
             return Err(RequestError::LookalikeParameter);
         }
+        // The other readings too (decoded again, cut at NUL, PHP's `[` as `_`): a second
+        // spelling of a credential parameter.
+        let other_spelling = lenient::credential_readings(name.as_bytes())
+            .iter()
+            .any(|r| CREDENTIAL_PARAMS.contains(&r.as_str()) && r != name);
+        if other_spelling {
+            return Err(RequestError::LookalikeParameter);
+        }
         if !seen.insert(loose) {
             return Err(RequestError::RepeatedParameter);
         }
     }
     Ok(())
+}
+
+/// Whether some lenient reading of `raw` is a credential parameter (lenient.rs).
+fn names_credential(raw: &[u8]) -> bool {
+    lenient::credential_readings(raw)
+        .iter()
+        .any(|n| CREDENTIAL_PARAMS.contains(&n.as_str()))
 }
 
 /// The value of `name`, treating an empty value as absent (RFC 6749 §3.1).

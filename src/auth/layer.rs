@@ -81,13 +81,18 @@ where
             } else if req.extensions().get::<FrontChannel>().is_some() {
                 Box::pin(async move { crate::auth::authorize::check(&authenticator, req).await })
             } else {
-                match contain::check_head(req.headers(), req.uri().query()) {
+                match contain::check_head(
+                    req.headers(),
+                    req.uri().query(),
+                    authenticator.allowed_schemes(),
+                ) {
                     // Refused from the head: the body the client may still be sending is
                     // read and dropped first, so it reads the answer, not a reset.
                     Err(error) => Box::pin(async move {
                         crate::limit::drain(req.into_body()).await;
                         Err(error)
                     }),
+                    // Nothing to read: streamed on at once (a GET has no body).
                     Ok(Head::Clean) => {
                         return ResponseFuture {
                             state: State::Calling {
@@ -95,8 +100,15 @@ where
                             },
                         }
                     }
-                    Ok(Head::FormBody(kind)) => Box::pin(async move {
-                        contain::check_body(req, kind, authenticator.limits()).await
+                    Ok(Head::Inspect(_)) if http_body::Body::is_end_stream(req.body()) => {
+                        return ResponseFuture {
+                            state: State::Calling {
+                                future: self.inner.call(req),
+                            },
+                        }
+                    }
+                    Ok(head) => Box::pin(async move {
+                        contain::check_body(req, head, authenticator.limits()).await
                     }),
                 }
             };

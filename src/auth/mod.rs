@@ -31,13 +31,16 @@ pub mod hashing;
 pub mod jwks;
 pub mod jwt;
 mod layer;
+pub mod media_type;
 pub mod pkce;
 pub mod policy;
 pub mod rate_limit;
+pub mod readings;
 pub mod rebuild;
 pub mod registry;
 pub mod replay;
 pub mod shadow;
+pub mod smuggled;
 pub mod throttle;
 
 use bytes::Bytes;

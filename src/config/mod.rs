@@ -13,6 +13,7 @@
 //! built from them (the upstream client, the throttle) keep the plain name.
 
 mod clients;
+mod containment;
 mod endpoints;
 mod expiry;
 mod files;
@@ -100,6 +101,8 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// How discovery metadata from the upstream is rewritten.
     pub discovery: DiscoveryConfig,
+    /// Requests that servers read differently from the gateway (`containment`).
+    pub containment: ContainmentConfig,
     /// How clients' `jwks_uri` sets are fetched.
     pub jwks_fetch: JwksFetchConfig,
     /// Non-fatal findings (inline secrets); printed at start and by `check`.
@@ -237,6 +240,26 @@ pub struct DiscoveryConfig {
     pub rewrite: bool,
     /// Larger documents are passed through unchanged (and counted).
     pub max_size: usize,
+}
+
+/// `containment`: how the gateway treats what some server behind it could read
+/// differently (docs/design.md §4.1, §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainmentConfig {
+    /// Header names with `_`, which CGI, WSGI, PHP and IIS read as `-`.
+    pub underscore_headers: UnderscoreHeaders,
+    /// `Authorization` schemes besides `Bearer` and `DPoP` forwarded on paths that do not
+    /// authenticate clients, lower case. Never `basic`.
+    pub allow_authorization_schemes: Vec<String>,
+}
+
+/// `containment.underscore_headers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Removed before routing, as nginx does (`underscores_in_headers off`).
+    Drop,
+    /// The request is refused with `400`.
+    Refuse,
 }
 
 /// `upstream`.

@@ -40,6 +40,7 @@ pub(super) struct RawConfig {
     /// `enforce` or `shadow` (rollout.rs).
     pub rollout: Option<String>,
     pub rate_limit: Option<super::rollout::RawRateLimit>,
+    pub containment: Option<RawContainment>,
     pub clients: Option<Vec<RawClient>>,
 }
 
@@ -60,6 +61,15 @@ pub(super) struct RawEndpoints {
 pub(super) struct RawPkce {
     pub required: Option<String>,
     pub methods: Option<Vec<String>>,
+}
+
+/// `containment`: what the gateway does with requests that some server could read
+/// differently from it (docs/design.md §4.3).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContainment {
+    pub underscore_headers: Option<String>,
+    pub allow_authorization_schemes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -304,6 +304,7 @@ impl Validator<'_> {
         let state = self.state(raw.state);
         let hashing = self.hashing(raw.hashing.unwrap_or_default());
         let discovery = self.discovery(raw.discovery.unwrap_or_default());
+        let containment = self.containment(raw.containment.unwrap_or_default());
         let jwks_fetch = self.jwks_fetch(raw.jwks_fetch.unwrap_or_default());
         let raw_rollouts = super::rollout::take_client_rollouts(&mut raw.clients);
         let clients = self.clients(raw.clients, &assertion, client_auth);
@@ -336,6 +337,7 @@ impl Validator<'_> {
             state,
             hashing,
             discovery,
+            containment,
             jwks_fetch,
             // Filled in by `validate`, which owns the validator.
             warnings: Vec::new(),

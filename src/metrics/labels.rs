@@ -72,6 +72,7 @@ impl Outcome {
             | GatewayError::Pkce(_)
             | GatewayError::BodyTooLarge
             | GatewayError::UnsupportedContentEncoding
+            | GatewayError::UnsupportedMediaType
             | GatewayError::BodyReadTimeout
             | GatewayError::BodyRead(_)
             | GatewayError::UnprotectedDenied

@@ -19,6 +19,8 @@
 //! | full-width letters read as ASCII (`ｔｏｋｅｎ`) | IIS "best fit" mapping |
 //! | a file extension removed from the last segment (`/oauth2/token.json`) | Spring suffix pattern matching |
 //! | percent-decoding applied twice (`%2574oken`) | IIS double decoding, some frameworks |
+//! | characters whose best-fit mapping or compatibility decomposition (NFKD) is `/`, `\`, `.` or a letter (`／`, `∕`, `＼`, `．`, `𝐭`, `ť`) | IIS and CGI programs on Windows (best-fit code page conversion), Unicode-normalising routers |
+//! | ASP.NET cookieless session segments `(X(...))` removed (`/(S(abc))/oauth2/token`) | IIS / ASP.NET |
 //!
 //! Invariant: a path is either an endpoint (and judged by that kind's rules), or
 //! unprotected and not loosely equal to any endpoint pattern, or refused.
@@ -114,6 +116,10 @@ fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
     let loose = |segments: &[&str]| -> Vec<String> {
         let mut out: Vec<String> = Vec::with_capacity(segments.len());
         for s in segments {
+            // IIS removes ASP.NET cookieless session segments, `(S(…))`, before routing.
+            if lenient::is_cookieless_segment(s) {
+                continue;
+            }
             match lenient::cut_segment(s).trim_end_matches([' ', '\t']) {
                 "." => {}
                 ".." => {
@@ -133,10 +139,21 @@ fn looks_protected(patterns: &[PathPattern], segments: &[&str]) -> bool {
     // Decoded a second time: `%2574oken` is `%74oken` to us and `token` to a server that
     // decodes twice (and a second decoding may produce new separators).
     let joined = segments.join("/");
+    let mut texts = vec![Cow::Borrowed(joined.as_str())];
     if joined.contains('%') {
         let twice = percent_encoding::percent_decode_str(&joined).decode_utf8_lossy();
         let resplit: Vec<&str> = twice.split(['/', '\\']).collect();
         readings.push(loose(&resplit));
+        texts.push(twice);
+    }
+    // Characters that best-fit mapping or compatibility decomposition make `/`, `\`, `.`
+    // or a letter (`%EF%BC%8F` FULLWIDTH SOLIDUS, U+2215 DIVISION SLASH, `ｔ`, `ť`), in
+    // the path as decoded once and twice: IIS and Windows CGI programs read them so.
+    for text in &texts {
+        if let Cow::Owned(mapped) = lenient::lookalike_text(text) {
+            let resplit: Vec<&str> = mapped.split(['/', '\\']).collect();
+            readings.push(loose(&resplit));
+        }
     }
     // Spring's suffix pattern matching serves `/oauth2/token.json` as `/oauth2/token`.
     for i in 0..readings.len() {
@@ -213,6 +230,8 @@ mod tests {
             "/x/.../oauth2/token",
             "/x/.%20/oauth2/token",
             "/;jsessionid=1",
+            // Full-width dots: a dot segment once read as ASCII.
+            "/x/%EF%BC%8E%EF%BC%8E/oauth2/token",
         ] {
             assert_eq!(
                 classify(&p, ambiguous),
@@ -248,6 +267,25 @@ mod tests {
             "/oauth2/%252e/token",
             "/acme/app/OAuth2/token",
             "/acme/app/oauth2/token;v=1",
+            // Best fit and compatibility forms of `/`, `\`, `.` and letters.
+            "/oauth2%EF%BC%8Ftoken",
+            "/oauth2%E2%88%95token",
+            "/oauth2%E2%81%84token",
+            "/oauth2%E2%A7%B8token",
+            "/oauth2%EF%BC%BCtoken",
+            "/oauth2%E2%88%96token",
+            "/oauth2%EF%B9%A8token",
+            "/oauth2/token%EF%BC%8Ejson",
+            "/oauth2/token%E2%80%A4",
+            "/oauth2/t%C3%B6ken",
+            "/oauth2/%F0%9D%90%ADoken",
+            "/oauth2%25EF%25BC%258Ftoken",
+            "/acme%EF%BC%8Fapp/oauth2/token",
+            // ASP.NET cookieless sessions.
+            "/(S(abc123))/oauth2/token",
+            "/(A(x))(S(y))/oauth2/token",
+            "/oauth2/(S(abc))/token",
+            "/(S(x))/acme/app/oauth2/token",
         ] {
             assert_eq!(
                 classify(&p, lookalike),

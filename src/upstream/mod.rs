@@ -137,11 +137,15 @@ impl Upstream {
     }
 
     fn prepare(&self, mut req: Request<Body>) -> Request<Body> {
-        let original_host = req.headers_mut().remove(header::HOST).or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // The target's authority (HTTP/2 `:authority`, an absolute-form target) first, as
+        // RFC 9113 §8.3.1 and RFC 9112 §3.2.2 say; head_rules.rs refused a Host that
+        // disagrees with it, and userinfo in either.
+        let host = req.headers_mut().remove(header::HOST);
+        let original_host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or(host);
         // Origin form: the path and query only.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             let path = req
