@@ -239,6 +239,10 @@ async fn an_unreachable_jwks_uri_at_start_up_is_503_for_that_client_only() {
     }
     assert_status(&gw.send(bad()).await, 429, "slow_down", "throttled");
     assert_eq!(upstream.records().len(), 2);
+    let m = gw.metrics().await;
+    let series =
+        "secretgate_authentications_total{method=\"private_key_jwt\",outcome=\"unavailable\"}";
+    assert_eq!(sample(&m, series), 6.0, "{m}");
     assert_eq!(server.fetches(FETCHED), 0);
 }
 
