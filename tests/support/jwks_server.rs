@@ -3,14 +3,12 @@
 //! trusts it only through `jwks_fetch.ca_file`. It answers `GET /jwks.json` as the test
 //! says ([`Serve`]), and `GET /moved.json` with the current set (the target of its
 //! redirect: a request there means the redirect was followed). Every request is counted by
-//! path and announced on a channel; [`JwksServer::stop`] closes the port (connections are
-//! refused from then on).
+//! path; [`JwksServer::stop`] closes the port (connections are refused from then on).
 
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -21,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::support::Pki;
 
@@ -50,7 +47,6 @@ pub struct JwksServer {
     pub pki: Pki,
     pub port: u16,
     state: Arc<Mutex<State>>,
-    arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,20 +78,19 @@ impl JwksServer {
             set,
             paths: Vec::new(),
         }));
-        let (tx, rx) = mpsc::unbounded_channel();
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, state, tx) = (acceptor.clone(), shared.clone(), tx.clone());
+                let (acceptor, state) = (acceptor.clone(), shared.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let res = answer(&state, &tx, req.uri().path());
+                        let res = answer(&state, req.uri().path());
                         async move { Ok::<_, Infallible>(res) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -108,7 +103,6 @@ impl JwksServer {
             pki,
             port,
             state,
-            arrivals: tokio::sync::Mutex::new(rx),
             task,
         }
     }
@@ -133,15 +127,6 @@ impl JwksServer {
         state.paths.iter().filter(|p| *p == path).count()
     }
 
-    /// Waits (10 s at most) for the next request, and returns its path.
-    pub async fn next_fetch(&self) -> String {
-        let mut rx = self.arrivals.lock().await;
-        tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("the gateway fetched the jwks_uri within 10 s")
-            .unwrap()
-    }
-
     /// Closes the listening socket: fetches are refused from now on.
     pub fn stop(&self) {
         self.task.abort();
@@ -154,14 +139,9 @@ impl Drop for JwksServer {
     }
 }
 
-fn answer(
-    state: &Mutex<State>,
-    tx: &mpsc::UnboundedSender<String>,
-    path: &str,
-) -> Response<BoxBody<Bytes, Infallible>> {
+fn answer(state: &Mutex<State>, path: &str) -> Response<BoxBody<Bytes, Infallible>> {
     let mut state = state.lock().unwrap();
     state.paths.push(path.to_owned());
-    let _ = tx.send(path.to_owned());
     let json = |body: String, max_age: Option<u64>| {
         let mut b = Response::builder()
             .status(200)

@@ -462,7 +462,9 @@ pub async fn serve_gateway_in(
     let gateway = secretgate::Gateway::with_clock(config.clone(), clock()).unwrap();
     let lifecycle = gateway.lifecycle();
     let reloader = gateway.reloader();
-    let task = tokio::spawn(gateway.serve(listener, None, std::future::pending()));
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let task = tokio::spawn(gateway.serve(listener, Some(admin_listener), std::future::pending()));
     Gateway {
         addr: ([127, 0, 0, 1], port).into(),
         pki,
@@ -470,7 +472,7 @@ pub async fn serve_gateway_in(
         shutdown: None,
         task,
         lifecycle,
-        admin: None,
+        admin: Some(admin),
         reloader,
         config_file: None,
     }
