@@ -180,12 +180,11 @@ async fn a_jwks_uri_that_goes_down_keeps_the_last_good_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_jwks_uri_at_start_up_is_503_for_that_client_only() {
-    let (k, dir) = keys(2);
+    let (k, _dir) = keys(2);
     // A server whose CA the gateway trusts, for the ca_file; the client's URI is a port
     // where nothing listens.
     let server = JwksServer::start(Serve::Set(jwk_set(&[&k[0]]), None)).await;
     let nowhere = refused_addr().await;
-    let _ = dir;
     let upstream = RecordingUpstream::start(Behaviour::Token).await;
     // A second private_key_jwt client, with a static set, must not be affected.
     let more = format!(

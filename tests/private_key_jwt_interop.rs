@@ -165,7 +165,7 @@ jwks_fetch:
 }
 
 /// Every (client, key, algorithm) the tests run: both registrations, every key type.
-fn cases(ed25519_name: &'static str) -> Vec<(&'static str, &'static str, &'static str)> {
+fn cases(ed25519_name: &'static str) -> Vec<(&'static str, String, &'static str)> {
     let mut v = Vec::new();
     for (client, p) in [(FILE_CLIENT, "f"), (URI_CLIENT, "u")] {
         for (kid, alg) in [
@@ -174,8 +174,7 @@ fn cases(ed25519_name: &'static str) -> Vec<(&'static str, &'static str, &'stati
             ("ec", "ES256"),
             ("ed", ed25519_name),
         ] {
-            let kid: &'static str = Box::leak(format!("{p}-{kid}").into_boxed_str());
-            v.push((client, kid, alg));
+            v.push((client, format!("{p}-{kid}"), alg));
         }
     }
     v
@@ -212,7 +211,7 @@ async fn authlib_private_key_jwt_with_every_key_type_from_a_file_and_a_jwks_uri(
     for (client, kid, alg) in cases("EdDSA") {
         let what = format!("{client} {kid} {alg}");
         let verifier = rig.verifier();
-        let (ok, out) = run(authlib(client, &rig.key(kid), alg, kid)).await;
+        let (ok, out) = run(authlib(client, &rig.key(&kid), alg, &kid)).await;
         assert!(ok, "{what}: {out}");
         assert_eq!(out["access_token"], "upstream-token", "{what}");
         rig.check_forwarded(verifier, client, &what);
@@ -253,7 +252,7 @@ async fn openid_client_private_key_jwt_with_every_key_type_from_a_file_and_a_jwk
     for (client, kid, alg) in cases("Ed25519") {
         let what = format!("{client} {kid} {alg}");
         let verifier = rig.verifier();
-        let (ok, out) = run(node(client, &rig.key(kid), alg, kid)).await;
+        let (ok, out) = run(node(client, &rig.key(&kid), alg, &kid)).await;
         assert!(ok, "{what}: {out}");
         assert_eq!(out["tokens"]["access_token"], "upstream-token", "{what}");
         rig.check_forwarded(verifier, client, &what);

@@ -98,7 +98,7 @@ async fn hostile_assertions_are_refused_and_nothing_is_forwarded() {
     let forwarded = upstream.records().len();
     assert_eq!(forwarded, 5);
 
-    let mut hostile: Vec<(&str, String)> = vec![
+    let fixed: Vec<(&str, String)> = vec![
         // A key nobody registered, under A's kid and without a kid.
         (
             "wrong key under a registered kid",
@@ -177,6 +177,8 @@ async fn hostile_assertions_are_refused_and_nothing_is_forwarded() {
             mint(hs256(), claims(A), JWT_SECRET.as_bytes()),
         ),
     ];
+    let mut hostile: Vec<(String, String)> =
+        fixed.into_iter().map(|(w, a)| (w.to_owned(), a)).collect();
     // Algorithm confusion (RFC 8725 §2.1): HS256 keyed with what an attacker has, the
     // client's public key, as PEM and as the JWK JSON of the registered set.
     for key in [&keys.a_rsa, &keys.a_ec, &keys.a_ed] {
@@ -188,8 +190,7 @@ async fn hostile_assertions_are_refused_and_nothing_is_forwarded() {
             ),
             ("JWK JSON", key.jwk.to_string()),
         ] {
-            let what: &str =
-                Box::leak(format!("HS256 keyed with {}'s public {form}", key.kid).into_boxed_str());
+            let what = format!("HS256 keyed with {}'s public {form}", key.kid);
             let h = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid});
             hostile.push((what, mint(h, claims(A), mac_key.as_bytes())));
         }
@@ -200,9 +201,9 @@ async fn hostile_assertions_are_refused_and_nothing_is_forwarded() {
         secretgate::jws::encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
         secretgate::jws::encode(claims(A).to_string())
     );
-    hostile.push(("alg none, no signature", unsigned));
+    hostile.push(("alg none, no signature".into(), unsigned));
     hostile.push((
-        "alg none, with a signature",
+        "alg none, with a signature".into(),
         keys.a_ec
             .sign_as(&header("none", Some("a-ec")), &claims(A), Es256),
     ));
