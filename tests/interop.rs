@@ -9,6 +9,8 @@
 
 #[path = "support/node.rs"]
 mod node_packages;
+#[path = "support/pyjwt.rs"]
+mod pyjwt;
 #[path = "support/python.rs"]
 mod python_venv;
 mod support;
@@ -17,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use pyjwt::PyjwtVerify;
 use support::*;
-use tokio::net::TcpListener;
 
 /// The virtualenv (support/python.rs), made once per process.
 fn python() -> &'static Path {
@@ -30,49 +32,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(name)
-}
-
-/// A gateway whose public URL is the address Authlib calls, so the endpoint URL it puts
-/// in `aud` is the one the gateway expects.
-async fn gateway_for(upstream: std::net::SocketAddr) -> (Gateway, String) {
-    let (listener, public) = public_listener().await;
-    (serve_gateway(listener, &public, upstream, "").await, public)
-}
-
-/// The gateway's listener, bound first so that its public URL (`https://localhost:PORT`)
-/// is known before the upstream starts.
-async fn public_listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, format!("https://localhost:{port}"))
-}
-
-/// The gateway on `listener`, with the support clients plus `extra`, public at `public`.
-async fn serve_gateway(
-    listener: TcpListener,
-    public: &str,
-    upstream: std::net::SocketAddr,
-    extra: &str,
-) -> Gateway {
-    let port = listener.local_addr().unwrap().port();
-    let pki = Pki::generate();
-    let yaml = config_yaml(&pki, upstream, extra).replace(PUBLIC_URL, public);
-    let config = secretgate::Config::from_yaml(&yaml, pki.path()).unwrap();
-    let gateway = secretgate::Gateway::new(config.clone()).unwrap();
-    let lifecycle = gateway.lifecycle();
-    let reloader = gateway.reloader();
-    let task = tokio::spawn(gateway.serve(listener, None, std::future::pending()));
-    Gateway {
-        addr: ([127, 0, 0, 1], port).into(),
-        pki,
-        config,
-        shutdown: None,
-        task,
-        lifecycle,
-        admin: None,
-        reloader,
-        config_file: None,
-    }
 }
 
 async fn authlib(
@@ -164,65 +123,13 @@ async fn authlib_gets_tokens_with_all_three_methods() {
     assert_eq!(err["status"], 401);
 }
 
-/// pyjwt_verify.py started ahead of time: Python is up and PyJWT imported before the
-/// gateway signs, so the 30 s header lifetime is never spent on interpreter start-up on
-/// a loaded machine. The token goes in on stdin.
-struct PyjwtVerify {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl PyjwtVerify {
-    fn spawn(key_file: &Path, body: Option<&[u8]>, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(python());
-        cmd.arg(script("pyjwt_verify.py"))
-            .args(["--token", "-", "--key-file"])
-            .arg(key_file)
-            .args([
-                "--issuer",
-                "secretgate",
-                "--audience",
-                "legacy-token-service",
-            ])
-            .args(extra)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if let Some(body) = body {
-            let path = dir.path().join("body");
-            std::fs::write(&path, body).unwrap();
-            cmd.arg("--body-file").arg(path);
-        }
-        Self {
-            child: cmd.spawn().unwrap(),
-            _dir: dir,
-        }
-    }
-
-    fn verify(mut self, token: &str) -> (bool, serde_json::Value) {
-        use std::io::Write as _;
-        let mut stdin = self.child.stdin.take().unwrap();
-        stdin.write_all(token.as_bytes()).unwrap();
-        drop(stdin);
-        let out = self.child.wait_with_output().unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "pyjwt_verify.py printed {:?}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.success(), json)
-    }
-}
-
 fn pyjwt_verify(
     token: &str,
     key_file: &Path,
     body: Option<&[u8]>,
     extra: &[&str],
 ) -> (bool, serde_json::Value) {
-    PyjwtVerify::spawn(key_file, body, extra).verify(token)
+    PyjwtVerify::spawn(python(), key_file, body, extra).verify(token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,11 +144,12 @@ async fn the_internal_header_verifies_with_pyjwt_f6() {
     let url = format!("{PUBLIC_URL}{TOKEN_PATH}");
     // The verifiers whose verdict must not be "expired" start before the gateway signs.
     let good = PyjwtVerify::spawn(
+        python(),
         &key_file,
         Some(forwarded.as_bytes()),
         &["--kid", "k1", "--htm", "POST", "--htu", &url],
     );
-    let other_body = PyjwtVerify::spawn(&key_file, Some(b"grant_type=other"), &[]);
+    let other_body = PyjwtVerify::spawn(python(), &key_file, Some(b"grant_type=other"), &[]);
     let reply = gw.send(form(TOKEN_PATH, &body)).await;
     assert_eq!(reply.status, 200);
     let rec = upstream.last();

@@ -8,6 +8,9 @@ pub mod capture;
 pub mod client_cert;
 #[allow(unused_imports)]
 pub use client_cert::*;
+pub mod public_gateway;
+#[allow(unused_imports)]
+pub use public_gateway::*;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

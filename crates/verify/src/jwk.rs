@@ -481,6 +481,89 @@ mod tests {
     }
 
     #[test]
+    fn rsa_and_okp_refusals_each_with_its_reason() {
+        let (_, rsa) = rsa_jwk(aws_lc_rs::rsa::KeySize::Rsa2048);
+        let with = |base: &serde_json::Value, extra: serde_json::Value| {
+            let mut jwk = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                jwk[k] = v.clone();
+            }
+            parse_jwk(jwk.to_string().as_bytes())
+        };
+        // RSA: the private members, `use: enc`, a missing exponent, an EC `alg`.
+        for private in ["d", "p", "q"] {
+            let mut m = serde_json::Map::new();
+            m.insert(private.into(), "AQAB".into());
+            assert_eq!(
+                with(&rsa, m.into()).unwrap_err(),
+                JwkError::Private,
+                "{private}"
+            );
+        }
+        assert_eq!(
+            with(&rsa, serde_json::json!({"use": "enc"})).unwrap_err(),
+            JwkError::NotForSignatures
+        );
+        let mut no_e = rsa.clone();
+        no_e.as_object_mut().unwrap().remove("e");
+        assert_eq!(
+            parse_jwk(no_e.to_string().as_bytes()).unwrap_err(),
+            JwkError::Member("e")
+        );
+        assert_eq!(
+            with(&rsa, serde_json::json!({"alg": "EdDSA"})).unwrap_err(),
+            JwkError::AlgorithmMismatch("EdDSA".into())
+        );
+        // A modulus one bit short of 2048 (the top bit cleared), and leading zero bytes
+        // that do not count.
+        let mut n = jws::decode(rsa["n"].as_str().unwrap()).unwrap();
+        n[0] = 0x7f;
+        assert_eq!(
+            with(&rsa, serde_json::json!({"n": jws::encode(&n)})).unwrap_err(),
+            JwkError::RsaTooSmall(2047)
+        );
+        let mut padded = vec![0, 0];
+        padded.extend_from_slice(&jws::decode(rsa["n"].as_str().unwrap()).unwrap());
+        let key = with(&rsa, serde_json::json!({"n": jws::encode(&padded)})).unwrap();
+        assert!(matches!(key.key, PublicKey::Rsa { bits: 2048, .. }));
+        // OKP: X25519 and Ed448 are other curves; a point of the wrong length; no crv.
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = jws::encode(pair.public_key().as_ref());
+        let ed = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+        assert!(parse_jwk(ed.to_string().as_bytes()).is_ok());
+        for crv in ["X25519", "Ed448"] {
+            assert_eq!(
+                with(&ed, serde_json::json!({"crv": crv})).unwrap_err(),
+                JwkError::UnsupportedCurve(crv.into())
+            );
+        }
+        assert_eq!(
+            with(&ed, serde_json::json!({"x": jws::encode([9u8; 31])})).unwrap_err(),
+            JwkError::InvalidKey
+        );
+        let mut no_crv = ed.clone();
+        no_crv.as_object_mut().unwrap().remove("crv");
+        assert_eq!(
+            parse_jwk(no_crv.to_string().as_bytes()).unwrap_err(),
+            JwkError::UnsupportedCurve(String::new())
+        );
+        assert_eq!(
+            with(&ed, serde_json::json!({"d": jws::encode([1u8; 32])})).unwrap_err(),
+            JwkError::Private
+        );
+        assert_eq!(
+            with(&ed, serde_json::json!({"use": "enc"})).unwrap_err(),
+            JwkError::NotForSignatures
+        );
+        // `Ed25519` (RFC 9864) and `EdDSA` (RFC 8037) name the one algorithm.
+        for alg in ["EdDSA", "Ed25519"] {
+            let key = with(&ed, serde_json::json!({"alg": alg})).unwrap();
+            assert_eq!(key.alg, Some(AsymmetricAlgorithm::EdDsa));
+        }
+    }
+
+    #[test]
     fn sets_keep_good_keys_and_name_bad_ones() {
         let (a, b) = (ec(), ec());
         let set = serde_json::json!({"keys": [

@@ -8,8 +8,8 @@
 //!   shorter); failures are counted and logged at WARN at most once per 5 minutes per
 //!   URI, recovery at INFO.
 //! - A request whose assertion names an unknown `kid` may trigger one fetch
-//!   ([`KeySets::refetch`]): at most one per URI per `min_refetch_interval`, and
-//!   concurrent requests share it (single flight).
+//!   ([`KeySets::refetch`]): at most one per URI per `min_refetch_interval` (the
+//!   scheduled fetches do not count), and concurrent requests share it (single flight).
 //! - A URI never fetched successfully has no set: its clients get 503 (the
 //!   authenticator's decision; this module only says there is none).
 //! - Entries outlive configuration generations (a reload keeps the set of an unchanged
@@ -47,7 +47,11 @@ struct Settings {
 
 #[derive(Default)]
 struct Schedule {
+    /// When the last fetch, scheduled or not, started.
     last_attempt: Option<Instant>,
+    /// When the last fetch on behalf of an unknown `kid` started: the one that
+    /// `min_refetch_interval` limits.
+    last_refetch: Option<Instant>,
     next_due: Option<Instant>,
     /// Whether the last attempt succeeded (for logging the transitions).
     healthy: Option<bool>,
@@ -155,24 +159,36 @@ impl KeySets {
         self.entry(uri)?.keys.load_full()
     }
 
-    /// An assertion named a `kid` the set of `uri` does not have: fetch again, unless a
-    /// fetch was tried less than `min_refetch_interval` ago, sharing a fetch in flight.
+    /// An assertion named a `kid` the set of `uri` does not have: fetch again, unless an
+    /// unknown `kid` already caused a fetch less than `min_refetch_interval` ago, sharing a
+    /// fetch in flight. Scheduled fetches do not count against the interval: a client that
+    /// rotates its key just after a refresh must not wait for the interval to pass.
     /// Returns the set as it is afterwards.
     pub async fn refetch(&self, uri: &str) -> Option<Arc<Vec<Jwk>>> {
         let entry = self.entry(uri)?;
         let asked = Instant::now();
         let min = self.settings.load().cfg.min_refetch_interval;
-        let recent = |s: &Schedule| s.last_attempt.is_some_and(|t| asked < t + min);
-        if recent(&lock(&entry.schedule)) {
+        // At most one fetch per URI per interval on behalf of requests (§2.14): a flood
+        // of made-up kids must not become a flood of fetches.
+        let limited = |s: &Schedule| s.last_refetch.is_some_and(|t| asked < t + min);
+        if limited(&lock(&entry.schedule)) {
             return entry.keys.load_full();
         }
         let _fetching = entry.fetching.lock().await;
-        // A fetch that ran while this request waited (started after it asked, or recent
-        // enough) stands for this one.
-        if recent(&lock(&entry.schedule)) {
+        // A fetch that started while this request waited for the one in flight stands for
+        // this one (so does the refetch it waited for, now recorded).
+        let served = {
+            let schedule = lock(&entry.schedule);
+            limited(&schedule) || schedule.last_attempt.is_some_and(|t| t >= asked)
+        };
+        if served {
             return entry.keys.load_full();
         }
+        let started = Instant::now();
         self.fetch_now(&entry).await;
+        // Recorded once done, while still holding `fetching`: a request that arrives
+        // meanwhile waits for this fetch rather than answering from the old set.
+        lock(&entry.schedule).last_refetch = Some(started);
         entry.keys.load_full()
     }
 
