@@ -60,7 +60,10 @@ fn check(jwk: &Jwk, entry: &Value) {
         }
     }
     for alg in AsymmetricAlgorithm::ALL {
-        assert!(!jwk.key.verify(alg, b"input", &[]), "an empty signature verified");
+        assert!(
+            !jwk.key.verify(alg, b"input", &[]),
+            "an empty signature verified"
+        );
         if alg.key_type() != key_type {
             assert!(!jwk.allows(alg), "{alg:?} allowed for {key_type:?}");
             assert!(
@@ -80,7 +83,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let set: Value = serde_json::from_slice(data).expect("an accepted set is JSON");
-    let entries = set["keys"].as_array().expect("an accepted set has a keys array");
+    let entries = set["keys"]
+        .as_array()
+        .expect("an accepted set has a keys array");
     assert_eq!(results.len(), entries.len(), "one result per entry");
     let mut kids: Vec<&str> = Vec::new();
     for (result, entry) in results.iter().zip(entries) {

@@ -36,7 +36,10 @@ fn url_decode(raw: &[u8], plus: bool) -> Vec<u8> {
     while i < raw.len() {
         match raw[i] {
             b'+' if plus => out.push(b' '),
-            b'%' => match (raw.get(i + 1).and_then(|&b| hex(b)), raw.get(i + 2).and_then(|&b| hex(b))) {
+            b'%' => match (
+                raw.get(i + 1).and_then(|&b| hex(b)),
+                raw.get(i + 2).and_then(|&b| hex(b)),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -52,7 +55,10 @@ fn url_decode(raw: &[u8], plus: bool) -> Vec<u8> {
 
 /// PHP's `php_register_variable_ex` name mangling.
 fn php_name(decoded: &[u8]) -> Vec<u8> {
-    let cut = decoded.iter().position(|&b| b == 0).unwrap_or(decoded.len());
+    let cut = decoded
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(decoded.len());
     let mut name: Vec<u8> = decoded[..cut].to_vec();
     while name.first() == Some(&b' ') {
         name.remove(0);
@@ -77,7 +83,10 @@ fn php_name(decoded: &[u8]) -> Vec<u8> {
 
 /// `(essence, parameters)` split on `;` with the given essence terminators.
 fn essence(ct: &[u8], stops: &[u8]) -> Vec<u8> {
-    let end = ct.iter().position(|b| stops.contains(b)).unwrap_or(ct.len());
+    let end = ct
+        .iter()
+        .position(|b| stops.contains(b))
+        .unwrap_or(ct.len());
     ct[..end].trim_ascii().to_ascii_lowercase()
 }
 
@@ -89,7 +98,12 @@ fn lines(body: &[u8]) -> Vec<&[u8]> {
 
 /// The names of every part, reading lines that start with `--boundary`. `stop_at_close`:
 /// Werkzeug stops at `--boundary--`, PHP reads on.
-fn multipart_names(body: &[u8], boundary: &[u8], stop_at_close: bool, pick: fn(&[u8]) -> Option<Vec<u8>>) -> Vec<Vec<u8>> {
+fn multipart_names(
+    body: &[u8],
+    boundary: &[u8],
+    stop_at_close: bool,
+    pick: fn(&[u8]) -> Option<Vec<u8>>,
+) -> Vec<Vec<u8>> {
     let mut delimiter = b"--".to_vec();
     delimiter.extend_from_slice(boundary);
     let mut close = delimiter.clone();
@@ -113,8 +127,13 @@ fn multipart_names(body: &[u8], boundary: &[u8], stop_at_close: bool, pick: fn(&
                 in_headers = false;
                 continue;
             }
-            let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-            if line[..colon].trim_ascii().eq_ignore_ascii_case(b"content-disposition") {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"content-disposition")
+            {
                 if let Some(name) = pick(&line[colon + 1..]) {
                     names.push(name);
                 }
@@ -130,7 +149,10 @@ fn params(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .filter_map(|p| {
             let eq = p.iter().position(|&b| b == b'=')?;
             let v = p[eq + 1..].trim_ascii();
-            let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v);
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
             Some((p[..eq].trim_ascii().to_ascii_lowercase(), v.to_vec()))
         })
         .collect()
@@ -138,7 +160,11 @@ fn params(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// PHP: the last `name` parameter.
 fn php_pick(value: &[u8]) -> Option<Vec<u8>> {
-    params(value).into_iter().filter(|(k, _)| k == b"name").map(|(_, v)| v).last()
+    params(value)
+        .into_iter()
+        .filter(|(k, _)| k == b"name")
+        .map(|(_, v)| v)
+        .last()
 }
 
 /// Werkzeug: `name*` (RFC 2231) over `name`, the first of each.
@@ -160,12 +186,21 @@ fn php_finds(ct: &[u8], body: &[u8]) -> bool {
             .any(|name| is_credential(&php_name(&url_decode(name, true)))),
         b"multipart/form-data" => {
             let lower = ct.to_ascii_lowercase();
-            let Some(at) = lower.windows(8).position(|w| w == b"boundary") else { return false };
-            let Some(eq) = ct[at..].iter().position(|&b| b == b'=') else { return false };
+            let Some(at) = lower.windows(8).position(|w| w == b"boundary") else {
+                return false;
+            };
+            let Some(eq) = ct[at..].iter().position(|&b| b == b'=') else {
+                return false;
+            };
             let raw = &ct[at + eq + 1..];
             let raw = match raw.strip_prefix(b"\"") {
                 Some(q) => &q[..q.iter().position(|&b| b == b'"').unwrap_or(q.len())],
-                None => &raw[..raw.iter().position(|&b| b == b',' || b == b';').unwrap_or(raw.len())],
+                None => {
+                    &raw[..raw
+                        .iter()
+                        .position(|&b| b == b',' || b == b';')
+                        .unwrap_or(raw.len())]
+                }
             };
             !raw.is_empty()
                 && multipart_names(body, raw, false, php_pick)
@@ -210,7 +245,9 @@ fn werkzeug_finds(ct: Option<&[u8]>, body: &[u8]) -> bool {
 fn gateway_refuses(ct: Option<&[u8]>, body: &[u8]) -> bool {
     let mut headers = HeaderMap::new();
     if let Some(ct) = ct {
-        let Ok(value) = HeaderValue::from_bytes(ct) else { return true };
+        let Ok(value) = HeaderValue::from_bytes(ct) else {
+            return true;
+        };
         headers.insert(http::header::CONTENT_TYPE, value);
     }
     match check_head(&headers, None, &[]) {
@@ -253,7 +290,11 @@ fn generate(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut it = data.iter().copied();
     let mut next = || it.next().unwrap_or(0);
     let ct = TYPES[usize::from(next()) % TYPES.len()].to_vec();
-    let crlf = if next() & 1 == 0 { &b"\r\n"[..] } else { &b"\n"[..] };
+    let crlf = if next() & 1 == 0 {
+        &b"\r\n"[..]
+    } else {
+        &b"\n"[..]
+    };
     let parts = usize::from(next() % 4) + 1;
     let mut body = Vec::new();
     let multipart = ct.starts_with(b"multipart");
@@ -305,7 +346,9 @@ fn generate(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let (ct, body): (Option<Vec<u8>>, Vec<u8>) = if mode & 1 == 0 {
         let (ct, body) = generate(rest);
         (Some(ct), body)
