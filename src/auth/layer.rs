@@ -51,7 +51,7 @@ pub struct Auth<S> {
     authenticator: Arc<Authenticator>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S> Service<Request<Body>> for Auth<S>
 where
@@ -93,19 +93,9 @@ where
                         Err(error)
                     }),
                     // Nothing to read: streamed on at once (a GET has no body).
-                    Ok(Head::Clean) => {
-                        return ResponseFuture {
-                            state: State::Calling {
-                                future: self.inner.call(req),
-                            },
-                        }
-                    }
+                    Ok(Head::Clean) => return ResponseFuture::calling(self.inner.call(req)),
                     Ok(Head::Inspect(_)) if http_body::Body::is_end_stream(req.body()) => {
-                        return ResponseFuture {
-                            state: State::Calling {
-                                future: self.inner.call(req),
-                            },
-                        }
+                        return ResponseFuture::calling(self.inner.call(req))
                     }
                     Ok(head) => Box::pin(async move {
                         contain::check_body(req, head, authenticator.limits()).await
@@ -115,18 +105,14 @@ where
         // `inner` was polled ready: take it, leave a fresh clone behind (tower's contract).
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        ResponseFuture {
-            state: State::Preparing {
-                future: preparing,
-                inner: Some(inner),
-            },
-        }
+        ResponseFuture::preparing(preparing, inner)
     }
 }
 
 pin_project! {
-    /// Authenticating (protected requests) or reading a form body to check it
-    /// (unprotected ones), then the inner service's future.
+    /// Preparing the request (authenticating a protected one, reading a form body to
+    /// check it, taking a rate-limit token), then the inner service's future. Shared by
+    /// the auth and rate-limit layers.
     pub struct ResponseFuture<S: Service<Request<Body>>> {
         #[pin]
         state: State<S>,
@@ -144,6 +130,28 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
+    }
+}
+
+impl<S: Service<Request<Body>>> ResponseFuture<S> {
+    /// Straight to the inner service.
+    pub(crate) fn calling(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+        }
+    }
+
+    /// `prepare` first, then `inner` (already polled ready) with the request it returns.
+    pub(crate) fn preparing(
+        prepare: BoxFuture<Result<Request<Body>, GatewayError>>,
+        inner: S,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Preparing {
+                future: prepare,
+                inner: Some(inner),
+            },
+        }
     }
 }
 

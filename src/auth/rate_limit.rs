@@ -17,16 +17,14 @@
 //!   the next request, to the tokens the bucket holds.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::auth::layer::{BoxFuture, ResponseFuture};
 use crate::auth::shadow::Shadowed;
 use crate::auth::Authenticated;
 use crate::body::Body;
@@ -213,8 +211,6 @@ pub struct RateLimit<S> {
     limits: Arc<HashMap<ClientId, RateLimitConfig>>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<Request<Body>> for RateLimit<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
@@ -237,74 +233,20 @@ where
             .filter(|_| req.extensions().get::<Shadowed>().is_none())
             .and_then(|who| Some((who.client_id.clone(), *self.limits.get(&who.client_id)?)));
         let Some((client, limit)) = limited else {
-            return ResponseFuture {
-                state: State::Calling {
-                    future: self.inner.call(req),
-                },
-            };
+            return ResponseFuture::calling(self.inner.call(req));
         };
         let limiter = self.limiter.clone();
-        let checking: BoxFuture<Result<(), GatewayError>> = Box::pin(async move {
+        let checking: BoxFuture<Result<Request<Body>, GatewayError>> = Box::pin(async move {
             limiter.take(&client, &limit).await.map_err(|e| {
                 limiter.metrics.rate_limited(&client);
                 GatewayError::RateLimited(e)
-            })
+            })?;
+            Ok(req)
         });
         // `inner` was polled ready: take it, leave a fresh clone behind (tower's contract).
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        ResponseFuture {
-            state: State::Checking {
-                future: checking,
-                pending: Some((inner, req)),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Taking a token (only for a limited client), then the inner service's future.
-    pub struct ResponseFuture<S: Service<Request<Body>>> {
-        #[pin]
-        state: State<S>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S: Service<Request<Body>>> {
-        Checking {
-            future: BoxFuture<Result<(), GatewayError>>,
-            pending: Option<(S, Request<Body>)>,
-        },
-        Calling {
-            #[pin]
-            future: S::Future,
-        },
-    }
-}
-
-impl<S> Future for ResponseFuture<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
-{
-    type Output = Result<Response<Body>, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Checking { future, pending } => {
-                    ready!(future.as_mut().poll(cx))?;
-                    let Some((mut inner, req)) = pending.take() else {
-                        return Poll::Ready(Err(GatewayError::NotAuthenticated));
-                    };
-                    let future = inner.call(req);
-                    this.state.set(State::Calling { future });
-                }
-                StateProj::Calling { future } => return future.poll(cx),
-            }
-        }
+        ResponseFuture::preparing(checking, inner)
     }
 }
 
