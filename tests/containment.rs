@@ -87,29 +87,7 @@ const LOOKALIKES: [&str; 27] = [
 /// What the gateway answers for every refused path, lookalike or not canonical.
 const NOT_CANONICAL: &str = "The request path is not in canonical form.";
 
-struct Rig {
-    upstream: RecordingUpstream,
-    gw: Gateway,
-}
-
 impl Rig {
-    async fn start(extra: &str) -> Rig {
-        let upstream = RecordingUpstream::start(Behaviour::Token).await;
-        let gw = Gateway::start_with(upstream.addr, extra).await;
-        Rig { upstream, gw }
-    }
-
-    /// Sends over a fresh HTTP/1.1 connection; returns the reply and what the upstream
-    /// received because of it. The upstream records a request before it answers, and the
-    /// gateway answers a forwarded request only after the upstream did.
-    async fn send(&self, req: Request<Full<Bytes>>) -> (Reply, Option<Recorded>) {
-        let before = self.upstream.records().len();
-        let reply = self.gw.send(req).await;
-        let records = self.upstream.records();
-        assert!(records.len() <= before + 1, "forwarded more than once");
-        (reply, records.get(before).cloned())
-    }
-
     async fn metric(&self, series: &str) -> f64 {
         sample(&self.gw.metrics().await, series)
     }

@@ -30,29 +30,7 @@ const AMBIGUOUS: [&str; 2] = [
     "Send one Host header, equal to the request authority.",
 ];
 
-struct Rig {
-    upstream: RecordingUpstream,
-    gw: Gateway,
-}
-
 impl Rig {
-    async fn start(extra: &str) -> Rig {
-        let upstream = RecordingUpstream::start(Behaviour::Token).await;
-        let gw = Gateway::start_with(upstream.addr, extra).await;
-        Rig { upstream, gw }
-    }
-
-    /// Sends over a fresh connection of either protocol; returns the reply and what the
-    /// upstream received because of it (it records before it answers, and the gateway
-    /// answers a forwarded request only after the upstream did).
-    async fn send(&self, h2: bool, req: Request<Full<Bytes>>) -> (Reply, Option<Recorded>) {
-        let before = self.upstream.records().len();
-        let reply = self.gw.client(h2).await.send(req).await;
-        let records = self.upstream.records();
-        assert!(records.len() <= before + 1, "forwarded more than once");
-        (reply, records.get(before).cloned())
-    }
-
     /// Sends `req` over both protocols and asserts it is refused with `status` and never
     /// forwarded.
     async fn assert_refused(
@@ -63,7 +41,7 @@ impl Rig {
     ) {
         for h2 in [false, true] {
             let what = format!("{what} (h2: {h2})");
-            let (reply, forwarded) = self.send(h2, req()).await;
+            let (reply, forwarded) = self.send_on(h2, req()).await;
             assert_eq!(reply.status, status, "{what}: {:?}", reply.body);
             assert_eq!(reply.headers["content-type"], "application/json", "{what}");
             assert_eq!(reply.json()["error"], "invalid_request", "{what}");
@@ -81,7 +59,7 @@ impl Rig {
     ) -> Vec<Recorded> {
         let mut seen = Vec::new();
         for h2 in [false, true] {
-            let (reply, forwarded) = self.send(h2, req()).await;
+            let (reply, forwarded) = self.send_on(h2, req()).await;
             assert_eq!(
                 reply.status,
                 StatusCode::OK,
@@ -193,7 +171,7 @@ async fn userinfo_and_ambiguous_hosts_are_refused() {
         for h in &hosts {
             req.headers_mut().append("host", h.parse().unwrap());
         }
-        let (reply, forwarded) = rig.send(false, req).await;
+        let (reply, forwarded) = rig.send_on(false, req).await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -212,7 +190,7 @@ async fn userinfo_and_ambiguous_hosts_are_refused() {
             &[],
             "",
         );
-        let (reply, forwarded) = rig.send(h2, req).await;
+        let (reply, forwarded) = rig.send_on(h2, req).await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -232,7 +210,7 @@ async fn userinfo_and_ambiguous_hosts_are_refused() {
         &[("host", "evil.example")],
         "",
     );
-    let (reply, forwarded) = rig.send(true, req).await;
+    let (reply, forwarded) = rig.send_on(true, req).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
     assert_eq!(reply.json()["error_description"], AMBIGUOUS[1]);
     assert!(forwarded.is_none());

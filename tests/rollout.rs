@@ -28,28 +28,7 @@ const INTERNAL: &str = "x-authenticated-client";
 const FORM: &str = "application/x-www-form-urlencoded";
 const GRANT: &str = "grant_type=client_credentials&scope=read";
 
-/// A gateway in front of a recording upstream.
-struct Rig {
-    upstream: RecordingUpstream,
-    gw: Gateway,
-}
-
 impl Rig {
-    async fn start(extra: &str) -> Rig {
-        let upstream = RecordingUpstream::start(Behaviour::Token).await;
-        let gw = Gateway::start_with(upstream.addr, extra).await;
-        Rig { upstream, gw }
-    }
-
-    /// Sends `req`; returns the reply and what the upstream received for it, if anything.
-    async fn send(&self, req: Request<Full<Bytes>>) -> (Reply, Option<Recorded>) {
-        let before = self.upstream.records().len();
-        let reply = self.gw.send(req).await;
-        let records = self.upstream.records();
-        let forwarded = (records.len() > before).then(|| records[records.len() - 1].clone());
-        (reply, forwarded)
-    }
-
     /// Verifies the internal header `rec` carries against its own body.
     fn claims(&self, rec: &Recorded) -> secretgate::verify::InternalClaims {
         let header = rec.headers[INTERNAL].to_str().unwrap();
