@@ -30,6 +30,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use secretgate::{verify_internal_header, Expected, VerifyError};
+use support::RecordingRig as Rig;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

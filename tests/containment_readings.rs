@@ -19,6 +19,7 @@ mod support;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::RecordingRig as Rig;
 use support::*;
 
 const FORM: &str = "application/x-www-form-urlencoded";

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use secretgate::{verify_internal_header, Expected};
+use support::RecordingRig as Rig;
 use support::*;
 
 const INTERNAL: &str = "x-authenticated-client";

@@ -427,17 +427,17 @@ impl Gateway {
 }
 
 /// A gateway in front of a recording upstream: a request and what reached the upstream
-/// because of it. Test files add their own methods in `impl Rig` blocks.
-pub struct Rig {
+/// because of it. Test files name it `Rig` and add their own methods in `impl Rig` blocks.
+pub struct RecordingRig {
     pub upstream: RecordingUpstream,
     pub gw: Gateway,
 }
 
-impl Rig {
-    pub async fn start(extra: &str) -> Rig {
+impl RecordingRig {
+    pub async fn start(extra: &str) -> RecordingRig {
         let upstream = RecordingUpstream::start(Behaviour::Token).await;
         let gw = Gateway::start_with(upstream.addr, extra).await;
-        Rig { upstream, gw }
+        RecordingRig { upstream, gw }
     }
 
     /// Sends over a fresh connection of either protocol; returns the reply and what the
@@ -451,7 +451,7 @@ impl Rig {
         (reply, records.get(before).cloned())
     }
 
-    /// [`Rig::send_on`] over HTTP/1.1.
+    /// [`RecordingRig::send_on`] over HTTP/1.1.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> (Reply, Option<Recorded>) {
         self.send_on(false, req).await
     }
