@@ -384,3 +384,20 @@ fn internal_header_keys_are_checked_with_their_names() {
     let p = problems("    - { id: a, algorithm: ES256, file: ec.pem, publish_only: true }\n");
     assert_problem(&p, "internal_header.keys: every key is publish_only");
 }
+
+/// The marker of a file `check --skip-files` did not read hides nothing when files are read:
+/// a bad value that happens to contain its text is still a problem.
+#[test]
+fn the_skip_files_marker_in_a_value_hides_no_problem() {
+    let err = Config::from_yaml_in(
+        "listen: \"not read (--skip-files)\"\n",
+        std::path::Path::new("/cfg"),
+        &crate::config::MemoryFiles::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.problems().iter().any(|p| p.starts_with("listen:")),
+        "{:?}",
+        err.problems()
+    );
+}

@@ -106,7 +106,9 @@ impl Validator<'_> {
 
     pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let (path, message) = (path.into(), message.into());
-        if files::is_skipped(&message) {
+        // Only under `check --skip-files`: elsewhere a value that happens to contain the
+        // marker text must still be reported.
+        if self.files.skips() && files::is_skipped(&message) {
             self.skipped.push(path);
             return;
         }
