@@ -251,8 +251,8 @@ async fn no_secret_or_hash_in_the_binarys_trace_logs() {
     let pki = Pki::generate();
     let hash_file = pki.path().join("hashed-post.hash");
     std::fs::write(&hash_file, format!("{post_hash}\n")).unwrap();
-    let listen = refused_addr().await;
-    let admin = refused_addr().await;
+    let listen = free_addr().await;
+    let admin = free_addr().await;
     let extra = format!(
         "{}{}{NO_THROTTLE}admin: {{ listen: \"{admin}\" }}\nreload: {{ watch: false }}\n",
         client(

@@ -37,8 +37,8 @@ async fn sighup_reloads_and_sigterm_drains_the_binary() {
     let pki = Pki::generate();
     write_secrets(pki.path());
     std::fs::write(pki.path().join("billing.secret"), format!("{OLD_SECRET}\n")).unwrap();
-    let listen = refused_addr().await;
-    let admin = refused_addr().await;
+    let listen = free_addr().await;
+    let admin = free_addr().await;
     let config = yaml(
         &pki,
         upstream.addr,

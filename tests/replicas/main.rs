@@ -577,8 +577,8 @@ impl Binary {
     /// clients, then other sections, as for `config_yaml`), listening on fresh loopback
     /// ports (the admin one too); returns once `/readyz` says 200.
     async fn launch(pki: Pki, upstream: SocketAddr, extra: &str) -> Binary {
-        let listen = refused_addr().await;
-        let admin = refused_addr().await;
+        let listen = free_addr().await;
+        let admin = free_addr().await;
         let extra =
             format!("{extra}admin: {{ listen: \"{admin}\" }}\nreload: {{ watch: false }}\n");
         let config = config_yaml(&pki, upstream, &extra)

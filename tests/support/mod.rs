@@ -267,7 +267,21 @@ async fn answer(
 }
 
 /// A port on 127.0.0.1 where nothing listens.
+/// An address that refuses connections for the rest of the test process: a
+/// socket bound to it that never listens (a connection gets a reset) and is
+/// never closed, so no other test's listener can take the port. A port freed
+/// by dropping a listener could be taken by a server another test starts in
+/// between, and the request meant to fail would reach it (seen in CI: 404).
 pub async fn refused_addr() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
+    addr
+}
+
+/// A free address for a process the test starts to listen on.
+pub async fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);

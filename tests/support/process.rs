@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{admin_get, config_yaml, refused_addr, Pki};
+use super::{admin_get, config_yaml, free_addr, Pki};
 
 pub struct GatewayProcess {
     pub child: Child,
@@ -28,8 +28,8 @@ impl GatewayProcess {
     /// Starts the binary in front of `upstream` with the test config plus `extra`.
     pub async fn start(upstream: SocketAddr, extra: &str) -> GatewayProcess {
         let pki = Pki::generate();
-        let listen = refused_addr().await;
-        let admin = refused_addr().await;
+        let listen = free_addr().await;
+        let admin = free_addr().await;
         let yaml = config_yaml(
             &pki,
             upstream,
