@@ -146,14 +146,17 @@ pub fn ambiguous_segment(segment: &str) -> bool {
     cut.is_empty() || cut.bytes().all(|b| b == b'.') || path_segment(segment).is_empty()
 }
 
+/// Whether a parameter name is only `a-z`, `0-9` and `_`: every reading of it is itself.
+pub fn is_plain_name(raw: &[u8]) -> bool {
+    raw.iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
 /// A parameter name (still form-encoded, as it appears in a query or an urlencoded body)
 /// as a lenient server reads it. Names made only of `a-z`, `0-9` and `_` (all the OAuth
 /// parameters) are returned as they are, without allocating.
 pub fn param_name(raw: &[u8]) -> Cow<'_, str> {
-    let plain = raw
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
-    if plain {
+    if is_plain_name(raw) {
         // Only ASCII bytes, so this cannot fail.
         if let Ok(s) = std::str::from_utf8(raw) {
             return Cow::Borrowed(s);
@@ -184,10 +187,7 @@ pub fn param_name(raw: &[u8]) -> Cow<'_, str> {
 /// `.` and space as `_`, white space trimmed). Without duplicates; a plain name is one
 /// reading.
 pub fn credential_readings(raw: &[u8]) -> Vec<String> {
-    if raw
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-    {
+    if is_plain_name(raw) {
         return vec![String::from_utf8_lossy(raw).into_owned()];
     }
     let once = form_decode_lossy(raw);

@@ -171,7 +171,11 @@ pub fn extract(
 /// A name such a server reads as a credential parameter must be spelled exactly: it would
 /// otherwise reach the upstream, which might act on it.
 fn reject_repeats(params: &Params) -> Result<(), RequestError> {
-    let mut seen = std::collections::HashSet::with_capacity(params.len());
+    // A token request has a handful of parameters: compared pairwise, without hashing,
+    // up to this many; a set beyond (a form may have up to 256).
+    const SCAN: usize = 16;
+    let mut few: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+    let mut many = std::collections::HashSet::new();
     for (name, _) in params {
         // The name is already decoded once; reading it leniently decodes it again, as a
         // server that decodes twice would.
@@ -180,14 +184,23 @@ fn reject_repeats(params: &Params) -> Result<(), RequestError> {
             return Err(RequestError::LookalikeParameter);
         }
         // The other readings too (decoded again, cut at NUL, PHP's `[` as `_`): a second
-        // spelling of a credential parameter.
-        let other_spelling = lenient::credential_readings(name.as_bytes())
-            .iter()
-            .any(|r| CREDENTIAL_PARAMS.contains(&r.as_str()) && r != name);
+        // spelling of a credential parameter. A name of only `a-z`, `0-9` and `_` (every
+        // OAuth parameter) has no reading but itself.
+        let other_spelling = !lenient::is_plain_name(name.as_bytes())
+            && lenient::credential_readings(name.as_bytes())
+                .iter()
+                .any(|r| CREDENTIAL_PARAMS.contains(&r.as_str()) && r != name);
         if other_spelling {
             return Err(RequestError::LookalikeParameter);
         }
-        if !seen.insert(loose) {
+        let repeated = if params.len() <= SCAN {
+            let seen = few.contains(&loose);
+            few.push(loose);
+            seen
+        } else {
+            !many.insert(loose)
+        };
+        if repeated {
             return Err(RequestError::RepeatedParameter);
         }
     }
