@@ -210,7 +210,6 @@ impl Signer {
         now: i64,
         jti: &[u8; 16],
     ) -> String {
-        use std::fmt::Write as _;
         let mut out = String::with_capacity(self.claims_prefix.len() + 400);
         out.push_str(&self.claims_prefix);
         jws::push_json_str(&mut out, who.client_id.as_str());
@@ -218,7 +217,11 @@ impl Signer {
         jws::push_json_str(&mut out, who.client_id.as_str());
         out.push_str(",\"auth_method\":");
         jws::push_json_str(&mut out, who.method.as_str());
-        let _ = write!(out, ",\"iat\":{now},\"exp\":{}", now + self.ttl_secs);
+        let mut int = itoa::Buffer::new();
+        out.push_str(",\"iat\":");
+        out.push_str(int.format(now));
+        out.push_str(",\"exp\":");
+        out.push_str(int.format(now + self.ttl_secs));
         out.push_str(",\"jti\":\"");
         jws::encode_into(jti, &mut out);
         out.push_str("\",\"htm\":");

@@ -50,7 +50,19 @@ impl MakeId {
     /// The next id.
     pub fn make(&self) -> Option<HeaderValue> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{}-{n:x}", self.prefix)).ok()
+        // `{prefix}-{n:x}` written into a stack buffer: `format!` cost ~0.7k instructions
+        // per request.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 64];
+        let prefix = self.prefix.as_bytes();
+        let len = prefix.len().min(buf.len() - 17);
+        buf[..len].copy_from_slice(&prefix[..len]);
+        buf[len] = b'-';
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        for i in 0..digits {
+            buf[len + digits - i] = HEX[(n >> (4 * i) & 15) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..len + 1 + digits]).ok()
     }
 }
 
@@ -418,5 +430,25 @@ where
             record.finish(res.status().as_u16());
         }
         std::task::Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_prefix_dash_hex_counter() {
+        for n in [0u64, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX] {
+            let ids = MakeId {
+                prefix: "0a1b2c3d".into(),
+                next: Arc::new(AtomicU64::new(n)),
+            };
+            assert_eq!(ids.make().unwrap(), format!("0a1b2c3d-{n:x}").as_str());
+        }
+        let ids = MakeId::default();
+        let (a, b) = (ids.make().unwrap(), ids.make().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 10);
     }
 }
