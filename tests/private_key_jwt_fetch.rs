@@ -3,8 +3,10 @@
 //! the gateway's fetches: rotation by one refetch, at most one refetch per
 //! `min_refetch_interval`, the last good set kept when the server is down or answers too
 //! much, `503` (not counted by the throttle) for a client whose keys were never fetched,
-//! no redirect followed, and keys the gateway cannot accept dropped and counted. Keys are
-//! made at run time (tests/support/client_keys.rs).
+//! no redirect followed, keys the gateway cannot accept dropped and counted, a
+//! `Cache-Control: max-age` scheduling the next fetch within its bounds, and a reload
+//! keeping the set of an unchanged URI. Keys are made at run time
+//! (tests/support/client_keys.rs).
 
 #[path = "support/client_keys.rs"]
 mod client_keys;
@@ -337,4 +339,117 @@ async fn keys_the_gateway_cannot_accept_are_dropped_from_a_fetched_set_and_count
     let reply = send(&gw, &short.assertion(CLIENT)).await;
     assert_status(&reply, 401, "invalid_client", "the short RSA key");
     assert_eq!(upstream.records().len(), 1);
+}
+
+/// Waits (polling, 20 s bound) until `server` has answered `path` at least `n` times.
+async fn until_fetches(server: &JwksServer, path: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.fetches(path) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} fetched {} times, not {n}, within 20 s",
+            server.fetches(path)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_control_max_age_replaces_refresh_but_never_below_one_minute() {
+    let (k, _dir) = keys(1);
+    // /jwks.json answers with `max-age=5`, below the 1-minute floor; /moved.json (the
+    // control, on the same server and CA) with the same set and no Cache-Control.
+    let server = JwksServer::start(Serve::Set(jwk_set(&[&k[0]]), Some(5))).await;
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let control = format!(
+        "  - client_id: pk-control\n    auth_method: private_key_jwt\n    jwks_uri: \"https://localhost:{}/moved.json\"\n",
+        server.port
+    );
+    let extra = uri_client(
+        &server.url(),
+        &server,
+        "  refresh: 1s\n  min_refetch_interval: 1s\n",
+        &control,
+    );
+    let gw = Gateway::start_with(upstream.addr, &extra).await;
+    until_sample(&gw, &keys_series(CLIENT), 1.0).await;
+    // The control follows `refresh: 1s`: 8 fetches take at least 7 s. By then a set
+    // scheduled by `refresh` (1 s) or by the raw `max-age` (5 s) would have been fetched
+    // again; one clamped to a minute has not.
+    until_fetches(&server, "/moved.json", 8).await;
+    assert_eq!(
+        server.fetches(FETCHED),
+        1,
+        "max-age=5 is raised to the 1-minute floor and wins over refresh: 1s"
+    );
+    assert_status(&send(&gw, &k[0].assertion(CLIENT)).await, 200, "", "k0");
+    assert_status(
+        &send(&gw, &k[0].assertion("pk-control")).await,
+        200,
+        "",
+        "k0 for the control client",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_set_of_an_unchanged_uri_and_fetches_an_added_one() {
+    let (k, _dir) = keys(2);
+    let server = JwksServer::start(Serve::Set(jwk_set(&[&k[0], &k[1]]), None)).await;
+    let upstream = RecordingUpstream::start(Behaviour::Token).await;
+    let pki = Pki::generate();
+    let fetch = "  refresh: 1h\n  min_refetch_interval: 1h\n";
+    let before = config_yaml(
+        &pki,
+        upstream.addr,
+        &uri_client(&server.url(), &server, fetch, ""),
+    );
+    // After the reload: a second client on another URI of the same server.
+    let added = format!(
+        "  - client_id: pk-added\n    auth_method: private_key_jwt\n    jwks_uri: \"https://localhost:{}/moved.json\"\n",
+        server.port
+    );
+    let after = config_yaml(
+        &pki,
+        upstream.addr,
+        &uri_client(&server.url(), &server, fetch, &added),
+    );
+    let gw = Gateway::start_file(pki, &before).await;
+    until_sample(&gw, &keys_series(CLIENT), 2.0).await;
+    assert_eq!(server.fetches(FETCHED), 1);
+
+    std::fs::write(gw.config_file.as_ref().unwrap(), after).unwrap();
+    gw.reloader.reload().await.expect("the reload applies");
+    until_sample(&gw, &keys_series("pk-added"), 2.0).await;
+    assert_eq!(
+        server.fetches("/moved.json"),
+        1,
+        "the added URI, fetched once"
+    );
+    // The unchanged URI's set was kept: no fetch, and both of its keys verify at once.
+    assert_eq!(
+        server.fetches(FETCHED),
+        1,
+        "the kept set is not fetched again"
+    );
+    assert_status(
+        &send(&gw, &k[0].assertion(CLIENT)).await,
+        200,
+        "",
+        "k0 after reload",
+    );
+    assert_status(
+        &send(&gw, &k[1].assertion(CLIENT)).await,
+        200,
+        "",
+        "k1 after reload",
+    );
+    assert_status(
+        &send(&gw, &k[1].assertion("pk-added")).await,
+        200,
+        "",
+        "the added client",
+    );
+    assert_eq!(server.fetches(FETCHED), 1);
+    let m = gw.metrics().await;
+    assert_eq!(sample(&m, &keys_series(CLIENT)), 2.0, "{m}");
 }
