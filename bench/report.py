@@ -11,6 +11,7 @@ NAMES = {
     "nginx": "nginx Basic (TLS + auth_basic + proxy_pass)",
     "sg-basic": "secretgate client_secret_basic",
     "sg-hashed": "secretgate client_secret_basic, argon2id-hashed secret (warm cache)",
+    "sg-limited": "secretgate client_secret_basic, client under a rate_limit (never reached)",
     "sg-post": "secretgate client_secret_post",
     "sg-jwt": "secretgate client_secret_jwt",
     "sg-es256": "secretgate client_secret_basic, internal header ES256",
@@ -109,6 +110,7 @@ def main():
         ("sg-jwt", "sg-basic"): (">= 0.90", 0.9),
         ("sg-post", "sg-basic"): (">= 1.00", 1.0),
         ("sg-hashed", "sg-basic"): (">= 0.95", 0.95),
+        ("sg-limited", "sg-basic"): (">= 0.97", 0.97),
         ("redis-jwt", "sg-jwt"): (">= 0.85", 0.85),
         ("redis-basic", "sg-basic"): (">= 0.97", 0.97),
         ("redis-post", "sg-post"): (">= 0.97", 0.97),
@@ -213,6 +215,9 @@ def main():
     if "hash_verifications" in m:
         w(f"- hashed client: {m['hash_verifications']} argon2id verification(s) in the whole run "
           f"(the smoke test's), {int(m.get('hash_cache_hits') or 0):,} verify-cache hits")
+    if "rate_limited" in m:
+        w(f"- rate-limited client: {m['rate_limited']} request(s) refused with 429 "
+          f"(0: every sg-limited request took a token and went through)")
     if "sg_access_lines" in m:
         redis_access = ""
         if "sg_redis_access_lines" in m:

@@ -37,6 +37,8 @@
 #   sg-hashed secretgate client_secret_basic, the client's secret registered only as an
 #             argon2id hash (hash-secret's parameters): warm verify cache, i.e. one
 #             verification at the smoke test, then cache hits (HASH_CACHE_TTL below)
+#   sg-limited secretgate client_secret_basic, a client with a `rate_limit` no run reaches
+#             (4e9 requests/s): what taking a token from its bucket costs, next to sg-basic
 #   sg-post   secretgate client_secret_post
 #   sg-jwt    secretgate client_secret_jwt: a fresh assertion per request (jti is
 #             single-use), minted before each round and handed out by the Lua script
@@ -52,7 +54,7 @@
 #             (a failure) and the subscription's start-up distrust are a throttle window
 #             (60 s) old: the run waits for that if the warm-up was shorter.
 # Runs alternate A/B/A/B over ROUNDS rounds: each group of scenarios compared with each
-# other (nginx, base-basic, sg-basic, sg-hashed, redis-basic | sg-post, redis-post |
+# other (nginx, base-basic, sg-basic, sg-hashed, sg-limited, redis-basic | sg-post, redis-post |
 # sg-jwt, redis-jwt) runs in one order in odd rounds and the reverse in even ones; the
 # report gives medians and the ratios within each round. Any non-2xx response, socket
 # error or exhausted assertion pool makes that run invalid. Then one run per scenario at
@@ -157,6 +159,7 @@ BASIC_ID=bench-basic
 POST_ID=bench-post
 JWT_ID=bench-jwt
 HASHED_ID=bench-hashed
+LIMITED_ID=bench-limited
 # throttle.window (the default, not set in the config): how long a failure keeps its source
 # suspect, and how long after its pub/sub subscription starts secretgate-redis treats every
 # source as suspect (docs/design.md §2.10).
@@ -311,6 +314,7 @@ printf '%s:%s\n' "$BASIC_ID" "$HASH" >"$TMP/htpasswd"
 chmod 644 "$TMP/htpasswd"
 BASIC_AUTH="Basic $(printf '%s:%s' "$BASIC_ID" "$BASIC_SECRET" | base64 -w0)"
 HASHED_AUTH="Basic $(printf '%s:%s' "$HASHED_ID" "$HASHED_SECRET" | base64 -w0)"
+LIMITED_AUTH="Basic $(printf '%s:%s' "$LIMITED_ID" "$BASIC_SECRET" | base64 -w0)"
 
 # --- configs ---------------------------------------------------------------------------------
 if [[ $LOGS == on ]]; then
@@ -326,7 +330,7 @@ render() {
     -e "s|@SG_PORT@|${RENDER_SG_PORT:-$SG_PORT}|g" -e "s|@SG_ADMIN_PORT@|${RENDER_SG_ADMIN_PORT:-$SG_ADMIN_PORT}|g" \
     -e "s|@PEER_ACCESS_LOG@|$PEER_ACCESS_LOG|g" -e "s|@REPLAY_CAPACITY@|$REPLAY_CAPACITY|g" \
     -e "s|@BASIC_ID@|$BASIC_ID|g" -e "s|@POST_ID@|$POST_ID|g" -e "s|@JWT_ID@|$JWT_ID|g" \
-    -e "s|@HASHED_ID@|$HASHED_ID|g" -e "s|@HASH_CACHE_TTL@|$HASH_CACHE_TTL|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
+    -e "s|@HASHED_ID@|$HASHED_ID|g" -e "s|@LIMITED_ID@|$LIMITED_ID|g" -e "s|@HASH_CACHE_TTL@|$HASH_CACHE_TTL|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
     "$1" >"$2"
 }
 render "$BENCH/conf/upstream.nginx.conf.in" "$TMP/upstream.conf"
@@ -339,6 +343,9 @@ if [[ -n $BASELINE_BIN ]]; then
   [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
   RENDER_SG_PORT=$BASE_PORT RENDER_SG_ADMIN_PORT=$BASE_ADMIN_PORT \
     render "$BENCH/conf/secretgate.yaml.in" "$TMP/secretgate-base.yaml"
+  # base-basic uses only the Basic client; a build from before rate limits would refuse
+  # the limited one.
+  sed -i '/# BEGIN limited/,/# END limited/d' "$TMP/secretgate-base.yaml"
   # A build from before hashed secrets refuses `hashing` and `hash_file`: it gets the
   # config without them (base-basic does not use the hashed client).
   if ! "$BASELINE_BIN" check --config "$TMP/secretgate-base.yaml" >/dev/null 2>"$TMP/check-base.log"; then
@@ -512,6 +519,7 @@ expect 200 sg-hashed -H "Authorization: $HASHED_AUTH" -d "$GRANT" "https://local
 # That 200 was one argon2id verification (the one a warm cache saves from then on).
 [[ $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS") == 1 ]] ||
   die "smoke test sg-hashed: expected 1 hash verification, /metrics says $(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS")"
+expect 200 sg-limited -H "Authorization: $LIMITED_AUTH" -d "$GRANT" "https://localhost:$SG_PORT/oauth2/token"
 if [[ $HEADERS == on ]]; then
   expect 200 sg-es256 -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$ES_PORT/oauth2/token"
   expect 200 sg-eddsa -H "Authorization: $BASIC_AUTH" -d "$GRANT" "https://localhost:$ED_PORT/oauth2/token"
@@ -542,7 +550,7 @@ meta tls_secretgate "$(tls_of "$SG_PORT")"
 
 source "$BENCH/lib/wrk.sh"
 
-SCENARIOS=(upstream nginx sg-basic sg-hashed sg-post sg-jwt)
+SCENARIOS=(upstream nginx sg-basic sg-hashed sg-limited sg-post sg-jwt)
 if [[ -n $BASELINE_BIN ]]; then SCENARIOS+=(base-basic); fi
 if [[ $HEADERS == on ]]; then SCENARIOS+=(sg-es256 sg-eddsa); fi
 if [[ $REDIS == on ]]; then SCENARIOS+=(redis-basic redis-post redis-jwt); fi
@@ -623,7 +631,7 @@ fi
 # even ones, so that a drift over a round favours neither side of a ratio.
 GROUPS_BASIC=(nginx)
 if [[ -n $BASELINE_BIN ]]; then GROUPS_BASIC+=(base-basic); fi
-GROUPS_BASIC+=(sg-basic sg-hashed)
+GROUPS_BASIC+=(sg-basic sg-hashed sg-limited)
 if [[ $HEADERS == on ]]; then GROUPS_BASIC+=(sg-es256 sg-eddsa); fi
 GROUPS_POST=(sg-post)
 GROUPS_JWT=(sg-jwt)
@@ -676,6 +684,8 @@ meta rss_after_latency_kib "$(rss_kib)"
 # hits), and what Redis did during the rounds and fixed-rate runs.
 meta hash_verifications "$(metric "$SG_ADMIN_PORT" "$HASH_VERIFICATIONS")"
 meta hash_cache_hits "$(metric "$SG_ADMIN_PORT" 'secretgate_hash_verify_cache_total{result="hit"}')"
+# The limited client's limit is never reached: a 429 would have made its run invalid.
+meta rate_limited "$(metric "$SG_ADMIN_PORT" secretgate_rate_limited_total)"
 if [[ $REDIS == on ]]; then
   meta redis_commands "$(redis_cli INFO commandstats | tr -d '\r' |
     awk -F'[:,=]' '/^cmdstat_/ {sub("cmdstat_", "", $1); printf "%s%s=%s", sep, $1, $3; sep = " "}')"

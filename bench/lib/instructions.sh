@@ -25,10 +25,11 @@ instructions() {
     kill -0 "$cg_pid" 2>/dev/null || die "secretgate under callgrind exited: $(tail -5 "$TMP/secretgate-cg.log")"
     sleep 0.2
   done
-  for scen in sg-basic sg-post sg-jwt; do
+  for scen in sg-basic sg-limited sg-post sg-jwt; do
     url="https://localhost:$CG_PORT/oauth2/token"
     case "$scen" in
       sg-basic) args=("body=$GRANT" "auth=$BASIC_AUTH" threads=1) ;;
+      sg-limited) args=("body=$GRANT" "auth=$LIMITED_AUTH" threads=1) ;;
       sg-post) args=("body=$GRANT&client_id=$POST_ID&client_secret=$POST_SECRET" threads=1) ;;
       sg-jwt) args=("body=$GRANT" threads=1) ;;
     esac

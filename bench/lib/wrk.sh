@@ -38,6 +38,7 @@ run_wrk() {
     nginx) url="https://localhost:$PEER_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-basic) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-hashed) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$HASHED_AUTH") ;;
+    sg-limited) url="https://localhost:$SG_PORT/oauth2/token" args+=("auth=$LIMITED_AUTH") ;;
     base-basic) url="https://localhost:$BASE_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     redis-basic) url="https://localhost:$RSG_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
     sg-es256) url="https://localhost:$ES_PORT/oauth2/token" args+=("auth=$BASIC_AUTH") ;;
