@@ -2,7 +2,7 @@
 //! as an extension before the stack sees it. Only the server inserts these; nothing in a
 //! request can set them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustls_pki_types::CertificateDer;
@@ -19,6 +19,65 @@ pub struct ClientAddr(pub SocketAddr);
 /// balancer in front. Absent on direct connections (there the peer is [`ClientAddr`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyAddr(pub SocketAddr);
+
+/// An address as text, written into a stack buffer: an IPv4 address digit by digit
+/// (through `Display` it cost ~1.3k instructions, once for `X-Forwarded-For` and twice on
+/// every access line), an IPv6 one through `Display` (rare on this path). Its `Display` is
+/// the address's own.
+#[derive(Clone, Copy)]
+pub struct IpText {
+    buf: [u8; 45],
+    len: u8,
+}
+
+impl IpText {
+    pub fn new(ip: IpAddr) -> IpText {
+        let mut t = IpText {
+            buf: [0; 45],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                let mut cursor = std::io::Cursor::new(&mut t.buf[..]);
+                // An IPv6 address is at most 45 characters (`ffff:…:255.255.255.255`).
+                let _ = write!(cursor, "{v6}");
+                t.len = cursor.position() as u8;
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[usize::from(self.len)] = b;
+        self.len += 1;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, hex digits and colons were written.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The certificate chain the client presented in the TLS handshake (leaf first), whose
 /// signature over the handshake rustls verified, so the client holds the leaf's private
@@ -118,5 +177,34 @@ impl std::fmt::Debug for ClientCertificate {
             .field("thumbprint", &self.0.thumbprint)
             .field("chain", &self.0.chain.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod ip_text_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut ips: Vec<IpAddr> = [[0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 99, 100]]
+            .into_iter()
+            .map(IpAddr::from)
+            .collect();
+        // Every octet value in every position.
+        ips.extend((0..=255u8).map(|b| IpAddr::from([b, 255 - b, b / 3, b.wrapping_mul(7)])));
+        for v6 in [
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "0:0:0:0:0:ffff:255.255.255.255",
+            "1:0:0:0:0:ffff:ffff:ffff",
+        ] {
+            ips.push(v6.parse().unwrap());
+        }
+        for ip in ips {
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string(), "{ip}");
+            assert_eq!(IpText::new(ip).to_string(), ip.to_string(), "{ip}");
+        }
     }
 }

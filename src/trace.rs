@@ -24,7 +24,7 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::MakeSpan;
 use tracing::Span;
 
-use crate::conn::{ClientAddr, ProxyAddr};
+use crate::conn::{ClientAddr, IpText, ProxyAddr};
 use crate::metrics::{Metrics, Outcome, RouteClass};
 use crate::oauth::{AuthMethod, ClientId};
 
@@ -337,8 +337,8 @@ fn access_line(line: &AccessLine<'_>, note: &Note) {
                 target: crate::logline::ACCESS,
                 $level,
                 request_id = line.request_id,
-                client_addr = line.addresses.map(|a| tracing::field::display(a.client)),
-                peer = line.addresses.map(|a| tracing::field::display(a.peer)),
+                client_addr = line.addresses.map(|a| tracing::field::display(IpText::new(a.client))),
+                peer = line.addresses.map(|a| tracing::field::display(IpText::new(a.peer))),
                 method = line.method,
                 path = line.path,
                 status = line.status,

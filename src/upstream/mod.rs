@@ -36,7 +36,7 @@ use tower::Service;
 
 use crate::body::{Body, BodyError};
 use crate::config::UpstreamConfig;
-use crate::conn::ClientAddr;
+use crate::conn::{ClientAddr, IpText};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, UpstreamError};
 use pool::{Conn, Pool};
@@ -176,37 +176,10 @@ impl Upstream {
     }
 }
 
-/// An address as a header value. An IPv4 address is written digit by digit into a stack
-/// buffer: through `Display` and a `String` it cost ~1.5k instructions per request.
+/// An address as a header value.
 fn address_value(ip: IpAddr) -> HeaderValue {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                for d in &digits[skip..] {
-                    buf[len] = b'0' + d;
-                    len += 1;
-                }
-            }
-            HeaderValue::from_bytes(&buf[..len])
-                .unwrap_or_else(|_| unreachable!("digits and dots are a valid header value"))
-        }
-        IpAddr::V6(v6) => HeaderValue::from_str(&v6.to_string())
-            .unwrap_or_else(|_| unreachable!("an IPv6 address is a valid header value")),
-    }
+    HeaderValue::from_str(IpText::new(ip).as_str())
+        .unwrap_or_else(|_| unreachable!("an address is a valid header value"))
 }
 
 impl Service<Request<Body>> for Upstream {
@@ -376,17 +349,10 @@ mod tests {
     use tokio::net::TcpListener;
 
     #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        let mut v4: Vec<IpAddr> = [[0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 99, 100]]
-            .into_iter()
-            .map(IpAddr::from)
-            .collect();
-        // Every octet value in every position.
-        v4.extend((0..=255u8).map(|b| IpAddr::from([b, 255 - b, b / 3, b.wrapping_mul(7)])));
-        v4.push("2001:db8::1".parse().unwrap());
-        v4.push("::ffff:127.0.0.1".parse().unwrap());
-        for ip in v4 {
-            assert_eq!(address_value(ip), ip.to_string().as_str(), "{ip}");
+    fn the_forwarded_address_is_the_addresses_text() {
+        for ip in ["127.0.0.1", "10.200.3.45", "2001:db8::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(address_value(ip), ip.to_string().as_str());
         }
     }
 
