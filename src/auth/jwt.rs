@@ -17,6 +17,7 @@ use crate::config::AudienceMode;
 use crate::error::AssertionRejection;
 use crate::jws;
 use crate::oauth::{Algorithm, AsymmetricAlgorithm};
+use secretgate_verify::json;
 
 /// An assertion's `alg`: an HMAC for `client_secret_jwt`, a public-key algorithm for
 /// `private_key_jwt`.
@@ -89,8 +90,9 @@ pub fn decode(assertion: &str) -> Option<Compact<'_>> {
         return None;
     }
     let segments = jws::split(assertion)?;
-    let header: Header = serde_json::from_slice(&jws::decode(segments.header)?).ok()?;
-    let claims: Claims = serde_json::from_slice(&jws::decode(segments.payload)?).ok()?;
+    // RFC 7519 §7.2: each a UTF-8 JSON object (json.rs says what serde alone lets through).
+    let header: Header = json::object(&jws::decode(segments.header)?)?;
+    let claims: Claims = json::object(&jws::decode(segments.payload)?)?;
     let signature = jws::decode(segments.signature)?;
     Some(Compact {
         signing_input: segments.signing_input,
@@ -291,6 +293,16 @@ mod tests {
             jws::encode(r#"{"alg":"HS256","alg":"none"}"#)
         );
         assert!(decode(&dup).is_none());
+        // RFC 7519 §7.2: header and claims are UTF-8 JSON objects, not arrays read by
+        // position, and not bytes serde_json would skip unchecked.
+        let header = jws::encode(r#"{"alg":"HS256"}"#);
+        for payload in [
+            jws::encode(r#"["mobile","mobile","https://x"]"#),
+            jws::encode(b"{\"iss\":\"mobile\",\"x\":\"\xb0\"}"),
+        ] {
+            assert!(decode(&format!("{header}.{payload}.c2ln")).is_none());
+        }
+        assert!(decode(&format!("{}.e30.c2ln", jws::encode(r#"["HS256"]"#))).is_none());
     }
 
     #[test]

@@ -130,7 +130,10 @@ fn read_request_object(jwt: &str) -> Option<RequestObject> {
         return None;
     }
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: ObjectClaims = serde_json::from_slice(&bytes).ok()?;
+    // RFC 9101 §2.1 (a JWT: RFC 7519 §7.2): a UTF-8 JSON object. serde_json alone would
+    // skip a non-UTF-8 member, which an upstream decoding the bytes its own way could read
+    // as other members (the `pkce` fuzz target found such an object accepted).
+    let claims: ObjectClaims = secretgate_verify::json::object(&bytes)?;
     let text = |v: Option<serde_json::Value>| -> Option<Option<String>> {
         match v {
             None => Some(None),
@@ -349,6 +352,27 @@ mod tests {
             "client_id": "spa", "code_challenge": CHALLENGE, "code_challenge_method": "S256"
         }));
         assert_eq!(check(&[("client_id", "spa"), ("request", &good)]), Ok(()));
+        // The same members with a byte that is not UTF-8 in another one (serde_json skips
+        // it unchecked), or written as an array: unreadable, refused (the `pkce` fuzz
+        // target found the first accepted).
+        let mut not_utf8 = br#"{"x":"#.to_vec();
+        not_utf8.extend_from_slice(b"\"\xb0\",");
+        not_utf8.extend_from_slice(
+            format!(r#""client_id":"spa","code_challenge":"{CHALLENGE}","code_challenge_method":"S256"}}"#)
+                .as_bytes(),
+        );
+        let array = format!(r#"["spa","{CHALLENGE}","S256"]"#);
+        for payload in [not_utf8, array.into_bytes()] {
+            let object = format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(payload)
+            );
+            assert_eq!(
+                check(&[("client_id", "spa"), ("request", &object)]),
+                Err(PkceError::RequestObject)
+            );
+        }
         // The object names the public client, the request a confidential one.
         assert_eq!(
             check(&[("client_id", "web"), ("request", &good)]),

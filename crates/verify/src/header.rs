@@ -267,7 +267,7 @@ pub fn verify_internal_header(
 ) -> Result<InternalClaims, VerifyError> {
     let segments = jws::split(value).ok_or(VerifyError::Malformed)?;
     let header: JoseHeader = jws::decode(segments.header)
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| crate::json::object(&b))
         .ok_or(VerifyError::Malformed)?;
     // RFC 7515 §4.1.11: the gateway uses no extension, so none is understood here.
     if header.crit.is_some() {
@@ -296,7 +296,7 @@ pub fn verify_internal_header(
         return Err(VerifyError::Signature);
     }
     let claims: InternalClaims = jws::decode(segments.payload)
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| crate::json::object(&b))
         .ok_or(VerifyError::Malformed)?;
     let now = expected.now.unwrap_or_else(unix_now);
     if now > claims.exp + expected.leeway {

@@ -254,7 +254,8 @@ fn member(value: &Option<String>, name: &'static str) -> Result<Vec<u8>, JwkErro
 
 /// Parses one JWK (a JSON object).
 pub fn parse_jwk(json: &[u8]) -> Result<Jwk, JwkError> {
-    let raw: RawJwk<'_> = serde_json::from_slice(json).map_err(|_| JwkError::Malformed)?;
+    // RFC 7517 §4: a JWK is a JSON object (not an array read by position).
+    let raw: RawJwk<'_> = crate::json::object(json).ok_or(JwkError::Malformed)?;
     from_raw(raw)
 }
 
@@ -310,14 +311,15 @@ pub fn parse_set(json: &[u8]) -> Result<Vec<Result<Jwk, JwkError>>, JwkSetError>
         #[serde(borrow)]
         keys: Vec<&'a RawValue>,
     }
-    let set: Set<'_> = serde_json::from_slice(json).map_err(|_| JwkSetError::Malformed)?;
+    // RFC 7517 §5: a JWK Set is a JSON object (`[[]]` would be a set of no keys).
+    let set: Set<'_> = crate::json::object(json).ok_or(JwkSetError::Malformed)?;
     let mut seen: Vec<String> = Vec::new();
     Ok(set
         .keys
         .into_iter()
         .map(|raw| {
-            let jwk = serde_json::from_str::<RawJwk<'_>>(raw.get())
-                .map_err(|_| JwkError::Malformed)
+            let jwk = crate::json::object::<RawJwk<'_>>(raw.get().as_bytes())
+                .ok_or(JwkError::Malformed)
                 .and_then(from_raw)?;
             if let Some(kid) = &jwk.kid {
                 if seen.contains(kid) {
@@ -584,9 +586,22 @@ mod tests {
         );
         assert!(keys[2].is_err());
         assert_eq!(keys[3].as_ref().unwrap().kid.as_deref(), Some("b"));
-        for bad in [&b"{}"[..], b"[]", b"{\"keys\":{}}", b"not json"] {
+        // `[[]]` and `[[...]]`: a set read by position (the `jwk` fuzz target found the first
+        // accepted as a set of no keys).
+        for bad in [
+            &b"{}"[..],
+            b"[]",
+            b"{\"keys\":{}}",
+            b"not json",
+            b"[[]]",
+            b"[[{}]]",
+        ] {
             assert_eq!(parse_set(bad).unwrap_err(), JwkSetError::Malformed);
         }
+        // An entry written as an array is malformed, as is a JWK outside a set.
+        let positional = parse_set(br#"{"keys":[["OKP"]]}"#).unwrap();
+        assert_eq!(positional[0].as_ref().unwrap_err(), &JwkError::Malformed);
+        assert_eq!(parse_jwk(br#"["OKP"]"#).unwrap_err(), JwkError::Malformed);
     }
 
     #[test]

@@ -27,12 +27,13 @@
 //!
 //! Modules: [`alg`] (the algorithm names), [`jws`] (compact JWS and HMAC), [`jwk`] (JSON
 //! Web Keys → public keys that verify, with aws-lc-rs), [`header`] (the internal header's
-//! rules). The gateway itself uses this crate for all of them.
+//! rules), [`json`] (JSON objects read strictly). The gateway itself uses this crate for all of them.
 
 #![forbid(unsafe_code)]
 
 pub mod alg;
 pub mod header;
+pub mod json;
 pub mod jwk;
 pub mod jws;
 
