@@ -200,6 +200,21 @@ pub fn sign(header_json: &[u8], payload_json: &[u8], key: &HmacKey) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn encoding_into_a_string_is_base64url_without_padding() {
+        // Every length around the 768-byte chunk and the 3-byte group, appended to text.
+        let data: Vec<u8> = (0..2400u32).map(|i| (i * 7 + i / 5) as u8).collect();
+        for len in (0..20).chain(760..780).chain(1530..1540).chain([2400]) {
+            let mut out = String::from("prefix.");
+            encode_into(&data[..len], &mut out);
+            assert_eq!(
+                out,
+                format!("prefix.{}", URL_SAFE_NO_PAD.encode(&data[..len])),
+                "{len}"
+            );
+        }
+    }
+
     /// RFC 7515 Appendix A.1.
     const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const A1_KEY: &str =
