@@ -343,15 +343,15 @@ async fn keys_the_gateway_cannot_accept_are_dropped_from_a_fetched_set_and_count
 
 /// Waits (polling, 20 s bound) until `server` has answered `path` at least `n` times.
 async fn until_fetches(server: &JwksServer, path: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while server.fetches(path) < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} fetched {} times, not {n}, within 20 s",
-            server.fetches(path)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until(std::time::Duration::from_secs(20), || async {
+        let fetched = server.fetches(path);
+        if fetched >= n {
+            Ok(())
+        } else {
+            Err(format!("{path} fetched {fetched} times, not {n}"))
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -462,18 +462,15 @@ fn k8s_update(dir: &Path, file: &str, content: &str) {
 
 /// Polls `/metrics` until `series` reaches `value` (the watcher runs on its own clock).
 async fn wait_for_sample(gw: &Gateway, series: &str, value: f64) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || async {
         let m = gw.metrics().await;
         if sample(&m, series) >= value {
-            return m;
+            Ok(m)
+        } else {
+            Err(format!("{series} never reached {value}:\n{m}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never reached {value}:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

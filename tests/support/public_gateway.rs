@@ -65,20 +65,37 @@ pub async fn serve_gateway_in(
     }
 }
 
+/// Polls `probe` every 20 ms until it gives `Ok`, for at most `within`; an `Err` says what
+/// the state was, for the failure message. For what a background task does, never slept on.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {within:?}: {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls the gateway's metrics (every 20 ms, 10 s at most) until `series` is at least
 /// `at_least`, for what a background task does (a fetch of a `jwks_uri`, say); returns
 /// the metrics then.
 pub async fn until_sample(gw: &Gateway, series: &str, at_least: f64) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    poll_until(Duration::from_secs(10), || async {
         let m = gw.metrics().await;
         if sample(&m, series) >= at_least {
-            return m;
+            Ok(m)
+        } else {
+            Err(format!("{series} did not reach {at_least}:\n{m}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} did not reach {at_least} within 10 s:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
