@@ -279,6 +279,23 @@ mod tests {
     }
 
     #[test]
+    fn repeats_are_found_pairwise_and_through_the_set() {
+        // Up to 16 parameters are compared pairwise, more through a hash set: both refuse
+        // a repeat, including one read leniently (`Scope` is `scope`).
+        for n in [3, 16, 17, 40] {
+            let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+            let mut list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+            assert!(reject_repeats(&params(&list)).is_ok(), "{n} distinct");
+            list[n - 1] = ("P0", "v");
+            assert_eq!(
+                reject_repeats(&params(&list)),
+                Err(RequestError::RepeatedParameter),
+                "{n} with a repeat"
+            );
+        }
+    }
+
+    #[test]
     fn repeats_and_query_credentials_p3() {
         let p = params(&[
             ("client_id", "a"),
