@@ -253,31 +253,30 @@ impl Gateway {
 /// How often each worker gives the allocator a chance to return freed memory.
 const ALLOCATOR_HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// mimalloc returns freed pages to the system only from inside a later allocation or free,
-/// once its purge delay (1 s) has passed: a worker that went quiet after many connections
-/// closed would keep their memory indefinitely. Allocating and freeing one large block
-/// (never touched, so never resident) is such a free, on every worker, once a second.
-/// Measured with bench/idle.sh: see BENCHMARKS.md.
+/// How the process's allocator returns freed memory to the system, as the binary that
+/// chose the allocator says ([`release_memory_with`]).
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Names the function every worker calls once a second to have the process's allocator
+/// return what it freed (the binary: mimalloc's `mi_collect`). Only the first call counts;
+/// without one, the workers leave the allocator alone.
 ///
-/// That purge is skipped while mimalloc's process-wide purge deadline is unset, and with
-/// mimalloc 3.3.2 the deadline can be lost while pages are still waiting to be purged
-/// (frees from two threads racing the purge that clears it): from then on nothing freed
-/// is returned (tests/memory.rs: in 2 runs of 3, 7 MiB stayed resident for good after a
-/// second round of 1,000 connections). The heap of a thread that exits is collected with a
-/// purge of every arena that does not look at that deadline, so worker 0 also starts a
-/// thread that allocates once and ends, each beat: with it, 5 runs of 5 gave the memory
-/// back. (A forced `mi_collect` does the same, but is an FFI call, and this crate has no
-/// unsafe code.)
-fn allocator_heartbeat(worker: usize) {
-    std::hint::black_box(Vec::<u8>::with_capacity(8 << 20));
-    if worker == 0 {
-        // Not joined: the event loop does not wait for it. A failed spawn (a thread limit)
-        // only skips this beat's purge.
-        let _ = std::thread::Builder::new()
-            .name("secretgate-purge".to_owned())
-            .spawn(|| {
-                std::hint::black_box(Box::new(0u64));
-            });
+/// Why a call and not the allocator's own timing: mimalloc returns freed pages only from
+/// inside a later allocation or free, once its purge delay (1 s) has passed, so a worker
+/// that went quiet after many connections closed would keep their memory; and mimalloc
+/// 3.3.2 can lose an arena's purge deadline while pages are still waiting to be purged
+/// (a free racing the purge that clears it), after which nothing in that arena is returned
+/// until another free there sets it again. Allocating and freeing a large block, and the
+/// exit of a short-lived thread, each left 10 MiB resident in about one run in three of
+/// tests/memory.rs; a forced collection purges every arena whatever its deadline.
+/// Measured with bench/idle.sh and tests/memory.rs: see BENCHMARKS.md §5.
+pub fn release_memory_with(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
+}
+
+fn allocator_heartbeat() {
+    if let Some(release) = RELEASE_MEMORY.get() {
+        release();
     }
 }
 
@@ -348,7 +347,7 @@ impl Worker {
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = heartbeat.tick() => {
-                    allocator_heartbeat(index);
+                    allocator_heartbeat();
                     continue;
                 }
                 _ = log_flush.tick() => {
