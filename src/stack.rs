@@ -8,11 +8,10 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{HeaderName, AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
 use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
@@ -29,7 +28,7 @@ use crate::rescue::RescueLayer;
 use crate::route::RouteLayer;
 use crate::sign::{SignLayer, Signer};
 use crate::strip::StripLayer;
-use crate::trace::{AccessLogLayer, MakeId, REQUEST_ID};
+use crate::trace::{AccessLogLayer, MakeId};
 use crate::upstream::credential::UpstreamCredentialLayer;
 
 /// Per-config state the stack is built from.
@@ -77,7 +76,6 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let request_id = HeaderName::from_static(REQUEST_ID);
     let internal = config.internal_header.name.clone();
     let metadata = Rewrite::new(config, parts.metrics.clone());
     let credential = UpstreamCredentialLayer::new(&config.rollout);
@@ -98,18 +96,13 @@ where
         //    URL-override and method-override headers, and an x-request-id that is not a
         //    short plain token (it is logged and forwarded).
         .layer(StripLayer::new(internal))
-        // 3. Request id: reuse the client's (if it survived 2) or make one, and echo it on
-        //    every response, including the error responses rescue writes below.
-        .layer(SetRequestIdLayer::new(
-            request_id.clone(),
-            MakeId::default(),
-        ))
-        .layer(PropagateRequestIdLayer::new(request_id))
-        // 4. Trace: one span per request (id, method, path — never the query), one access
-        //    line (route, client, auth method, outcome, status, latency) and the request
-        //    metrics. Placed above rescue so it records the status the client actually
-        //    got, errors included.
-        .layer(AccessLogLayer::new(parts.metrics))
+        // 3–4. Request id and trace: reuse the client's id (if it survived 2) or make
+        //    one, and echo it on every response, including the error responses rescue
+        //    writes below; one span per request (id, method, path — never the query), one
+        //    access line (route, client, auth method, outcome, status, latency) and the
+        //    request metrics. Placed above rescue so it records the status the client
+        //    actually got, errors included.
+        .layer(AccessLogLayer::new(parts.metrics, MakeId::default()))
         // 5. Rescue: every error below becomes its JSON OAuth response via the one table
         //    in error.rs; a request is never answered by dropping the connection.
         .layer(RescueLayer::new(&config.realm))

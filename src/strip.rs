@@ -11,7 +11,7 @@
 //!   method-override headers. The upstream client sets `X-Forwarded-For/Proto/Host` from
 //!   what the gateway itself saw.
 //! - An `x-request-id` that is not one short token of safe characters (it goes into logs
-//!   and upstream requests): the request-id layer then makes a fresh one.
+//!   and upstream requests): the access-log layer (trace.rs) then makes a fresh one.
 //! - Hop-by-hop headers and every header the client's `Connection` names (RFC 9110
 //!   §7.6.1), here rather than on the way out, so that a client cannot name a header the
 //!   gateway sets later (`Connection: x-authenticated-client`) and have it removed.

@@ -56,7 +56,7 @@ pub fn classify(patterns: &[PathPattern], path: &str) -> Result<PathClass, Reque
 fn decode(path: &str) -> Result<Cow<'_, str>, RequestError> {
     // A `%` left over, `%2F`, `%2E` and friends change meaning once decoded; refuse them so
     // the upstream's reading of the path is the same as ours.
-    if has_bad_escape(path) || path.contains("%2F") || path.contains("%2f") {
+    if has_bad_escape(path) {
         return Err(RequestError::AmbiguousPath);
     }
     let decoded = percent_encoding::percent_decode_str(path)
@@ -90,6 +90,7 @@ fn canonical_segments(decoded: &str) -> Result<Vec<&str>, RequestError> {
     Ok(segments)
 }
 
+/// A `%` that does not start an escape, or an escaped `/` (`%2F`, `%2f`).
 fn has_bad_escape(path: &str) -> bool {
     let bytes = path.as_bytes();
     let mut i = 0;
@@ -97,7 +98,14 @@ fn has_bad_escape(path: &str) -> bool {
         if bytes[i] == b'%' {
             let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-            if !ok {
+            // `%2F` decodes to a segment separator that was not one. Checked here, where
+            // every `%` of an acceptable path starts an escape, instead of with two
+            // substring searches (~780 instructions per request, issue 23).
+            let slash = bytes.get(i + 1) == Some(&b'2')
+                && bytes
+                    .get(i + 2)
+                    .is_some_and(|b| b.eq_ignore_ascii_case(&b'f'));
+            if !ok || slash {
                 return true;
             }
             i += 3;
@@ -207,8 +215,14 @@ mod tests {
     fn encoded_paths_cannot_dodge_protection() {
         let p = pats(&["/oauth2/token"]);
         assert_eq!(classify(&p, "/oauth2/%74oken"), Ok(Endpoint(0)));
+        // `%2` followed by another hex digit is not a slash.
+        assert_eq!(classify(&p, "/a%2Eb"), Ok(Unprotected));
         for ambiguous in [
             "/oauth2%2Ftoken",
+            "/oauth2%2ftoken",
+            "/oauth2/token%2F",
+            "/%2F%2Foauth2/token",
+            "/oauth2/%41%2ftoken",
             "/x/../oauth2/token",
             "/oauth2//token",
             "/oauth2/./token",
