@@ -68,32 +68,49 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_where(headers, |_| false);
 }
 
-/// Removes hop-by-hop headers, those the `Connection` header names, and every header
-/// `also` picks. One pass over the names present: a request rarely has any of them, and
-/// then nothing is looked up or allocated.
+/// Removes hop-by-hop headers, those the `Connection` header names (RFC 9110 §7.6.1), and
+/// every header `also` picks. Without allocating in the common cases: a request rarely has
+/// any of them (one pass over the names), and a response usually has `Connection:
+/// keep-alive` or `close` alone (the names removed one by one, found by a pass each, and
+/// the two usual options read without parsing a header name: 1.9k instructions per
+/// proxied request before, issue 23).
 pub fn remove_where(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name) || also(name))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
+    let doomed = |name: &HeaderName| is_hop_by_hop(name) || also(name);
+    if !headers.keys().any(doomed) {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
-        doomed.extend(
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()),
-        );
+    // Read before `Connection` itself goes. `keep-alive` is hop-by-hop already; a header
+    // named by any other option, `close` included, is removed like the rest.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for option in value.split(',').map(str::trim) {
+            if option.eq_ignore_ascii_case("keep-alive") {
+                continue;
+            }
+            let name = if option.eq_ignore_ascii_case("close") {
+                Ok(CLOSE)
+            } else {
+                HeaderName::from_bytes(option.as_bytes())
+            };
+            if let Ok(name) = name {
+                if headers.contains_key(&name) {
+                    named.push(name);
+                }
+            }
+        }
     }
-    for name in &doomed {
+    // Each pass removes one name and every value under it, so this ends.
+    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
+        headers.remove(&name);
+    }
+    for name in &named {
         headers.remove(name);
     }
 }
+
+/// A header named after the `close` connection option (which `Connection: close` removes).
+const CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// One worker's upstream client. Cheap to clone (one `Arc`): the stack clones it per
 /// request.
@@ -531,5 +548,29 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn connection_options_name_headers_in_any_case_and_any_value() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-One ,CLOSE,, x-two"),
+        );
+        for name in ["x-one", "x-two", "close", "keep-alive", "x-kept"] {
+            h.append(name, HeaderValue::from_static("1"));
+            h.append(name, HeaderValue::from_static("2"));
+        }
+        remove_hop_by_hop(&mut h);
+        let left: Vec<_> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(left, [("x-kept", &b"1"[..]), ("x-kept", &b"2"[..])]);
+        // What is not hop-by-hop and not named stays, every value of it.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("close", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("close"));
     }
 }
