@@ -259,7 +259,13 @@ impl Authenticator {
         if cnf.is_some() {
             self.state.metrics.certificate_bound();
         }
-        let forwarded = rebuild(&mut parts.headers, params.as_ref(), bytes, &client_id);
+        // A clone of the handle, not the bytes: `params` may borrow from them.
+        let forwarded = rebuild(
+            &mut parts.headers,
+            params.as_ref(),
+            bytes.clone(),
+            &client_id,
+        );
         parts.extensions.insert(Authenticated {
             client_id,
             method,

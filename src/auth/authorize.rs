@@ -63,11 +63,12 @@ pub async fn check(
             if !readings.boundaries.is_empty() {
                 let boundary = boundary.ok_or(RequestError::MalformedMultipart)?;
                 let params = form::parse_multipart(bytes.clone(), boundary).await?;
-                pairs.extend(
-                    params
-                        .into_iter()
-                        .map(|(n, v)| (lenient::param_name(n.as_bytes()).into_owned(), v)),
-                );
+                pairs.extend(params.into_iter().map(|(n, v)| {
+                    (
+                        lenient::param_name(n.as_bytes()).into_owned(),
+                        v.into_owned(),
+                    )
+                }));
             }
             Request::from_parts(parts, full(bytes))
         }

@@ -54,7 +54,7 @@ pub struct Extracted {
 #[derive(Debug)]
 pub enum BodyForm<'a> {
     /// urlencoded or multipart, decoded.
-    Form(&'a Params),
+    Form(&'a Params<'a>),
     /// Any other content type; it cannot carry credentials.
     Opaque { empty: bool },
 }
@@ -180,7 +180,7 @@ fn reject_repeats(params: &Params) -> Result<(), RequestError> {
         // The name is already decoded once; reading it leniently decodes it again, as a
         // server that decodes twice would.
         let loose = lenient::param_name(name.as_bytes());
-        if CREDENTIAL_PARAMS.contains(&&*loose) && loose != name.as_str() {
+        if CREDENTIAL_PARAMS.contains(&&*loose) && loose != **name {
             return Err(RequestError::LookalikeParameter);
         }
         // The other readings too (decoded again, cut at NUL, PHP's `[` as `_`): a second
@@ -219,7 +219,7 @@ fn value<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| &**v)
         .filter(|v| !v.is_empty())
 }
 
@@ -228,9 +228,9 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn params(list: &[(&str, &str)]) -> Params {
+    fn params(list: &[(&str, &str)]) -> Params<'static> {
         list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
             .collect()
     }
 

@@ -7,6 +7,8 @@
 //! kept in order; encoding escapes everything but unreserved characters, so
 //! `decode(encode(x)) == x`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
@@ -58,7 +60,7 @@ pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, RequestError> {
 }
 
 /// Decodes a whole body of `kind`: `None` for a body that is not a form.
-pub async fn decode(kind: BodyKind, body: &Bytes) -> Result<Option<Params>, RequestError> {
+pub async fn decode(kind: BodyKind, body: &Bytes) -> Result<Option<Params<'_>>, RequestError> {
     match kind {
         BodyKind::UrlEncoded => parse_urlencoded(body).map(Some),
         BodyKind::Multipart { boundary } => parse_multipart(body.clone(), boundary).await.map(Some),
@@ -66,8 +68,10 @@ pub async fn decode(kind: BodyKind, body: &Bytes) -> Result<Option<Params>, Requ
     }
 }
 
-/// Decoded form parameters, in the order they came.
-pub type Params = Vec<(String, String)>;
+/// Decoded form parameters, in the order they came. Borrowed from the body where nothing
+/// needed decoding (a token request's names and most values), so that a form is copied
+/// once, into the body forwarded (issue 23).
+pub type Params<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// Most parameters accepted in one form; token requests carry a handful.
 const MAX_PARAMS: usize = 256;
@@ -103,7 +107,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Parses an urlencoded body strictly (WHATWG/HTML form encoding, UTF-8).
-pub fn parse_urlencoded(body: &[u8]) -> Result<Params, RequestError> {
+pub fn parse_urlencoded(body: &[u8]) -> Result<Params<'_>, RequestError> {
     // A token request has a handful.
     let mut params = Vec::with_capacity(8);
     for pair in body.split(|&b| b == b'&') {
@@ -117,22 +121,30 @@ pub fn parse_urlencoded(body: &[u8]) -> Result<Params, RequestError> {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        let name = utf8(form_decode(name))?;
-        let value = utf8(form_decode(value))?;
-        params.push((name, value));
+        params.push((component(name)?, component(value)?));
     }
     Ok(params)
 }
 
-fn utf8(bytes: Option<Vec<u8>>) -> Result<String, RequestError> {
-    bytes
+/// One decoded name or value: borrowed when it has no `%` or `+`, UTF-8 either way.
+fn component(raw: &[u8]) -> Result<Cow<'_, str>, RequestError> {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| RequestError::MalformedForm);
+    }
+    form_decode(raw)
         .and_then(|b| String::from_utf8(b).ok())
+        .map(Cow::Owned)
         .ok_or(RequestError::MalformedForm)
 }
 
 /// Parses `multipart/form-data` (what `curl -F name=value` sends) into parameters.
 /// Parts must be plain fields: a file upload has no place in a token request.
-pub async fn parse_multipart(body: Bytes, boundary: String) -> Result<Params, RequestError> {
+pub async fn parse_multipart(
+    body: Bytes,
+    boundary: String,
+) -> Result<Params<'static>, RequestError> {
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(u64::MAX));
@@ -157,7 +169,7 @@ pub async fn parse_multipart(body: Bytes, boundary: String) -> Result<Params, Re
             .map_err(|_| RequestError::MalformedMultipart)?;
         let value =
             String::from_utf8(bytes.to_vec()).map_err(|_| RequestError::MalformedMultipart)?;
-        params.push((name, value));
+        params.push((Cow::Owned(name), Cow::Owned(value)));
     }
     Ok(params)
 }
@@ -255,7 +267,20 @@ mod tests {
                 ("bare".into(), "".into()),
             ]
         );
+        // Borrowed from the body where nothing was decoded, owned where something was.
+        let parsed = parse_urlencoded(b"grant_type=client_credentials&scope=a+b&x%41=1").unwrap();
+        assert!(matches!(parsed[0], (Cow::Borrowed(_), Cow::Borrowed(_))));
+        assert!(matches!(parsed[1], (Cow::Borrowed(_), Cow::Owned(_))));
+        assert!(matches!(parsed[2], (Cow::Owned(_), Cow::Borrowed(_))));
         assert_eq!(parse_urlencoded(b"a=%zz"), Err(RequestError::MalformedForm));
+        assert_eq!(
+            parse_urlencoded(b"a=\xff"),
+            Err(RequestError::MalformedForm)
+        );
+        assert_eq!(
+            parse_urlencoded(b"\xc3=1"),
+            Err(RequestError::MalformedForm)
+        );
         assert_eq!(parse_urlencoded(b"a=%4"), Err(RequestError::MalformedForm));
         assert_eq!(parse_urlencoded(b"a=%FF"), Err(RequestError::MalformedForm));
         assert_eq!(parse_urlencoded(b"a=caf%C3%A9").unwrap()[0].1, "café");
@@ -338,8 +363,8 @@ mod tests {
         /// decode(encode(x)) == x for any parameters.
         #[test]
         fn round_trip(params in proptest::collection::vec(("\\PC{0,12}", "\\PC{0,20}"), 0..8)) {
-            let params: Params = params.into_iter().filter(|(n, v)| !(n.is_empty() && v.is_empty())).collect();
-            let encoded = encode(params.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let params: Params = params.into_iter().filter(|(n, v)| !(n.is_empty() && v.is_empty())).map(|(n, v)| (n.into(), v.into())).collect();
+            let encoded = encode(params.iter().map(|(n, v)| (&**n, &**v)));
             prop_assert_eq!(parse_urlencoded(encoded.as_bytes()).unwrap(), params);
         }
 

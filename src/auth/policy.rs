@@ -37,10 +37,7 @@ pub fn check(
             false,
         )),
         EndpointKind::Par if pkce.required_for(Some(client.method)) => {
-            let pairs = params
-                .into_iter()
-                .flatten()
-                .map(|(n, v)| (n.as_str(), v.as_str()));
+            let pairs = params.into_iter().flatten().map(|(n, v)| (&**n, &**v));
             // The pushed parameters are the authorization request (RFC 9126 §2.1), of the
             // authenticated client: a request object naming another is refused.
             let mut pushed = AuthorizationParams::from_pairs(pairs);
@@ -65,7 +62,7 @@ fn token(
             .into_iter()
             .flatten()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
             .filter(|v| !v.is_empty())
     };
     let grant = value(GRANT_TYPE);

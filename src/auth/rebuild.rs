@@ -69,9 +69,9 @@ pub fn rebuild(
 mod tests {
     use super::*;
 
-    fn params(list: &[(&str, &str)]) -> Params {
+    fn params(list: &[(&str, &str)]) -> Params<'static> {
         list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
             .collect()
     }
 

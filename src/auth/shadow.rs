@@ -101,11 +101,12 @@ impl ShadowPolicy {
             // The strict parse finds the parts; their names are then read leniently. A body
             // it cannot parse is unreadable.
             Ok(kind @ BodyKind::Multipart { .. }) => match form::decode(kind, body).await {
-                Ok(Some(params)) => names.pairs(
-                    params
-                        .into_iter()
-                        .map(|(n, v)| (lenient::param_name(n.as_bytes()).into_owned(), v)),
-                ),
+                Ok(Some(params)) => names.pairs(params.into_iter().map(|(n, v)| {
+                    (
+                        lenient::param_name(n.as_bytes()).into_owned(),
+                        v.into_owned(),
+                    )
+                })),
                 _ => names.unreadable = true,
             },
             Ok(BodyKind::Other) => {}
