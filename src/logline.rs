@@ -4,8 +4,11 @@
 //! all: 16,600 instructions per access line, a tenth of a proxied request (BENCHMARKS.md).
 //! [`LineFormat`] writes the access line (`secretgate::access`, outside any span) with
 //! plain string appends instead, byte for byte what the stock formatter writes, text or
-//! JSON, and hands every other event to the stock formatter. The tests below hold the two
-//! to the same output.
+//! JSON, and hands every other event to the stock formatter. In the binary, without
+//! colours and outside any span, the access line does not even go through tracing:
+//! [`write_access`] writes the same bytes to the same sink (tracing's dispatch and one
+//! visitor call per field were ~3k of its ~5k instructions). The tests below hold all
+//! three to the same output.
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
@@ -292,6 +295,107 @@ fn civil(secs: u64) -> [u8; 20] {
 /// The stock formatter's field formatter for [`LineFormat::text`].
 pub type TextFields = format::DefaultFields;
 
+/// One field of the access line, as tracing records it.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// A `&str` (`record_str`): quoted in text, a JSON string.
+    Str(&'a str),
+    /// A `Display` value (`record_debug` of `field::display`): bare in text, a JSON string.
+    Shown(&'a str),
+    /// An integer (`record_u64`).
+    U64(u64),
+}
+
+/// Whether, and how, [`write_access`] writes: set once, by the binary, when its subscriber
+/// is the one [`write_access`] reproduces (a [`LineFormat`] writing to
+/// [`crate::logsink::Sink`] without colours). `true` is JSON.
+static DIRECT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Lets [`write_access`] write access lines itself (see [`DIRECT`]). Only the first call
+/// counts.
+pub fn write_access_directly(json: bool) {
+    let _ = DIRECT.set(json);
+}
+
+/// Writes an access line without going through tracing: what [`LineFormat`] would write
+/// for the event (`message` first, then `fields` in order, as the event macro records
+/// them), into the same sink. Returns `false`, having written nothing, unless the binary
+/// asked for it ([`write_access_directly`]); the caller then emits the event. Whether the
+/// line is wanted at all (the level filter) is the caller's check.
+///
+/// Why: tracing's dispatch and one visitor call per field cost ~5k instructions per access
+/// line, 3.8% of a proxied request (issue 13's goal is 3%; BENCHMARKS.md section 4).
+pub fn write_access(level: tracing::Level, fields: &[(&str, Value<'_>)], message: &str) -> bool {
+    let Some(&json) = DIRECT.get() else {
+        return false;
+    };
+    let mut line = String::with_capacity(320);
+    access_line_into(&mut line, json, level, SystemTime::now(), fields, message);
+    crate::logsink::write_line(level, line.as_bytes());
+    true
+}
+
+/// The line [`write_access`] writes (a separate function for the tests).
+fn access_line_into(
+    line: &mut String,
+    json: bool,
+    level: tracing::Level,
+    now: SystemTime,
+    fields: &[(&str, Value<'_>)],
+    message: &str,
+) {
+    if json {
+        line.push_str("{\"timestamp\":\"");
+        timestamp(line, now);
+        line.push_str("\",\"level\":\"");
+        line.push_str(level.as_str());
+        line.push_str("\",\"fields\":{\"message\":");
+        json_str(line, message);
+        for (name, value) in fields {
+            line.push(',');
+            json_str(line, name);
+            line.push(':');
+            match value {
+                Value::Str(v) | Value::Shown(v) => json_str(line, v),
+                Value::U64(v) => push_u64(line, *v),
+            }
+        }
+        line.push_str("},\"target\":");
+        json_str(line, ACCESS);
+        line.push_str("}\n");
+    } else {
+        timestamp(line, now);
+        line.push(' ');
+        let level = level.as_str();
+        for _ in level.len()..5 {
+            line.push(' ');
+        }
+        line.push_str(level);
+        line.push(' ');
+        line.push_str(ACCESS);
+        line.push_str(": ");
+        line.push_str(message);
+        for (name, value) in fields {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            match value {
+                Value::Str(v) if v.bytes().all(plain) => {
+                    line.push('"');
+                    line.push_str(v);
+                    line.push('"');
+                }
+                Value::Str(v) => {
+                    let _ = write!(line, "{v:?}");
+                }
+                Value::Shown(v) => line.push_str(v),
+                Value::U64(v) => push_u64(line, *v),
+            }
+        }
+        line.push('\n');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -408,6 +512,139 @@ mod tests {
         let (stock, ours) = (stock.take(), ours.take());
         assert_eq!(ours.lines().count(), 7);
         assert_eq!(without_time(&ours, true), without_time(&stock, true));
+    }
+
+    /// Access lines as trace.rs writes them: every field the real event has, the optional
+    /// ones present and absent, values needing escapes, both levels.
+    /// (WARN?, client and peer address, `error`, `shadow_outcome`, path)
+    type Case = (
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+    const CASES: [Case; 4] = [
+        (false, Some("10.0.0.1"), None, None, "/oauth2/token"),
+        (
+            false,
+            None,
+            Some("client authentication failed"),
+            Some("success"),
+            "/a%20b",
+        ),
+        (
+            true,
+            Some("2001:db8::1"),
+            Some("quote \" tab\t é \u{1b}[31m"),
+            None,
+            "/x\"y",
+        ),
+        (false, Some("127.0.0.1"), None, Some("failure"), "/é"),
+    ];
+
+    fn emit_cases() {
+        for (warn, addr, error, shadow, path) in CASES {
+            let addr = addr.map(tracing::field::display);
+            macro_rules! event {
+                ($level:expr) => {
+                    tracing::event!(
+                        target: "secretgate::access",
+                        $level,
+                        request_id = "e35dd911-2",
+                        client_addr = addr,
+                        peer = addr,
+                        method = "POST",
+                        path,
+                        status = 401u16,
+                        latency_us = 1234567u64,
+                        route = "protected",
+                        client_id = "bench-basic",
+                        auth_method = "client_secret_basic",
+                        outcome = "-",
+                        error,
+                        shadow_outcome = shadow,
+                        "{}",
+                        "response"
+                    )
+                };
+            }
+            if warn {
+                event!(tracing::Level::WARN);
+            } else {
+                event!(tracing::Level::INFO);
+            }
+        }
+    }
+
+    fn direct_lines(json: bool) -> String {
+        let mut out = String::new();
+        for (warn, addr, error, shadow, path) in CASES {
+            let mut fields = vec![("request_id", Value::Str("e35dd911-2"))];
+            if let Some(a) = addr {
+                fields.push(("client_addr", Value::Shown(a)));
+                fields.push(("peer", Value::Shown(a)));
+            }
+            fields.extend([
+                ("method", Value::Str("POST")),
+                ("path", Value::Str(path)),
+                ("status", Value::U64(401)),
+                ("latency_us", Value::U64(1234567)),
+                ("route", Value::Str("protected")),
+                ("client_id", Value::Str("bench-basic")),
+                ("auth_method", Value::Str("client_secret_basic")),
+                ("outcome", Value::Str("-")),
+            ]);
+            if let Some(e) = error {
+                fields.push(("error", Value::Str(e)));
+            }
+            if let Some(s) = shadow {
+                fields.push(("shadow_outcome", Value::Str(s)));
+            }
+            let level = if warn {
+                tracing::Level::WARN
+            } else {
+                tracing::Level::INFO
+            };
+            access_line_into(
+                &mut out,
+                json,
+                level,
+                SystemTime::now(),
+                &fields,
+                "response",
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn direct_access_lines_are_what_the_stock_formatter_writes() {
+        let stock = Buf::default();
+        let s = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(stock.clone())
+            .finish();
+        tracing::subscriber::with_default(s, emit_cases);
+        let (stock, ours) = (stock.take(), direct_lines(false));
+        assert_eq!(ours.lines().count(), CASES.len());
+        assert_eq!(without_time(&ours, false), without_time(&stock, false));
+
+        let stock = Buf::default();
+        let s = tracing_subscriber::fmt()
+            .json()
+            .with_writer(stock.clone())
+            .finish();
+        tracing::subscriber::with_default(s, emit_cases);
+        let (stock, ours) = (stock.take(), direct_lines(true));
+        assert_eq!(ours.lines().count(), CASES.len());
+        assert_eq!(without_time(&ours, true), without_time(&stock, true));
+    }
+
+    #[test]
+    fn without_the_binarys_subscriber_nothing_is_written_directly() {
+        // The unit tests never call write_access_directly: the caller emits the event.
+        assert!(!write_access(tracing::Level::INFO, &[], "response"));
     }
 
     #[test]

@@ -89,6 +89,15 @@ fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sink;
 
+/// Writes one whole line at `level` as the subscriber's writer would (logline.rs's
+/// direct access line).
+pub fn write_line(level: Level, line: &[u8]) {
+    let _ = LineWriter {
+        urgent: level <= Level::WARN,
+    }
+    .write_all(line);
+}
+
 /// Writes one event's line.
 pub struct LineWriter {
     urgent: bool,

@@ -158,9 +158,16 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECRETGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a file or a log collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // The access line written without tracing's dispatch (logline.rs), byte for byte what
+    // this subscriber writes; not with colours, which only the stock formatter writes.
+    let json = matches!(format, LogFormat::Json);
+    if json || !ansi {
+        secretgate::logline::write_access_directly(json);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         // Batched on the worker threads, direct elsewhere (logsink.rs).
         .with_writer(secretgate::logsink::Sink);
     // The access line is written without the formatting machinery (logline.rs).

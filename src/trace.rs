@@ -344,14 +344,56 @@ struct AccessLine<'a> {
 /// Writes one access line. A failure of the gateway's own (a 5xx it wrote) goes out at
 /// WARN, so that a `warn` filter still shows it.
 fn access_line(line: &AccessLine<'_>, note: &Note) {
+    let client = line.addresses.map(|a| IpText::new(a.client));
+    let peer = line.addresses.map(|a| IpText::new(a.peer));
     macro_rules! access {
         ($level:expr) => {
+            if !tracing::enabled!(target: crate::logline::ACCESS, $level) {
+                return;
+            }
+            // Without tracing's dispatch when the binary's subscriber is the one logline.rs
+            // reproduces, and no span is open (at `debug` the request span is, and the
+            // stock formatter writes its context): the same line, the same field order as
+            // the event below (logline.rs's tests compare them).
+            if tracing::Span::current().is_none() {
+                use crate::logline::Value::{Shown, Str, U64};
+                let mut fields = [("", U64(0)); 14];
+                let mut n = 0;
+                let mut push = |name, value| {
+                    fields[n] = (name, value);
+                    n += 1;
+                };
+                push("request_id", Str(line.request_id));
+                if let Some(client) = &client {
+                    push("client_addr", Shown(client.as_str()));
+                }
+                if let Some(peer) = &peer {
+                    push("peer", Shown(peer.as_str()));
+                }
+                push("method", Str(line.method));
+                push("path", Str(line.path));
+                push("status", U64(u64::from(line.status)));
+                push("latency_us", U64(line.latency.as_micros() as u64));
+                push("route", Str(line.route.as_str()));
+                push("client_id", Str(note.client_id.as_ref().map_or("-", ClientId::as_str)));
+                push("auth_method", Str(note.auth_method.map_or("-", AuthMethod::as_str)));
+                push("outcome", Str(note.outcome.map_or("-", Outcome::as_str)));
+                if let Some(error) = note.error.as_deref() {
+                    push("error", Str(error));
+                }
+                if let Some(shadow) = note.shadow_outcome {
+                    push("shadow_outcome", Str(shadow.as_str()));
+                }
+                if crate::logline::write_access($level, &fields[..n], line.message) {
+                    return;
+                }
+            }
             tracing::event!(
                 target: crate::logline::ACCESS,
                 $level,
                 request_id = line.request_id,
-                client_addr = line.addresses.map(|a| tracing::field::display(IpText::new(a.client))),
-                peer = line.addresses.map(|a| tracing::field::display(IpText::new(a.peer))),
+                client_addr = client.as_ref().map(|a| tracing::field::display(a.as_str())),
+                peer = peer.as_ref().map(|a| tracing::field::display(a.as_str())),
                 method = line.method,
                 path = line.path,
                 status = line.status,
