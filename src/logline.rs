@@ -73,38 +73,66 @@ where
             };
         }
         let mut line = String::with_capacity(320);
+        open_line(&mut line, self.json, *meta.level(), SystemTime::now());
         if self.json {
-            line.push_str("{\"timestamp\":\"");
-            timestamp(&mut line, SystemTime::now());
-            line.push_str("\",\"level\":\"");
-            line.push_str(meta.level().as_str());
-            line.push_str("\",\"fields\":{");
             event.record(&mut JsonFieldsVisitor {
                 line: &mut line,
                 first: true,
             });
-            line.push_str("},\"target\":");
-            json_str(&mut line, meta.target());
-            line.push_str("}\n");
         } else {
-            timestamp(&mut line, SystemTime::now());
-            line.push(' ');
-            // Right-aligned in five columns, as the stock formatter pads it.
-            let level = meta.level().as_str();
-            for _ in level.len()..5 {
-                line.push(' ');
-            }
-            line.push_str(level);
-            line.push(' ');
-            line.push_str(meta.target());
-            line.push_str(": ");
             event.record(&mut TextFieldsVisitor {
                 line: &mut line,
                 first: true,
             });
-            line.push('\n');
         }
+        close_line(&mut line, self.json);
         writer.write_str(&line)
+    }
+}
+
+/// An access line up to its fields: the time, the level and the target, text or JSON, as
+/// the stock formatters write them.
+fn open_line(line: &mut String, json: bool, level: tracing::Level, now: SystemTime) {
+    if json {
+        line.push_str("{\"timestamp\":\"");
+        timestamp(line, now);
+        line.push_str("\",\"level\":\"");
+        line.push_str(level.as_str());
+        line.push_str("\",\"fields\":{");
+    } else {
+        timestamp(line, now);
+        line.push(' ');
+        // Right-aligned in five columns, as the stock formatter pads it.
+        let level = level.as_str();
+        for _ in level.len()..5 {
+            line.push(' ');
+        }
+        line.push_str(level);
+        line.push(' ');
+        line.push_str(ACCESS);
+        line.push_str(": ");
+    }
+}
+
+/// What follows the fields of an access line [`open_line`] began.
+fn close_line(line: &mut String, json: bool) {
+    if json {
+        line.push_str("},\"target\":");
+        json_str(line, ACCESS);
+        line.push_str("}\n");
+    } else {
+        line.push('\n');
+    }
+}
+
+/// A string field's value as the stock text formatter writes it: in Debug quotes.
+fn text_str(line: &mut String, value: &str) {
+    if value.bytes().all(plain) {
+        line.push('"');
+        line.push_str(value);
+        line.push('"');
+    } else {
+        let _ = write!(line, "{value:?}");
     }
 }
 
@@ -133,12 +161,8 @@ impl Visit for TextFieldsVisitor<'_> {
         self.key(field);
         if field.name() == "message" {
             self.line.push_str(value);
-        } else if value.bytes().all(plain) {
-            self.line.push('"');
-            self.line.push_str(value);
-            self.line.push('"');
         } else {
-            let _ = write!(self.line, "{value:?}");
+            text_str(self.line, value);
         }
     }
 
@@ -344,12 +368,9 @@ fn access_line_into(
     fields: &[(&str, Value<'_>)],
     message: &str,
 ) {
+    open_line(line, json, level, now);
     if json {
-        line.push_str("{\"timestamp\":\"");
-        timestamp(line, now);
-        line.push_str("\",\"level\":\"");
-        line.push_str(level.as_str());
-        line.push_str("\",\"fields\":{\"message\":");
+        line.push_str("\"message\":");
         json_str(line, message);
         for (name, value) in fields {
             line.push(',');
@@ -360,40 +381,20 @@ fn access_line_into(
                 Value::U64(v) => push_u64(line, *v),
             }
         }
-        line.push_str("},\"target\":");
-        json_str(line, ACCESS);
-        line.push_str("}\n");
     } else {
-        timestamp(line, now);
-        line.push(' ');
-        let level = level.as_str();
-        for _ in level.len()..5 {
-            line.push(' ');
-        }
-        line.push_str(level);
-        line.push(' ');
-        line.push_str(ACCESS);
-        line.push_str(": ");
         line.push_str(message);
         for (name, value) in fields {
             line.push(' ');
             line.push_str(name);
             line.push('=');
             match value {
-                Value::Str(v) if v.bytes().all(plain) => {
-                    line.push('"');
-                    line.push_str(v);
-                    line.push('"');
-                }
-                Value::Str(v) => {
-                    let _ = write!(line, "{v:?}");
-                }
+                Value::Str(v) => text_str(line, v),
                 Value::Shown(v) => line.push_str(v),
                 Value::U64(v) => push_u64(line, *v),
             }
         }
-        line.push('\n');
     }
+    close_line(line, json);
 }
 
 #[cfg(test)]
@@ -478,40 +479,47 @@ mod tests {
 
     #[test]
     fn text_access_lines_are_what_the_stock_formatter_writes() {
-        let (stock, ours) = (Buf::default(), Buf::default());
-        let s = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(stock.clone())
-            .finish();
-        tracing::subscriber::with_default(s, emit);
+        let stock = stock_lines(false, emit);
+        let ours = Buf::default();
         let s = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(ours.clone())
             .event_format(LineFormat::text())
             .finish();
         tracing::subscriber::with_default(s, emit);
-        let (stock, ours) = (stock.take(), ours.take());
+        let ours = ours.take();
         assert_eq!(ours.lines().count(), 7);
         assert_eq!(without_time(&ours, false), without_time(&stock, false));
     }
 
     #[test]
     fn json_access_lines_are_what_the_stock_formatter_writes() {
-        let (stock, ours) = (Buf::default(), Buf::default());
-        let s = tracing_subscriber::fmt()
-            .json()
-            .with_writer(stock.clone())
-            .finish();
-        tracing::subscriber::with_default(s, emit);
+        let stock = stock_lines(true, emit);
+        let ours = Buf::default();
         let s = tracing_subscriber::fmt()
             .with_writer(ours.clone())
             .fmt_fields(JsonFields::new())
             .event_format(LineFormat::json())
             .finish();
         tracing::subscriber::with_default(s, emit);
-        let (stock, ours) = (stock.take(), ours.take());
+        let ours = ours.take();
         assert_eq!(ours.lines().count(), 7);
         assert_eq!(without_time(&ours, true), without_time(&stock, true));
+    }
+
+    /// What tracing-subscriber's own text (no colours) or JSON formatter writes for the
+    /// events `emit` makes.
+    fn stock_lines(json: bool, emit: fn()) -> String {
+        let stock = Buf::default();
+        let text = tracing_subscriber::fmt().with_ansi(false);
+        if json {
+            let s = text.json().with_writer(stock.clone()).finish();
+            tracing::subscriber::with_default(s, emit);
+        } else {
+            let s = text.with_writer(stock.clone()).finish();
+            tracing::subscriber::with_default(s, emit);
+        }
+        stock.take()
     }
 
     /// Access lines as trace.rs writes them: every field the real event has, the optional
@@ -620,25 +628,11 @@ mod tests {
 
     #[test]
     fn direct_access_lines_are_what_the_stock_formatter_writes() {
-        let stock = Buf::default();
-        let s = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(stock.clone())
-            .finish();
-        tracing::subscriber::with_default(s, emit_cases);
-        let (stock, ours) = (stock.take(), direct_lines(false));
-        assert_eq!(ours.lines().count(), CASES.len());
-        assert_eq!(without_time(&ours, false), without_time(&stock, false));
-
-        let stock = Buf::default();
-        let s = tracing_subscriber::fmt()
-            .json()
-            .with_writer(stock.clone())
-            .finish();
-        tracing::subscriber::with_default(s, emit_cases);
-        let (stock, ours) = (stock.take(), direct_lines(true));
-        assert_eq!(ours.lines().count(), CASES.len());
-        assert_eq!(without_time(&ours, true), without_time(&stock, true));
+        for json in [false, true] {
+            let (stock, ours) = (stock_lines(json, emit_cases), direct_lines(json));
+            assert_eq!(ours.lines().count(), CASES.len());
+            assert_eq!(without_time(&ours, json), without_time(&stock, json));
+        }
     }
 
     #[test]
