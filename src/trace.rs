@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use http::header::{HeaderName, HeaderValue};
 use http::Request;
 use rand::RngCore;
-use tower_http::trace::MakeSpan;
 use tracing::Span;
 
 use crate::conn::{ClientAddr, IpText, ProxyAddr};
@@ -68,24 +67,15 @@ impl MakeId {
 }
 
 /// Span with request id, method and path (never the query, never headers).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, req: &Request<B>) -> Span {
-        let id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        tracing::debug_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            path = %req.uri().path(),
-            version = ?req.version(),
-        )
-    }
+fn request_span<B>(req: &Request<B>, id: Option<&HeaderValue>) -> Span {
+    let id = id.and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::debug_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+    )
 }
 
 /// What the layers below learned about one request, for its access line and metrics.
@@ -224,7 +214,7 @@ where
                 id
             }
         };
-        let span = RequestSpan.make_span(&req);
+        let span = request_span(&req, request_id.as_ref());
         let line = Line {
             addresses: Addresses::of(&req),
             request_id,
@@ -353,8 +343,9 @@ fn access_line(line: &AccessLine<'_>, note: &Note) {
             }
             // Without tracing's dispatch when the binary's subscriber is the one logline.rs
             // reproduces, and no span is open (at `debug` the request span is, and the
-            // stock formatter writes its context): the same line, the same field order as
-            // the event below (logline.rs's tests compare them).
+            // stock formatter writes its context). These fields are the event's below, in
+            // its order: change both together (logline.rs's tests hold this list, written
+            // directly, to the stock formatter's line for that event).
             if tracing::Span::current().is_none() {
                 use crate::logline::Value::{Shown, Str, U64};
                 let mut fields = [("", U64(0)); 14];
