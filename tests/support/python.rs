@@ -41,6 +41,7 @@ pub fn venv_from(name: &str, requirements: &str) -> PathBuf {
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--no-cache-dir",
             "-r",
         ])
         .arg(&requirements)
