@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
+use memchr::{memchr, memchr2, memchr_iter};
 
 use crate::error::RequestError;
 
@@ -81,7 +82,7 @@ pub fn form_decode(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut rest = raw;
     // Runs without escapes (most of a token request, all of an assertion) are copied whole.
-    while let Some(i) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+    while let Some(i) = memchr2(b'%', b'+', rest) {
         out.extend_from_slice(&rest[..i]);
         if rest[i] == b'+' {
             out.push(b' ');
@@ -110,14 +111,19 @@ fn hex(b: u8) -> Option<u8> {
 pub fn parse_urlencoded(body: &[u8]) -> Result<Params<'_>, RequestError> {
     // A token request has a handful.
     let mut params = Vec::with_capacity(8);
-    for pair in body.split(|&b| b == b'&') {
+    // The separators are found with memchr, many bytes at a time: an assertion is most of
+    // a jwt request's body, and a byte-at-a-time scan cost ~12 instructions per byte.
+    let mut start = 0;
+    for end in memchr_iter(b'&', body).chain([body.len()]) {
+        let pair = &body[start..end];
+        start = end + 1;
         if pair.is_empty() {
             continue;
         }
         if params.len() == MAX_PARAMS {
             return Err(RequestError::MalformedForm);
         }
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+        let (name, value) = match memchr(b'=', pair) {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
@@ -128,7 +134,7 @@ pub fn parse_urlencoded(body: &[u8]) -> Result<Params<'_>, RequestError> {
 
 /// One decoded name or value: borrowed when it has no `%` or `+`, UTF-8 either way.
 fn component(raw: &[u8]) -> Result<Cow<'_, str>, RequestError> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+    if memchr2(b'%', b'+', raw).is_none() {
         return std::str::from_utf8(raw)
             .map(Cow::Borrowed)
             .map_err(|_| RequestError::MalformedForm);
