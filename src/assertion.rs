@@ -107,7 +107,7 @@ mod tests {
             &c.claims,
             &jwt::Expectations {
                 issuer: "https://as",
-                endpoint_url: "https://as/oauth2/token",
+                endpoint_url: ("https://as", "/oauth2/token"),
                 audience_mode: AudienceMode::Compat,
                 leeway: Duration::from_secs(30),
                 max_age: Duration::from_secs(300),

@@ -172,14 +172,13 @@ impl Authenticator {
         sub: &str,
         path: &str,
     ) -> Result<(), GatewayError> {
-        // `aud` may name the exact URL called (compat mode): only assertions need it.
-        let endpoint_url = format!("{}{}", self.public_url, path);
         let now = self.clock.now();
         let accepted = jwt::check_claims(
             &compact.claims,
             &jwt::Expectations {
                 issuer: &self.issuer,
-                endpoint_url: &endpoint_url,
+                // `aud` may name the exact URL called (compat mode).
+                endpoint_url: (&self.public_url, path),
                 audience_mode: self.assertion.audience,
                 leeway: self.assertion.leeway,
                 max_age: self.assertion.max_age,

@@ -112,8 +112,9 @@ pub fn decode(assertion: &str) -> Option<Compact<'_>> {
 #[derive(Debug)]
 pub struct Expectations<'a> {
     pub issuer: &'a str,
-    /// `public_url` + path of the endpoint being called.
-    pub endpoint_url: &'a str,
+    /// The URL of the endpoint being called, as `public_url` and the path: compared with
+    /// `aud` without being joined into a new string on every request.
+    pub endpoint_url: (&'a str, &'a str),
     pub audience_mode: AudienceMode,
     pub leeway: Duration,
     pub max_age: Duration,
@@ -214,8 +215,13 @@ pub fn check_claims(
 /// array (what Authlib and openid-client send). `strict` (draft-ietf-oauth-rfc7523bis): the
 /// issuer as the sole string value, closing audience-injection attacks.
 fn check_audience(aud: Option<&Value>, want: &Expectations<'_>) -> Result<(), AssertionRejection> {
+    let (base, path) = want.endpoint_url;
+    // Exactly `base + path`: the lengths add up and each part is where it must be.
+    let endpoint = |s: &str| {
+        s.len() == base.len() + path.len() && s.starts_with(base) && s.ends_with(path)
+    };
     let names = |s: &str| match want.audience_mode {
-        AudienceMode::Compat => s == want.issuer || s == want.endpoint_url,
+        AudienceMode::Compat => s == want.issuer || endpoint(s),
         AudienceMode::Strict => s == want.issuer,
     };
     match (aud, want.audience_mode) {
@@ -261,7 +267,7 @@ mod tests {
     fn expectations(now: i64) -> Expectations<'static> {
         Expectations {
             issuer: "https://as.example/acme",
-            endpoint_url: "https://as.example/oauth2/token",
+            endpoint_url: ("https://as.example", "/oauth2/token"),
             audience_mode: AudienceMode::Compat,
             leeway: Duration::from_secs(30),
             max_age: Duration::from_secs(300),
@@ -347,6 +353,22 @@ mod tests {
             check_claims(&other, &compat),
             Err(AssertionRejection::AudienceMismatch)
         );
+        // The endpoint's URL exactly: not a prefix, an extension or a splice of its parts.
+        for near in [
+            "https://as.example/oauth2/toke",
+            "https://as.example/oauth2/token/",
+            "https://as.example",
+            "/oauth2/token",
+            "https://as.example/oauth2/token/oauth2/token",
+            "https://as.exampl/oauth2/tokenn",
+            "https://as.example.evil/oauth2/token",
+        ] {
+            assert_eq!(
+                check_claims(&base(near.into()), &compat),
+                Err(AssertionRejection::AudienceMismatch),
+                "{near}"
+            );
+        }
         assert!(check_claims(&issuer, &strict).is_ok());
         assert_eq!(
             check_claims(&endpoint, &strict),
