@@ -2,7 +2,8 @@
 //! handshake (bounded by `limits.header_read_timeout`), HTTP/1.1 or HTTP/2 as ALPN chose
 //! (served by hyper's own connection for that protocol: guessing it from the first bytes
 //! cost a second read buffer, 8 KiB per connection),
-//! the stack for every request, and the two ways a connection is asked to end gracefully:
+//! the stack for every request, and the two ways a connection is asked to end gracefully
+//! (ending.rs):
 //! the server stopping, or the connection having nothing in flight for
 //! `limits.idle_timeout` (an HTTP/1 connection closes after its in-flight response, an
 //! HTTP/2 one gets GOAWAY and finishes its streams).
@@ -20,8 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,19 +30,17 @@ use futures_util::future::Either;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::rt::bounds::Http2ServerConnExec;
-use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::ending::{Activity, Ending};
 use super::head::{Exchanges, Finished, HeadGuard, HeadTimeouts};
 use super::proxy::{self, Origin};
 use super::{linger, refusal};
-use crate::body::{Body, BodyError, BoxError};
+use crate::body::{Body, BodyError};
 use crate::conn::{ClientAddr, ClientCertificate, ProxyAddr};
 use crate::error::HeadRefusal;
 use crate::metrics::{ConnectionRefusal, HandshakeFailure, Metrics};
@@ -74,50 +72,6 @@ impl Slots {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// What a connection's requests are doing, for the idle timeout.
-#[derive(Debug)]
-struct Activity {
-    in_flight: AtomicUsize,
-    /// Milliseconds from `start` to the end of the last request.
-    last_end: AtomicU64,
-    start: Instant,
-}
-
-/// Counts a request in flight until dropped.
-struct InFlight(Arc<Activity>);
-
-impl Activity {
-    fn new() -> Arc<Activity> {
-        Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            last_end: AtomicU64::new(0),
-            start: Instant::now(),
-        })
-    }
-
-    fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
-    }
-
-    /// How long nothing has been in flight, or `None` while something is.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let last = Duration::from_millis(self.last_end.load(Ordering::Acquire));
-        Some(self.start.elapsed().saturating_sub(last))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let now = self.0.start.elapsed().as_millis() as u64;
-        self.0.last_end.fetch_max(now, Ordering::AcqRel);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -349,82 +303,6 @@ impl Requests {
     }
 }
 
-/// A hyper connection that can be asked to finish gracefully. (hyper-util's
-/// `GracefulConnection` wants an IO that lives forever; ours is borrowed, so that the
-/// connection gets it back to close it, linger.rs.)
-trait Graceful: Future<Output = hyper::Result<()>> {
-    fn finish(self: Pin<&mut Self>);
-}
-
-impl<I, S, B> Graceful for http1::Connection<I, S>
-where
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<BoxError>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<BoxError>,
-{
-    fn finish(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
-where
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<BoxError>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<BoxError>,
-    E: Http2ServerConnExec<S::Future, B>,
-{
-    fn finish(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-/// What decides when a connection is asked to finish.
-struct Ending {
-    peer: SocketAddr,
-    stop: tokio::sync::watch::Receiver<bool>,
-    activity: Arc<Activity>,
-    idle_timeout: Duration,
-}
-
-impl Ending {
-    /// Runs `conn` to its end, asking it to finish gracefully when the server stops or
-    /// when it has been idle for `idle_timeout`.
-    async fn drive<C: Graceful>(mut self, conn: C) {
-        tokio::pin!(conn);
-        let idle = tokio::time::sleep(self.idle_timeout);
-        tokio::pin!(idle);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                _ = self.stop.wait_for(|stop| *stop), if !closing => {
-                    conn.as_mut().finish();
-                    closing = true;
-                }
-                () = idle.as_mut(), if !closing => match self.activity.idle_for() {
-                    Some(quiet) if quiet >= self.idle_timeout => {
-                        tracing::debug!(peer = %self.peer, "limits.idle_timeout: closing an idle connection");
-                        conn.as_mut().finish();
-                        closing = true;
-                    }
-                    Some(quiet) => idle.as_mut().reset(Instant::now() + (self.idle_timeout - quiet)),
-                    None => idle.as_mut().reset(Instant::now() + self.idle_timeout),
-                },
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,18 +315,5 @@ mod tests {
         assert!(slots.take(2).is_none());
         drop(a);
         assert!(slots.take(2).is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn activity_tracks_requests_in_flight_and_quiet_time() {
-        let a = Activity::new();
-        tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(a.idle_for(), Some(Duration::from_secs(3)));
-        let req = a.begin();
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(a.idle_for(), None, "busy while a request is in flight");
-        drop(req);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(a.idle_for(), Some(Duration::from_secs(2)));
     }
 }

@@ -29,6 +29,7 @@ use crate::shutdown::Lifecycle;
 use crate::tls::{self, TlsError};
 
 mod connection;
+mod ending;
 mod head;
 mod linger;
 mod proxy;
