@@ -217,9 +217,8 @@ pub fn check_claims(
 fn check_audience(aud: Option<&Value>, want: &Expectations<'_>) -> Result<(), AssertionRejection> {
     let (base, path) = want.endpoint_url;
     // Exactly `base + path`: the lengths add up and each part is where it must be.
-    let endpoint = |s: &str| {
-        s.len() == base.len() + path.len() && s.starts_with(base) && s.ends_with(path)
-    };
+    let endpoint =
+        |s: &str| s.len() == base.len() + path.len() && s.starts_with(base) && s.ends_with(path);
     let names = |s: &str| match want.audience_mode {
         AudienceMode::Compat => s == want.issuer || endpoint(s),
         AudienceMode::Strict => s == want.issuer,

@@ -227,7 +227,7 @@ mod tests {
 
     impl Future for Fake {
         type Output = hyper::Result<()>;
-        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
             self.polls.fetch_add(1, Ordering::Relaxed);
             if self.finished {
                 Poll::Ready(Ok(()))
@@ -327,7 +327,7 @@ mod tests {
         }
         impl Future for Busy {
             type Output = hyper::Result<()>;
-            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
                 if self.finished {
                     return Poll::Ready(Ok(()));
                 }
