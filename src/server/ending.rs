@@ -184,13 +184,15 @@ impl Ending {
             // again so that it is registered.
             while idle.as_mut().poll(&mut own).is_ready() {
                 match activity.idle_for() {
-                    Some(quiet) if quiet >= idle_timeout => {
+                    Some(idle_for) if idle_for >= idle_timeout => {
                         tracing::debug!(peer = %peer, "limits.idle_timeout: closing an idle connection");
                         conn.as_mut().finish();
                         closing = true;
                         break;
                     }
-                    Some(quiet) => idle.as_mut().reset(Instant::now() + (idle_timeout - quiet)),
+                    Some(idle_for) => {
+                        idle.as_mut().reset(Instant::now() + (idle_timeout - idle_for));
+                    }
                     None => idle.as_mut().reset(Instant::now() + idle_timeout),
                 }
             }
