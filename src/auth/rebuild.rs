@@ -27,33 +27,29 @@ pub fn rebuild(
 ) -> Bytes {
     let forwarded = match params {
         Some(p) => {
-            let mut kept: Vec<(&str, &str)> = Vec::with_capacity(p.len() + 1);
-            let mut has_client_id = false;
-            for (name, value) in p {
-                // docs/design.md §4: secret material is never forwarded.
-                if is_secret_param(name) {
-                    continue;
-                }
-                if name == CLIENT_ID {
-                    // Empty means omitted (RFC 6749 §3.1); a non-empty one was checked to
-                    // equal the authenticated client, and repeats were refused (§3.2).
-                    if value.is_empty() {
-                        continue;
-                    }
-                    has_client_id = true;
-                }
-                kept.push((name, value));
-            }
-            if !has_client_id {
-                kept.push((CLIENT_ID, client_id.as_str()));
-            }
+            // docs/design.md §4: secret material is never forwarded. A `client_id` that is
+            // empty means omitted (RFC 6749 §3.1); a non-empty one was checked to equal the
+            // authenticated client, and repeats were refused (§3.2).
+            let dropped = |name: &str, value: &str| {
+                is_secret_param(name) || name == CLIENT_ID && value.is_empty()
+            };
+            let kept = p
+                .iter()
+                .filter(|(name, value)| !dropped(name, value))
+                .map(|(name, value)| (name.as_ref(), value.as_ref()));
+            let has_client_id = p
+                .iter()
+                .any(|(name, value)| name == CLIENT_ID && !value.is_empty());
+            // The authenticated client's id, when the form did not carry it.
+            let added = (!has_client_id).then_some((CLIENT_ID, client_id.as_str()));
             headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             );
             // The re-encoded form is about as long as the original, less the secrets.
             let mut body = String::with_capacity(original.len() + client_id.as_str().len() + 16);
-            form::encode_into(&mut body, kept);
+            // Encoded straight from the parameters, without collecting them first.
+            form::encode_into(&mut body, kept.chain(added));
             Bytes::from(body)
         }
         None => original,
