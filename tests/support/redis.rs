@@ -29,8 +29,32 @@ fn binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below the kernel's range of ephemeral
+/// ports. A port from that range (what binding port 0 gives) can be taken before redis
+/// binds it, or while it is down between a kill and a restart, by any outgoing
+/// connection's source port; a gateway retrying a redis that is not listening can even
+/// be connected to itself on it (TCP simultaneous open), which then holds the port. Seen:
+/// `Address already in use` when a test restarted redis on its port.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if low >= 4096 {
+        // From a random start in [low / 2, low), so that tests running at once try
+        // different ports.
+        let span = u64::from(low / 2);
+        let start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        for i in 0..span {
+            let port = low - 1 - ((start.wrapping_add(i)) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
