@@ -341,43 +341,8 @@ fn access_line(line: &AccessLine<'_>, note: &Note) {
             if !tracing::enabled!(target: crate::logline::ACCESS, $level) {
                 return;
             }
-            // Without tracing's dispatch when the binary's subscriber is the one logline.rs
-            // reproduces, and no span is open (at `debug` the request span is, and the
-            // stock formatter writes its context). These fields are the event's below, in
-            // its order: change both together (logline.rs's tests hold this list, written
-            // directly, to the stock formatter's line for that event).
-            if tracing::Span::current().is_none() {
-                use crate::logline::Value::{Shown, Str, U64};
-                let mut fields = [("", U64(0)); 14];
-                let mut n = 0;
-                let mut push = |name, value| {
-                    fields[n] = (name, value);
-                    n += 1;
-                };
-                push("request_id", Str(line.request_id));
-                if let Some(client) = &client {
-                    push("client_addr", Shown(client.as_str()));
-                }
-                if let Some(peer) = &peer {
-                    push("peer", Shown(peer.as_str()));
-                }
-                push("method", Str(line.method));
-                push("path", Str(line.path));
-                push("status", U64(u64::from(line.status)));
-                push("latency_us", U64(line.latency.as_micros() as u64));
-                push("route", Str(line.route.as_str()));
-                push("client_id", Str(note.client_id.as_ref().map_or("-", ClientId::as_str)));
-                push("auth_method", Str(note.auth_method.map_or("-", AuthMethod::as_str)));
-                push("outcome", Str(note.outcome.map_or("-", Outcome::as_str)));
-                if let Some(error) = note.error.as_deref() {
-                    push("error", Str(error));
-                }
-                if let Some(shadow) = note.shadow_outcome {
-                    push("shadow_outcome", Str(shadow.as_str()));
-                }
-                if crate::logline::write_access($level, &fields[..n], line.message) {
-                    return;
-                }
+            if access_line_directly($level, line, note, client.as_ref(), peer.as_ref()) {
+                return;
             }
             tracing::event!(
                 target: crate::logline::ACCESS,
@@ -405,6 +370,59 @@ fn access_line(line: &AccessLine<'_>, note: &Note) {
     } else {
         access!(tracing::Level::INFO);
     }
+}
+
+/// Writes the access line without tracing's dispatch, when the binary's subscriber is the
+/// one logline.rs reproduces and no span is open (at `debug` the request span is, and the
+/// stock formatter writes its context); `false` if it did not, and the caller emits the
+/// event. These fields are the event's in [`access_line`], in its order: change both
+/// together (logline.rs's tests hold this list, written directly, to the stock
+/// formatter's line for that event).
+fn access_line_directly(
+    level: tracing::Level,
+    line: &AccessLine<'_>,
+    note: &Note,
+    client: Option<&IpText>,
+    peer: Option<&IpText>,
+) -> bool {
+    use crate::logline::Value::{Shown, Str, U64};
+    if !Span::current().is_none() {
+        return false;
+    }
+    let mut fields = [("", U64(0)); 14];
+    let mut n = 0;
+    let mut push = |name, value| {
+        fields[n] = (name, value);
+        n += 1;
+    };
+    push("request_id", Str(line.request_id));
+    if let Some(client) = client {
+        push("client_addr", Shown(client.as_str()));
+    }
+    if let Some(peer) = peer {
+        push("peer", Shown(peer.as_str()));
+    }
+    push("method", Str(line.method));
+    push("path", Str(line.path));
+    push("status", U64(u64::from(line.status)));
+    push("latency_us", U64(line.latency.as_micros() as u64));
+    push("route", Str(line.route.as_str()));
+    push(
+        "client_id",
+        Str(note.client_id.as_ref().map_or("-", ClientId::as_str)),
+    );
+    push(
+        "auth_method",
+        Str(note.auth_method.map_or("-", AuthMethod::as_str)),
+    );
+    push("outcome", Str(note.outcome.map_or("-", Outcome::as_str)));
+    if let Some(error) = note.error.as_deref() {
+        push("error", Str(error));
+    }
+    if let Some(shadow) = note.shadow_outcome {
+        push("shadow_outcome", Str(shadow.as_str()));
+    }
+    crate::logline::write_access(level, &fields[..n], line.message)
 }
 
 /// The access line and the request metric of a request head refused before it reached the
