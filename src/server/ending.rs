@@ -265,6 +265,13 @@ mod tests {
             .expect("the connection was asked to finish");
     }
 
+    /// How long (on the paused clock) `conn` ran before it was asked to finish.
+    async fn finished_after(ending: Ending, conn: impl Graceful) -> Duration {
+        let start = Instant::now();
+        drive(ending, conn).await;
+        start.elapsed()
+    }
+
     fn fake() -> (Fake, Arc<AtomicUsize>) {
         let polls = Arc::new(AtomicUsize::new(0));
         let conn = Fake {
@@ -278,45 +285,39 @@ mod tests {
     async fn an_idle_connection_is_asked_to_finish_after_the_idle_timeout() {
         let (ending, _tx, _) = ending(10);
         let (conn, _) = fake();
-        let start = Instant::now();
-        drive(ending, conn).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        let ran = finished_after(ending, conn).await;
+        assert_eq!(ran, Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_idle_timeout_counts_from_the_end_of_the_last_request() {
         let (ending, _tx, activity) = ending(10);
         let (conn, _) = fake();
-        let start = Instant::now();
         let request = activity.begin();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(25)).await;
             drop(request);
         });
-        drive(ending, conn).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(35));
+        let ran = finished_after(ending, conn).await;
+        assert_eq!(ran, Duration::from_secs(35));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_server_stopping_asks_the_connection_to_finish_at_once() {
         let (ending, tx, _) = ending(60);
         let (conn, _) = fake();
-        let start = Instant::now();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             tx.send_replace(true);
         });
-        drive(ending, conn).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        let ran = finished_after(ending, conn).await;
+        assert_eq!(ran, Duration::from_secs(5));
         // Stopping before the connection is driven: asked to finish on the first poll.
         let (ending, tx, _) = self::ending(60);
         tx.send_replace(true);
         let (conn, polls) = fake();
-        drive(ending, conn).await;
-        assert_eq!(
-            (start.elapsed(), polls.load(Ordering::Relaxed)),
-            (Duration::from_secs(5), 2)
-        );
+        let ran = finished_after(ending, conn).await;
+        assert_eq!((ran, polls.load(Ordering::Relaxed)), (Duration::ZERO, 2));
     }
 
     /// A connection that wakes its own task (as hyper does on every read and write) is
@@ -346,14 +347,13 @@ mod tests {
             }
         }
         let (ending, _tx, _) = ending(10);
-        let start = Instant::now();
         let wakes = Arc::new(AtomicUsize::new(0));
         let conn = Busy {
             wakes: wakes.clone(),
             finished: false,
         };
-        drive(ending, conn).await;
+        let ran = finished_after(ending, conn).await;
         let wakes = wakes.load(Ordering::Relaxed);
-        assert_eq!((wakes, start.elapsed()), (1000, Duration::from_secs(10)));
+        assert_eq!((wakes, ran), (1000, Duration::from_secs(10)));
     }
 }
